@@ -1,0 +1,1 @@
+"""xarray-level analysis of trajectory stores (installed as ``kmc.analysis``)."""

@@ -1,0 +1,66 @@
+"""Site indexing on the flat voxel lattice.
+
+A lattice of ``nx × ny × nz`` voxels is stored as one flat uint8 array, x fastest:
+``site = x + nx * (y + ny * z)``. x and y are always periodic. z is periodic (bulk benchmarks) or
+walled (the battery cell: z = 0 at the electrolyte, z = nz − 1 under the collector); across a wall
+the neighbour index is ``WALL`` (−1).
+
+Neighbours come from index arithmetic, not from a stored table: a table would cost 24–48 bytes per
+site, more than everything else the engine keeps per site.
+"""
+import numpy as np
+from numba import njit
+
+WALL = -1
+
+#: The six first-neighbour directions, in the order every kernel uses: −x, +x, −y, +y, −z, +z.
+DIRECTIONS = np.array(
+    [[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.int64
+)
+N_NEIGHBORS = 6
+
+
+@njit(cache=True)
+def site_index(x, y, z, nx, ny):
+    """Flat index of voxel (x, y, z)."""
+    return x + nx * (y + ny * z)
+
+
+@njit(cache=True)
+def site_coords(site, nx, ny):
+    """(x, y, z) of a flat index."""
+    q = site // nx
+    x = site - q * nx
+    z = q // ny
+    y = q - z * ny
+    return x, y, z
+
+
+@njit(cache=True)
+def neighbors6(site, nx, ny, nz, z_periodic, out):
+    """Write the six first neighbours of ``site`` into ``out[0:6]`` (order of ``DIRECTIONS``).
+
+    One decode of the flat index (two integer divisions) serves all six; each neighbour is then a
+    plus or minus of a stride with a wrap at the periodic edges. Across a z wall the entry is WALL.
+    """
+    nxy = nx * ny
+    q = site // nx
+    x = site - q * nx
+    z = q // ny
+    y = q - z * ny
+    out[0] = site - 1 if x > 0 else site + (nx - 1)
+    out[1] = site + 1 if x < nx - 1 else site - (nx - 1)
+    out[2] = site - nx if y > 0 else site + (ny - 1) * nx
+    out[3] = site + nx if y < ny - 1 else site - (ny - 1) * nx
+    if z > 0:
+        out[4] = site - nxy
+    elif z_periodic:
+        out[4] = site + (nz - 1) * nxy
+    else:
+        out[4] = WALL
+    if z < nz - 1:
+        out[5] = site + nxy
+    elif z_periodic:
+        out[5] = site - (nz - 1) * nxy
+    else:
+        out[5] = WALL
