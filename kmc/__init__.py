@@ -3,6 +3,16 @@
 The public API is re-exported here; see the README for the layout.
 """
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path as _Path
+
+# In a source checkout kernels/, analysis/ and scenarios/ sit beside kmc/ and the install maps them to
+# kmc.kernels, kmc.analysis, kmc.scenarios. When this kmc/ is imported from the checkout itself (Python
+# started in the repository root, which puts it first on sys.path), the same mapping comes from adding
+# the checkout root to the package path. An installed kmc has kmc/kernels/ and never takes this branch.
+_checkout = _Path(__file__).resolve().parent.parent
+if not (_Path(__file__).parent / "kernels").is_dir() and (_checkout / "pyproject.toml").is_file() \
+        and (_checkout / "kernels" / "__init__.py").is_file():
+    __path__.append(str(_checkout))
 
 try:
     __version__ = version("kmc-anodefree")
