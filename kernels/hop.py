@@ -109,14 +109,15 @@ def execute_hop(site, residual, lattice, empty_count, rate_mult, nx, ny, nz, z_p
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_batch(lattice, empty_count, rate_mult, tree, offsets, nx, ny, nz, z_periodic,
               clock, counters, rng, max_events, t_end, work):
     """Run hop events until ``max_events`` have run or the next one would pass ``t_end`` (s).
 
     ``clock[0]`` is the time (s), ``counters[0]`` the number of events; both are advanced in place.
     ``work`` is an int64 scratch buffer of at least ``4 * STENCIL_SIZE`` entries. Returns a
-    ``STOP_*`` code of ``kmc.kernels.solver``.
+    ``STOP_*`` code of ``kmc.kernels.solver``. Releases the GIL, so a run's heartbeat thread keeps
+    beating while a batch runs.
     """
     nbr_i = work[0:N_NEIGHBORS]
     nbr_j = work[N_NEIGHBORS:2 * N_NEIGHBORS]

@@ -19,7 +19,11 @@ try:
 except PackageNotFoundError:  # running from a checkout that was never installed
     __version__ = "0+unknown"
 
+from kmc.api import open, run, simulate, sweep  # noqa: A004 - kmc.open is SCHEMA.md's name
+from kmc.config import Scenario, load_scenario, seed_for_replica
 from kmc.errors import KmcError, ScenarioError
 from kmc.state import State
+from kmc.sweep import load_sweep
 
-__all__ = ["KmcError", "ScenarioError", "State", "__version__"]
+__all__ = ["KmcError", "Scenario", "ScenarioError", "State", "__version__", "load_scenario", "load_sweep",
+           "open", "run", "seed_for_replica", "simulate", "sweep"]

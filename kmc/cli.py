@@ -35,7 +35,17 @@ def main():
 
     \b
     Commands:
+      run     run a scenario (with replicas) into a Zarr store
+      sweep   run a parameter sweep on Dask, or as a cluster job array
+      status  what each run of a store is doing, and why failed runs failed
+      resume  continue a store's interrupted and unstarted runs from their checkpoints
       bench   the engine benchmark (events per second on the hop model)
+
+    \b
+    A first session:
+      kmc run scenarios/hop.toml -o hop.zarr --replicas 4
+      kmc status hop.zarr
+      python -c "import kmc; print(kmc.open('hop.zarr'))"
 
     Run `kmc COMMAND --help` for the options of a command. Exit codes: 0 success, 1 a run failed,
     2 bad input (nothing written), 3 stopped by a signal after a checkpoint.
@@ -78,3 +88,192 @@ def bench(sizes, fraction, min_seconds, models, seed):
     from kmc.bench import run_benchmarks
 
     run_benchmarks(sizes, fraction, min_seconds, models or ("hop", "hop-random"), seed)
+
+
+def _echo_err(message: str) -> None:
+    click.echo(f"kmc: {message}", err=True)
+
+
+def _finish(outcomes: dict) -> None:
+    from kmc.executors import summarize
+
+    code = summarize(outcomes)
+    if code == 3:
+        _echo_err("stopped by a signal after writing a checkpoint; `kmc resume` continues")
+    elif code == 1:
+        failed = [r for r, o in outcomes.items() if o != "done"]
+        _echo_err(f"{len(failed)} run(s) failed: {failed[:20]}; `kmc status` shows why")
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", metavar="OUT.zarr", type=click.Path(),
+              help="Store to write (default: <scenario name>.zarr in the working directory).")
+@click.option("--seed", type=int, help="Seed of replica 0 (default: [scenario] seed). Each run's `seed` "
+              "coordinate reproduces that run alone with `kmc run --seed <seed>`.")
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Independent stochastic replicas of the scenario.")
+@click.option("--set", "overrides", metavar="KEY=VALUE", multiple=True,
+              help="Override a scenario key, dotted, array entries by index; the value is a TOML value. "
+                   "E.g. --set conditions.stack_pressure_mpa=5 --set protocol.0.current_ma_cm2=0.2")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@click.option("--dry-run", is_flag=True, help="Validate, print the resolved scenario and the store size; write nothing.")
+def run(scenario_file, out, seed, replicas, overrides, overwrite, dry_run):
+    """Run a scenario into a Zarr store.
+
+    The scenario file is validated first (unknown keys, wrong types and unphysical values are
+    refused with exit code 2 and nothing written); then the store's template is created, and each
+    replica runs in turn, writing its samples as it goes and checkpointing every
+    `output.checkpoint_every_s` of wall time. A progress bar shows on a terminal.
+
+    SIGTERM or SIGINT (Ctrl-C) stops after the current sample with a checkpoint (exit code 3);
+    `kmc resume OUT.zarr` then continues exactly where it stopped.
+    """
+    from kmc.api import plan_replicas
+    from kmc.config import load_scenario
+    from kmc.executors import run_serial, stop_on_signals
+
+    scenario = load_scenario(scenario_file, overrides=list(overrides))
+    plan = plan_replicas(scenario, replicas, seed, command=" ".join(["kmc"] + sys.argv[1:]))
+    out = out or f"{scenario.name}.zarr"
+    if dry_run:
+        click.echo(scenario.dumps_toml())
+        click.echo(f"# runs: {plan.n_runs}, seeds: {plan.seeds[:8]}{' ...' if plan.n_runs > 8 else ''}")
+        click.echo(f"# store: {out}, at most {plan.estimated_bytes() / 1e6:.1f} MB uncompressed")
+        return
+    plan.create(out, overwrite=overwrite)
+    with stop_on_signals() as stop:
+        outcomes = run_serial(out, range(plan.n_runs), stop=stop, n_samples=plan.layout().sizes.get("sample"))
+    _finish(outcomes)
+
+
+@main.command()
+@click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", metavar="OUT.zarr", required=True, type=click.Path(), help="Store to write.")
+@click.option("--workers", type=click.IntRange(min=1), help="Dask LocalCluster worker processes (default: CPU count).")
+@click.option("--scheduler", metavar="ADDRESS", help="Use a running Dask scheduler (e.g. started by dask-jobqueue).")
+@click.option("--init", "init", is_flag=True, help="Only create the store for a job array and print the --array range.")
+@click.option("--runs-per-task", default=1, show_default=True, type=click.IntRange(min=1),
+              help="With --init: runs per array task.")
+@click.option("--task-id", type=int, metavar="I",
+              help="Run array task I (0-based; default $SLURM_ARRAY_TASK_ID): runs I*K ... I*K+K-1.")
+@click.option("--rerun-failed", is_flag=True,
+              help="Redo the store's failed runs and runs whose heartbeat is stale (not runs alive elsewhere).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rerun_failed, overwrite):
+    """Run a parameter sweep: every point of [vary] times `replicas`.
+
+    \b
+    Three ways to run it:
+      kmc sweep S.toml -o OUT.zarr                 on a Dask LocalCluster (or --scheduler ADDRESS)
+      kmc sweep S.toml -o OUT.zarr --init --runs-per-task 4
+                                                   create the store for a job array; prints --array=0-N
+      kmc sweep S.toml -o OUT.zarr --task-id I     one array task (default $SLURM_ARRAY_TASK_ID)
+
+    A SLURM array script runs `kmc sweep S.toml -o OUT.zarr` with no --task-id. Each run's seed
+    derives from the sweep seed, the point's values and the replica, so adding points never
+    reseeds existing runs. Sweeping a key that changes array shapes (lattice.*) is refused.
+    `--rerun-failed` redoes failed runs and stale ones; `kmc status OUT.zarr` shows which.
+    """
+    import os
+
+    from kmc.api import plan_sweep
+    from kmc.executors import run_dask, run_serial, stop_on_signals
+    from kmc.store import root_attrs, run_statuses
+
+    command = " ".join(["kmc"] + sys.argv[1:])
+    env_task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if task_id is None and env_task is not None and not init and not rerun_failed:
+        try:
+            task_id = int(env_task)
+        except ValueError:
+            raise KmcError(f"SLURM_ARRAY_TASK_ID = {env_task!r} is not allowed: expected an integer")
+    if rerun_failed or task_id is not None:
+        attrs = root_attrs(out)
+        n_runs = len(run_statuses(out))
+        if rerun_failed:
+            # A failed run starts afresh; a stale one (its process died) continues from its checkpoint.
+            statuses = run_statuses(out)
+            outcomes = {}
+            for kind, resume_it in (("failed", False), ("interrupted", True)):
+                runs = [s.run for s in statuses if s.status == kind]
+                if not runs:
+                    continue
+                _echo_err(f"{'redoing' if kind == 'failed' else 'resuming'} {len(runs)} {kind} run(s): {runs[:20]}")
+                if workers or scheduler:
+                    outcomes.update(run_dask(out, runs, resume=resume_it, workers=workers, scheduler=scheduler))
+                else:
+                    with stop_on_signals() as stop:
+                        outcomes.update(run_serial(out, runs, resume=resume_it, stop=stop))
+            _finish(outcomes)
+        k = int(attrs.get("runs_per_task", 0))
+        if k < 1:
+            raise KmcError(f"--task-id: store {out!r} was not created with --init (no runs_per_task)")
+        n_tasks = -(-n_runs // k)
+        if not 0 <= task_id < n_tasks:
+            raise KmcError(f"--task-id = {task_id} is not allowed: expected 0 to {n_tasks - 1} for this store")
+        runs = list(range(task_id * k, min(n_runs, task_id * k + k)))
+        with stop_on_signals() as stop:
+            outcomes = run_serial(out, runs, array_task=task_id, stop=stop)
+        _finish(outcomes)
+    plan = plan_sweep(sweep_file, runs_per_task=runs_per_task if init else 0, command=command)
+    plan.create(out, overwrite=overwrite)
+    if init:
+        n_tasks = -(-plan.n_runs // runs_per_task)
+        click.echo(f"created {out}: {plan.n_runs} runs, {runs_per_task} per task")
+        click.echo(f"--array=0-{n_tasks - 1}")
+        return
+    _finish(run_dask(out, list(range(plan.n_runs)), workers=workers, scheduler=scheduler))
+
+
+@main.command()
+@click.argument("store", metavar="OUT.zarr", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(store, as_json):
+    """Show how many runs are pending, running, interrupted, done and failed, and why runs failed.
+
+    A run marked running whose heartbeat is older than a minute is reported as interrupted
+    (its process is gone); `kmc resume` continues it from its last checkpoint.
+    """
+    import json
+
+    from kmc.store import run_statuses
+
+    statuses = run_statuses(store)
+    counts = {k: 0 for k in ("pending", "running", "interrupted", "done", "failed")}
+    for s in statuses:
+        counts[s.status] = counts.get(s.status, 0) + 1
+    failures = [{"run": s.run, "error": s.error} for s in statuses if s.status == "failed"]
+    if as_json:
+        click.echo(json.dumps({"runs": len(statuses), **counts, "failures": failures,
+                               "by_run": [s.status for s in statuses]}))
+        return
+    click.echo(f"{store}: {len(statuses)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    for f in failures:
+        click.echo(f"  run {f['run']} failed: {f['error']}")
+
+
+@main.command()
+@click.argument("store", metavar="OUT.zarr", type=click.Path())
+@click.option("--workers", type=click.IntRange(min=1), help="Resume on a Dask LocalCluster of this many workers.")
+@click.option("--scheduler", metavar="ADDRESS", help="Resume on a running Dask scheduler.")
+def resume(store, workers, scheduler):
+    """Continue a store's interrupted runs from their last checkpoint, and start its pending runs.
+
+    Runs still alive in another process (fresh heartbeat) are left alone; done and failed runs too
+    (`kmc sweep ... --rerun-failed` redoes failed ones). A resumed run ends with exactly the data it
+    would have had without the interruption.
+    """
+    from kmc.executors import run_dask, run_serial, stop_on_signals
+    from kmc.store import run_statuses
+
+    runs = [s.run for s in run_statuses(store) if s.status in ("interrupted", "pending")]
+    if not runs:
+        click.echo(f"{store}: nothing to resume")
+        return
+    _echo_err(f"resuming {len(runs)} run(s): {runs[:20]}")
+    if workers or scheduler:
+        _finish(run_dask(store, runs, workers=workers, scheduler=scheduler))
+    with stop_on_signals() as stop:
+        _finish(run_serial(store, runs, stop=stop))

@@ -15,7 +15,7 @@ import numpy as np
 from kmc.errors import ScenarioError
 from kmc.kernels import hop as hop_kernels
 from kmc.kernels.lattice import N_NEIGHBORS
-from kmc.kernels.solver import tree_build, tree_new
+from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, tree_build, tree_new
 from kmc.state import State
 
 MODELS = ("hop", "hop-random")
@@ -92,3 +92,75 @@ def advance(state: State, max_events: int | None = None, until_time_s: float | N
         state.tree_offsets, nx, ny, nz, state.z_periodic, state.clock, state.counters, state.rng,
         n, t_end, work,
     )
+
+
+class HopModel:
+    """The hop model as a scenario (``[model] kind = "hop"``): what the runner needs of a model.
+
+    Samples are taken every ``output.sample_every_s`` of simulated time from 0 to ``hop.duration_s``
+    (default: 500 intervals); each records the time, the number of events so far and the total
+    event rate. With ``output.snapshot_every_samples`` the lattice is stored every that many samples.
+    """
+
+    kind = "hop"
+    #: Events per kernel call while advancing to a sample time: keeps Python's checks (signals,
+    #: progress) a fraction of a second apart without changing the trajectory.
+    EVENTS_PER_CALL = 500_000
+
+    def __init__(self, scenario):
+        self.scenario = scenario
+        hop_cfg = scenario.data["hop"]
+        out = scenario.data.get("output", {})
+        self.size = int(hop_cfg["size"])
+        self.fraction = float(hop_cfg["fraction"])
+        self.rate_decades = float(hop_cfg["rate_decades"])
+        self.duration_s = float(hop_cfg["duration_s"])
+        every = out.get("sample_every_s")
+        self.sample_every_s = float(every) if every else self.duration_s / 500.0
+        self.n_samples = int(math.floor(self.duration_s / self.sample_every_s * (1 + 1e-12))) + 1
+        snap_every = out.get("snapshot_every_samples")
+        self.snapshot_every = int(snap_every) if snap_every else 0
+        self.n_snaps = -(-self.n_samples // self.snapshot_every) if self.snapshot_every else 0
+
+    def layout(self):
+        from kmc.store import Layout, Var
+
+        L = self.size
+        variables = [
+            Var("time", ("run", "sample"), "float64", "s", "simulated time"),
+            Var("event_count", ("run", "sample"), "int64", "1", "KMC events executed so far", -1),
+            Var("total_rate", ("run", "sample"), "float64", "s-1", "total event rate"),
+        ]
+        sizes = {"sample": self.n_samples}
+        coords = {}
+        if self.n_snaps:
+            sizes.update(snap=self.n_snaps, z=L, y=L, x=L)
+            variables += [
+                Var("lattice", ("run", "snap", "z", "y", "x"), "uint8", "1", "site state", 255,
+                    {"flag_values": [0, 1], "flag_meanings": "empty occupied"}),
+                Var("snap_time", ("run", "snap"), "float64", "s", "simulated time of the snapshot"),
+            ]
+            for axis in "xyz":
+                coords[axis] = ((axis,), np.arange(L, dtype=np.int64),
+                                {"units": "1", "long_name": f"site index along {axis}"})
+        return Layout(sizes, variables, coords)
+
+    def new_state(self, seed: int) -> State:
+        return new_state(self.size, self.fraction, seed=seed, rate_decades=self.rate_decades)
+
+    def advance_sample(self, state: State, k: int) -> dict:
+        """Advance to sample k's time and return its observables."""
+        t_k = k * self.sample_every_s
+        code = STOP_EVENTS
+        while code == STOP_EVENTS:
+            code = advance(state, max_events=self.EVENTS_PER_CALL, until_time_s=t_k)
+        if code == STOP_NO_EVENTS:  # a frozen lattice: time passes, nothing happens
+            state.clock[0] = t_k
+        return {"time": state.time_s, "event_count": state.events, "total_rate": float(state.tree[-1])}
+
+    def snapshot(self, state: State, k: int) -> tuple[int, dict] | None:
+        """``(snap index, variables)`` if sample k takes a snapshot, else None."""
+        if not self.snapshot_every or k % self.snapshot_every:
+            return None
+        L = self.size
+        return k // self.snapshot_every, {"lattice": state.lattice.reshape(L, L, L), "snap_time": state.time_s}

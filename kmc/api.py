@@ -1,0 +1,145 @@
+"""The Python API (SCHEMA.md): load_scenario, simulate, run, sweep, open.
+
+A store is created once from a plan — the base scenario, the runs (seed, replica, swept values) and
+the model's layout — and every run is then executed by ``kmc.runner.execute_run`` wherever it runs.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kmc import store as st
+from kmc.config import Scenario, load_scenario, seed_for_replica
+from kmc.errors import KmcError
+from kmc.executors import run_dask, run_serial
+from kmc.runner import DONE, model_for
+
+__all__ = ["load_scenario", "simulate", "run", "sweep", "open", "Plan"]
+
+
+@dataclass
+class Plan:
+    """Everything needed to create a store: the base scenario and one entry per run."""
+
+    base: Scenario
+    seeds: list[int]
+    replicas: list[int]
+    points: list[dict] = field(default_factory=list)  # swept values per run (empty for kmc run)
+    swept_keys: tuple[str, ...] = ()
+    sweep_definition: dict | None = None
+    runs_per_task: int = 0
+    command: str = "kmc"
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.seeds)
+
+    def scenario(self, run: int) -> Scenario:
+        return self.base.with_overrides(self.points[run]) if self.swept_keys else self.base
+
+    def layout(self):
+        return model_for(self.base).layout()
+
+    def state_prototype(self) -> dict:
+        return model_for(self.base).new_state(self.seeds[0]).arrays()
+
+    def estimated_bytes(self) -> int:
+        return st.estimate_bytes(self.layout(), self.n_runs, self.state_prototype())
+
+    def attrs(self) -> dict:
+        from kmc import __version__
+
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "title": f"kmc trajectories: {self.base.name}",
+            "source": f"kmc-anodefree {__version__}",
+            "history": f"{now} created by: {self.command}",
+            "Conventions": "CF-1.10",
+            "schema_version": st.SCHEMA_VERSION,
+            "model": self.base.kind,
+            "scenario": json.dumps(self.base.to_dict()),
+            "materials": json.dumps(self.base.materials),
+            "sweep": json.dumps(self.sweep_definition) if self.sweep_definition else "",
+            "swept_keys": json.dumps(list(self.swept_keys)),
+            "runs_per_task": int(self.runs_per_task),
+        }
+
+    def run_coords(self) -> dict:
+        coords = {"seed": np.array(self.seeds, dtype=np.int64),
+                  "replica": np.array(self.replicas, dtype=np.int64)}
+        for key in self.swept_keys:
+            coords[key] = np.array([p[key] for p in self.points])
+        return coords
+
+    def create(self, location, overwrite: bool = False) -> None:
+        # Validate every run's scenario before anything is written.
+        for r in range(self.n_runs):
+            self.scenario(r)
+        st.create(location, self.layout(), self.run_coords(), self.attrs(), self.state_prototype(),
+                  overwrite=overwrite)
+
+
+def plan_replicas(scenario: Scenario, replicas: int = 1, seed: int | None = None, command: str = "kmc") -> Plan:
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+        raise KmcError(f"replicas = {replicas!r} is not allowed: expected an integer of at least 1")
+    base_seed = scenario.seed if seed is None else int(seed)
+    if not 0 <= base_seed < 2**63:
+        raise KmcError(f"seed = {base_seed!r} is not allowed: expected an integer from 0 to 2**63-1")
+    return Plan(scenario, [seed_for_replica(base_seed, r) for r in range(replicas)], list(range(replicas)),
+                command=command)
+
+
+def plan_sweep(sweep_def, runs_per_task: int = 0, command: str = "kmc") -> Plan:
+    from kmc.sweep import load_sweep
+
+    sw = load_sweep(sweep_def)
+    return Plan(sw.base, [r.seed for r in sw.runs], [r.replica for r in sw.runs], [dict(r.point) for r in sw.runs],
+                tuple(sw.varied_keys), sw.to_dict(), runs_per_task, command)
+
+
+def _as_scenario(scenario) -> Scenario:
+    return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+
+
+def simulate(scenario, seed: int | None = None):
+    """Run one scenario in memory and return its xarray.Dataset (the store's variables, run = 1)."""
+    import xarray as xr
+    import zarr
+
+    memory = zarr.storage.MemoryStore()
+    plan = plan_replicas(_as_scenario(scenario), 1, seed)
+    plan.create(memory)
+    outcome = run_serial(memory, [0], progress=False)[0]
+    ds = xr.open_zarr(memory).load()
+    if outcome != DONE:
+        raise KmcError(f"the run failed: {ds['error'].values[0]}")
+    return ds
+
+
+def run(scenario, store, replicas: int = 1, seed: int | None = None, overwrite: bool = False):
+    """Run a scenario's replicas one by one into a new store; returns the opened store."""
+    plan = plan_replicas(_as_scenario(scenario), replicas, seed)
+    plan.create(store, overwrite=overwrite)
+    run_serial(store, range(plan.n_runs))
+    return open(store)
+
+
+def sweep(sweep_def, store, client=None, workers: int | None = None, overwrite: bool = False):
+    """Run a sweep (file or dict) on Dask (``client``, or a LocalCluster of ``workers``); returns the store."""
+    plan = plan_sweep(sweep_def)
+    plan.create(store, overwrite=overwrite)
+    run_dask(store, list(range(plan.n_runs)), client=client, workers=workers)
+    return open(store)
+
+
+def open(store):  # noqa: A001 - the public name SCHEMA.md gives
+    """Open a store as an xarray.Dataset (lazily, with dask)."""
+    import xarray as xr
+
+    if isinstance(store, (str, os.PathLike)):
+        st.open_group(store, mode="r")  # a clear error for a path that is not a store
+    return xr.open_zarr(store)

@@ -1,0 +1,327 @@
+"""The trajectory store: one Zarr v3 group per ``kmc run`` or ``kmc sweep`` (SCHEMA.md).
+
+Write discipline, so that runs in separate processes never damage each other:
+
+- The template — every variable's metadata, coordinates, and the global attrs — is written once, by
+  ``create``, into a temporary directory that is renamed into place; consolidated metadata is
+  written then too and stays valid, because nothing writes metadata or attrs afterwards.
+  Variables start as missing chunks, which read as their fill value, so the template is tiny.
+- Every variable has chunk 1 along ``run``: a run's writer touches only its own chunks, and Zarr's
+  local store writes each chunk to a temporary file and renames it, so a killed writer leaves whole
+  chunks, old or new.
+- A run records its progress after the data it covers: samples first, then ``samples_written``;
+  a checkpoint's arrays into the slot not in use, then the one-chunk pointer naming that slot.
+
+Checkpoints (every array of the run's State plus its metadata and generator state) live in the
+``checkpoint`` subgroup, which ``xarray.open_zarr`` does not show.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kmc.errors import KmcError
+from kmc.state import State
+
+SCHEMA_VERSION = "1"
+
+STATUS_PENDING, STATUS_RUNNING, STATUS_DONE, STATUS_FAILED = 0, 1, 2, 3
+STATUS_NAMES = {STATUS_PENDING: "pending", STATUS_RUNNING: "running", STATUS_DONE: "done",
+                STATUS_FAILED: "failed"}
+
+#: A live run writes its heartbeat this often (wall-clock seconds) ...
+HEARTBEAT_EVERY_S = 10.0
+#: ... so a running run whose heartbeat is older than this is taken for dead.
+STALE_AFTER_S = 60.0
+
+#: Samples per chunk along ``sample`` (a run rewrites at most one partial chunk per flush).
+SAMPLE_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class Var:
+    """One variable of the store: name, dimensions, dtype, CF ``units`` and ``long_name``.
+
+    ``fill`` is what a never-written element reads as: NaN for floats (past a run's end), a
+    documented value otherwise. ``attrs`` are extra attributes (e.g. a state-code legend).
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: str
+    units: str
+    long_name: str
+    fill: Any = None
+    attrs: dict = field(default_factory=dict)
+
+    def fill_value(self):
+        if self.fill is not None:
+            return self.fill
+        kind = np.dtype(self.dtype).kind if self.dtype != "str" else "U"
+        return math.nan if kind == "f" else ("" if kind == "U" else 0)
+
+
+#: Per-run bookkeeping every store has, whatever the model.
+RUN_VARS = (
+    Var("status", ("run",), "int8", "1", "run status", STATUS_PENDING,
+        {"flag_values": [0, 1, 2, 3], "flag_meanings": "pending running done failed"}),
+    Var("events", ("run",), "int64", "1", "KMC events executed"),
+    Var("wall_seconds", ("run",), "float64", "s", "wall-clock time spent running"),
+    Var("samples_written", ("run",), "int64", "1", "samples written so far"),
+    Var("heartbeat", ("run",), "float64", "seconds since 1970-01-01T00:00:00Z",
+        "wall-clock time the run was last seen alive"),
+    Var("error", ("run",), "str", "1", "message of a failed run"),
+    Var("code_version", ("run",), "str", "1", "kmc version that ran the run"),
+    Var("git_hash", ("run",), "str", "1", "git commit of the code that ran the run, if known"),
+    Var("host", ("run",), "str", "1", "host that ran the run"),
+    Var("array_task", ("run",), "int64", "1", "job-array task that ran the run (-1: none)", -1),
+)
+
+#: Variables that depend on when and where a run ran, not on the scenario and seed.
+WALL_CLOCK_AND_PROVENANCE = ("wall_seconds", "heartbeat", "code_version", "git_hash", "host", "array_task")
+
+
+@dataclass
+class Layout:
+    """What a model writes: dimension sizes, its variables, and the x/y/z coordinates."""
+
+    sizes: dict[str, int]
+    variables: list[Var]
+    coords: dict[str, tuple[tuple[str, ...], np.ndarray, dict]] = field(default_factory=dict)
+
+    def all_vars(self) -> list[Var]:
+        return list(RUN_VARS) + list(self.variables)
+
+
+def _chunks(var: Var, sizes: dict[str, int]) -> tuple[int, ...]:
+    chunks = []
+    for d in var.dims:
+        if d == "run":
+            chunks.append(1)
+        elif d == "sample":
+            chunks.append(max(1, min(sizes[d], SAMPLE_CHUNK)))
+        elif d in ("frame", "snap"):
+            chunks.append(1)
+        else:
+            chunks.append(max(1, sizes[d]))
+    return tuple(chunks)
+
+
+def estimate_bytes(layout: Layout, n_runs: int, state_arrays: dict[str, np.ndarray]) -> int:
+    """Uncompressed size of a full store: every variable plus two checkpoint slots per run."""
+    sizes = dict(layout.sizes, run=n_runs)
+    total = 0
+    for v in layout.all_vars():
+        itemsize = 64 if v.dtype == "str" else np.dtype(v.dtype).itemsize
+        total += itemsize * math.prod(sizes[d] for d in v.dims)
+    total += 2 * n_runs * sum(a.nbytes for a in state_arrays.values())
+    return total
+
+
+def create(location, layout: Layout, run_coords: dict[str, np.ndarray], attrs: dict,
+           state_arrays: dict[str, np.ndarray], overwrite: bool = False):
+    """Write a store's template. ``location``: a directory path, or a Zarr store object (in memory).
+
+    ``run_coords``: coordinates along ``run`` (``seed``, ``replica``, swept keys), equal lengths.
+    ``state_arrays``: a prototype of the runs' State arrays (names, shapes, dtypes) to size the
+    checkpoint slots. An existing directory is refused unless ``overwrite``; it is replaced only once
+    the new template is complete, and nothing is left behind if creation fails.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    n_runs = len(next(iter(run_coords.values())))
+    sizes = dict(layout.sizes, run=n_runs)
+    data_vars, encoding = {}, {}
+    for v in layout.all_vars():
+        shape = tuple(sizes[d] for d in v.dims)
+        chunks = _chunks(v, sizes)
+        fill = v.fill_value()
+        if v.dtype == "str":
+            arr = da.full(shape, "", dtype=object, chunks=chunks)
+        else:
+            arr = da.full(shape, fill, dtype=v.dtype, chunks=chunks)
+        data_vars[v.name] = xr.Variable(v.dims, arr, {"units": v.units, "long_name": v.long_name, **v.attrs})
+        enc = {"chunks": chunks}
+        if v.dtype != "str":
+            enc["_FillValue" if np.dtype(v.dtype).kind == "f" else "fill_value"] = fill
+        encoding[v.name] = enc
+    coords = {"run": ("run", np.arange(n_runs, dtype=np.int64), {"long_name": "run index"})}
+    for name, values in run_coords.items():
+        coords[name] = ("run", np.asarray(values), {"long_name": name})
+    coords.update({k: (dims, vals, a) for k, (dims, vals, a) in layout.coords.items()})
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+    is_path = isinstance(location, (str, os.PathLike))
+    if is_path:
+        final = Path(location)
+        if final.exists() and not overwrite:
+            raise KmcError(f"output store {str(final)!r} exists: pass --overwrite to replace it")
+        target = final.with_name(f".{final.name}.creating-{os.getpid()}")
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        target = location
+    try:
+        import zarr
+
+        with warnings.catch_warnings():
+            # Consolidated metadata is not in the v3 spec yet; written once at creation it stays
+            # valid (nothing writes metadata later) and saves readers a listing.
+            warnings.simplefilter("ignore", category=UserWarning)
+            # The string variables' template is n_runs empty strings; xarray computes them to infer
+            # the dtype (and warns about it), but with compute=False writes no chunk.
+            warnings.simplefilter("ignore", category=xr.SerializationWarning)
+            ds.to_zarr(target, compute=False, encoding=encoding, zarr_format=3, consolidated=False,
+                       mode="w")
+            root = zarr.open_group(target, mode="r+")
+            ckpt = root.create_group("checkpoint")
+            for name, proto in state_arrays.items():
+                ckpt.create_array(name, shape=(n_runs, 2, proto.size), chunks=(1, 1, max(1, proto.size)),
+                                  dtype=proto.dtype, fill_value=0)
+            ckpt.create_array("meta", shape=(n_runs, 2), chunks=(1, 1), dtype=str, fill_value="")
+            # [slot in use (-1: none), samples covered]: one chunk per run, so it changes atomically.
+            ckpt.create_array("pointer", shape=(n_runs, 2), chunks=(1, 2), dtype="int64", fill_value=-1)
+            zarr.consolidate_metadata(target)
+        if is_path:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(target, final)
+    except BaseException:
+        if is_path:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def open_group(location, mode: str = "r+"):
+    import zarr
+
+    if isinstance(location, (str, os.PathLike)) and not Path(location, "zarr.json").is_file():
+        raise KmcError(f"{str(location)!r} is not a kmc store (no zarr.json)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        return zarr.open_group(location, mode=mode, use_consolidated=True)
+
+
+def root_attrs(location) -> dict:
+    return dict(open_group(location, mode="r").attrs)
+
+
+def _git_hash() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+class RunWriter:
+    """Writes one run's region of a store: samples, snapshots, run variables, checkpoints."""
+
+    def __init__(self, location, run: int):
+        self.location = location
+        self.run = int(run)
+        self.group = open_group(location, mode="r+")
+        self._arrays = {}
+
+    def array(self, name):
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name]
+        return self._arrays[name]
+
+    # -- data ------------------------------------------------------------------------------------
+    def write_samples(self, start: int, data: dict[str, np.ndarray]) -> None:
+        """Write samples ``start … start+n−1`` of each variable, then ``samples_written``."""
+        n = 0
+        for name, values in data.items():
+            values = np.asarray(values)
+            n = values.shape[0]
+            self.array(name)[self.run, start:start + n] = values
+        self.set(samples_written=start + n)
+
+    def write_at(self, name: str, index: int, values) -> None:
+        """Write element ``index`` along the variable's second dimension (a frame, a snapshot)."""
+        self.array(name)[self.run, index] = values
+
+    def set(self, **values) -> None:
+        """Write per-run variables."""
+        for name, value in values.items():
+            self.array(name)[self.run] = value
+
+    def heartbeat(self, alive: bool = True) -> None:
+        self.set(heartbeat=time.time() if alive else math.nan)
+
+    def mark_running(self, array_task: int = -1) -> None:
+        from kmc import __version__
+
+        self.set(status=STATUS_RUNNING, error="", code_version=__version__, git_hash=_git_hash(),
+                 host=socket.gethostname(), array_task=array_task)
+        self.heartbeat()
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def pointer(self) -> tuple[int, int]:
+        slot, samples = (int(v) for v in self.group["checkpoint/pointer"][self.run])
+        return slot, samples
+
+    def save_checkpoint(self, state: State, samples_done: int) -> None:
+        """Write the State into the free slot, then point to it (the pointer chunk last)."""
+        slot, _ = self.pointer()
+        new = 1 - slot if slot in (0, 1) else 0
+        for name, arr in state.arrays().items():
+            self.group[f"checkpoint/{name}"][self.run, new] = arr.ravel()
+        self.group["checkpoint/meta"][self.run, new] = json.dumps(state.meta())
+        self.group["checkpoint/pointer"][self.run] = np.array([new, samples_done], dtype=np.int64)
+
+    def load_checkpoint(self) -> tuple[State, int] | None:
+        """The last complete checkpoint and the number of samples it covers, or None."""
+        slot, samples = self.pointer()
+        if slot not in (0, 1):
+            return None
+        meta = json.loads(str(self.group["checkpoint/meta"][self.run, slot]))
+        arrays = {}
+        for name in self.group["checkpoint"].array_keys():
+            if name not in ("meta", "pointer"):
+                arrays[name] = np.asarray(self.group[f"checkpoint/{name}"][self.run, slot])
+        return State.from_parts(meta, arrays), samples
+
+    def clear_checkpoint(self) -> None:
+        self.group["checkpoint/pointer"][self.run] = np.array([-1, 0], dtype=np.int64)
+
+
+@dataclass
+class RunStatus:
+    run: int
+    status: str  # pending | running | interrupted | done | failed
+    samples_written: int
+    heartbeat_age_s: float
+    error: str
+
+
+def run_statuses(location, now: float | None = None) -> list[RunStatus]:
+    """Every run's status; a running run whose heartbeat is missing or stale is ``interrupted``."""
+    g = open_group(location, mode="r")
+    now = time.time() if now is None else now
+    status = np.asarray(g["status"][:])
+    beat = np.asarray(g["heartbeat"][:])
+    written = np.asarray(g["samples_written"][:])
+    errors = np.asarray(g["error"][:])
+    out = []
+    for r in range(status.size):
+        age = now - beat[r] if np.isfinite(beat[r]) else math.inf
+        name = STATUS_NAMES.get(int(status[r]), "unknown")
+        if name == "running" and age > STALE_AFTER_S:
+            name = "interrupted"
+        out.append(RunStatus(r, name, int(written[r]), float(age), str(errors[r])))
+    return out
