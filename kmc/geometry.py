@@ -1,0 +1,163 @@
+"""Initial geometry of the cell under stack pressure (PHYSICS.md §3).
+
+- **SE surface**: a Gaussian random field of rms roughness ``Rq`` and correlation length ``ξ``
+  (Gaussian autocorrelation ``C(r) = Rq² exp(−r²/ξ²)``), voxelized as column heights. The SE is
+  voxelized only as deep as its topography: the lowest valley keeps one SE voxel.
+- **Foil CC**: a flat lower face lowered onto the asperities until the bearing fraction is
+  ``φ0 = min(1, P/H_foil)``: exactly ``round(φ0·N)`` columns (at least one) touch, the highest ones
+  by continuous height, and the CC is flattened where it overlaps them (the asperity tops end at
+  the CC's lower face). Everything between the surfaces is GAP.
+- **Pellet CC**: its lower face replicates the SE topography (full contact); a porous pellet holds
+  GAP pores, a fraction ``ε`` of the CC body and, at the interface, of the CC's lower face.
+- **Au**: the seed-layer inventory (nm) on every CC lower-face pixel.
+- **Initial Na**: a layer of mean thickness ``initial_na_um`` between SE and CC, in full contact.
+
+The CC is a rigid body: its shape (``cc_shape``: lower face per column relative to the offset) is
+fixed, and ``cc_offset`` is its vertical position; the lowest CC voxel of a column is at
+``cc_offset + cc_shape``. Pores and whatever fills them move with it. The top layer of the domain is
+always solid CC, so lifting the CC loses only solid CC out of the top.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+from kmc.errors import ScenarioError
+from kmc.kernels.cell import CC, GAP, NA, SE
+
+
+@dataclass
+class Geometry:
+    """The initial lattice and the per-column fields of a cell. Arrays are (ny, nx) or (nz, ny, nx)."""
+
+    voxel_um: float
+    lattice: np.ndarray  # uint8 (nz, ny, nx)
+    surface_um: np.ndarray  # continuous SE heights (mean 0), µm
+    cc_shape: np.ndarray  # int (ny, nx), lowest CC voxel relative to cc_offset
+    cc_offset: int
+    au_nm: np.ndarray  # float (ny, nx), Au on the CC lower face
+    bearing_fraction: float  # columns where the CC touches the SE / all columns
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        nz, ny, nx = self.lattice.shape
+        return nx, ny, nz
+
+
+def rough_surface_um(nx: int, ny: int, voxel_um: float, rq_um: float, xi_um: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Gaussian random heights (µm, mean 0, rms exactly ``rq_um``) with autocorrelation ``exp(−r²/ξ²)``.
+
+    White noise filtered in Fourier space by the square root of the Gaussian power spectrum,
+    ``exp(−q²ξ²/8)``; then shifted and scaled so the sample mean is 0 and the sample rms is Rq.
+    """
+    noise = rng.standard_normal((ny, nx))
+    qx = 2 * np.pi * scipy.fft.rfftfreq(nx, d=voxel_um)
+    qy = 2 * np.pi * scipy.fft.fftfreq(ny, d=voxel_um)
+    q2 = qy[:, None] ** 2 + qx[None, :] ** 2
+    h = scipy.fft.irfft2(scipy.fft.rfft2(noise, workers=1) * np.exp(-q2 * xi_um**2 / 8.0), s=(ny, nx), workers=1)
+    h -= h.mean()
+    rms = h.std()
+    return h * (rq_um / rms) if rms > 0 else h
+
+
+def _correlated_pores(shape: tuple[int, ...], porosity: float, rng: np.random.Generator,
+                      corr_voxels: float = 1.5) -> np.ndarray:
+    """Boolean pore mask: a smoothed random field above its (1 − ε) quantile (pores a few voxels wide)."""
+    field = rng.standard_normal(shape)
+    freqs = np.meshgrid(*[scipy.fft.fftfreq(n) for n in shape], indexing="ij")
+    q2 = sum((2 * np.pi * f) ** 2 for f in freqs)
+    field = np.real(scipy.fft.ifftn(scipy.fft.fftn(field, workers=1) * np.exp(-q2 * corr_voxels**2 / 8.0), workers=1))
+    return field > np.quantile(field, 1.0 - porosity)
+
+
+def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float, xi_um: float,
+          stack_pressure_mpa: float, hardness_mpa: float, porosity: float = 0.0, au_nm: float = 0.0,
+          initial_na_um: float = 0.0, rng: np.random.Generator) -> Geometry:
+    """Build the initial cell (see the module docstring). Raises ScenarioError if nz is too small."""
+    a = voxel_um
+    h = rough_surface_um(nx, ny, a, rq_um, xi_um, rng)
+    # One SE voxel under the deepest valley; heights rounded to voxels.
+    se_h = np.maximum(1, np.rint((h - h.min()) / a).astype(np.int64) + 1)
+    n_cols = nx * ny
+    cc_shape = np.zeros((ny, nx), dtype=np.int64)
+    if form == "foil":
+        if initial_na_um > 0:
+            # A Na layer of the given mean thickness under a flat CC; asperities that would reach
+            # the CC are cut one voxel below it, so the Na carries the load everywhere.
+            level = int(np.rint(se_h.mean() + initial_na_um / a))
+            level = max(level, 2)
+            se_h = np.minimum(se_h, level - 1)
+            bearing = 0.0
+        else:
+            phi0 = min(1.0, stack_pressure_mpa / hardness_mpa)
+            k = max(1, int(round(phi0 * n_cols)))
+            order = np.argsort(h, axis=None, kind="stable")[::-1]
+            contact = np.zeros(n_cols, dtype=bool)
+            contact[order[:k]] = True
+            contact = contact.reshape(ny, nx)
+            level = int(se_h.ravel()[order[k - 1]])
+            se_h = np.where(contact, level, np.minimum(se_h, level - 1))
+            bearing = k / n_cols
+            if level < 2:
+                raise ScenarioError("lattice.nz", nz, "a roughness that leaves room for a gap (internal)")
+        cc_offset = level
+    elif form == "pellet":
+        lift = int(np.rint(initial_na_um / a)) if initial_na_um > 0 else 0
+        cc_offset = int(se_h.min()) + lift
+        cc_shape = se_h - se_h.min()
+        bearing = 0.0 if lift else 1.0
+    else:
+        raise ScenarioError("collector.form", form, '"foil" or "pellet"')
+
+    cc_bottom = cc_offset + cc_shape
+    if cc_bottom.max() + 2 > nz:
+        raise ScenarioError(
+            "lattice.nz", nz,
+            f"at least {int(cc_bottom.max()) + 2} voxels here: the SE topography "
+            f"(Rq = {rq_um} µm at {a} µm voxels) plus the initial Na leave no room for the collector",
+        )
+    z = np.arange(nz)[:, None, None]
+    lattice = np.full((nz, ny, nx), GAP, dtype=np.uint8)
+    lattice[z < se_h[None]] = SE
+    lattice[z >= cc_bottom[None]] = CC
+    if initial_na_um > 0:
+        lattice[(z >= se_h[None]) & (z < cc_bottom[None])] = NA
+    if form == "pellet" and porosity > 0:
+        # Pores inside the CC body, never in its top layer (what lifting pushes out of the domain).
+        body = (z >= cc_bottom[None]) & (z < nz - 1)
+        pores = _correlated_pores((nz, ny, nx), porosity, rng) & body
+        lattice[pores] = GAP
+        bottom_open = np.take_along_axis(pores, cc_bottom[None], axis=0)[0]
+        if initial_na_um == 0:
+            bearing = 1.0 - bottom_open.mean()
+    au = np.full((ny, nx), float(au_nm))
+    return Geometry(a, lattice, h, cc_shape, int(cc_offset), au, float(bearing))
+
+
+def collector_hardness_mpa(materials: dict, material: str, form: str) -> float:
+    """The CC hardness for its form (PHYSICS.md §8: by form)."""
+    table = materials[material]
+    key = f"{form}_hardness_mpa"
+    if key not in table:
+        raise ScenarioError(f"materials.{material}.{key}", None, f"a hardness for a {form} of {material}")
+    return float(table[key])
+
+
+def from_scenario(scenario, rng: np.random.Generator) -> Geometry:
+    """Build the geometry a battery scenario describes, with its materials."""
+    d, m = scenario.data, scenario.materials
+    lat, col, el = d["lattice"], d["collector"], d["electrolyte"]
+    se = m[el["material"]]
+    rq = float(m[col["material"]]["pellet_roughness_um"]) if col["form"] == "pellet" else float(se["roughness_um"])
+    return build(
+        int(lat["nx"]), int(lat["ny"]), int(lat["nz"]), float(lat["voxel_um"]),
+        form=col["form"], rq_um=rq, xi_um=float(se["correlation_length_um"]),
+        stack_pressure_mpa=float(d["conditions"]["stack_pressure_mpa"]),
+        hardness_mpa=collector_hardness_mpa(m, col["material"], col["form"]),
+        porosity=float(col.get("porosity", 0.0)),
+        au_nm=float(col.get("seed_layer_nm", 0.0)) if col.get("seed_layer") == "au" else 0.0,
+        initial_na_um=float(col.get("initial_na_um", 0.0)), rng=rng,
+    )
