@@ -137,6 +137,43 @@ def tree_update(tree, offsets, sites, n_sites, scratch):
 
 
 @njit(cache=True)
+def tree_update_many(tree, offsets, sites, n_sites, scratch, mark):
+    """``tree_update`` for large stencils: de-duplicates ancestors with a mark array, O(n) per level.
+
+    ``mark`` is a uint8 array of the tree's length, all zero on entry and on return; ``scratch`` an
+    int64 buffer of at least ``n_sites`` entries. Same result as ``tree_update`` (each ancestor is
+    recomputed once, from its children).
+    """
+    n_levels = offsets.size - 1
+    m = 0
+    base = offsets[1]
+    for a in range(n_sites):
+        p = sites[a] >> LOG2_BRANCH
+        if mark[base + p] == 0:
+            mark[base + p] = 1
+            scratch[m] = p
+            m += 1
+    for lev in range(1, n_levels):
+        child = offsets[lev - 1]
+        base = offsets[lev]
+        for b in range(m):
+            p = scratch[b]
+            tree[base + p] = _block_sum(tree, child + (p << LOG2_BRANCH))
+            mark[base + p] = 0
+        if lev == n_levels - 1:
+            break
+        up = offsets[lev + 1]
+        m_next = 0
+        for b in range(m):
+            p = scratch[b] >> LOG2_BRANCH
+            if mark[up + p] == 0:
+                mark[up + p] = 1
+                scratch[m_next] = p
+                m_next += 1
+        m = m_next
+
+
+@njit(cache=True)
 def tree_select(tree, offsets, r):
     """Leaf whose cumulative interval contains ``r`` ∈ [0, R), and the residual within that leaf.
 

@@ -112,3 +112,26 @@ def test_selection_never_returns_a_zero_leaf():
         site, residual = tree_select(tree, offsets, r)
         assert site in (3, 17, 49)
         assert 0.0 <= residual < tree[site]
+
+
+def test_update_many_matches_update_bitwise_and_leaves_marks_clear():
+    from kmc.kernels.solver import tree_update_many
+
+    n = 3000
+    rng = np.random.default_rng(8)
+    a, offsets = tree_new(n)
+    a[:n] = rng.random(n)
+    tree_build(a, offsets)
+    b = a.copy()
+    scratch = np.empty(200, dtype=np.int64)
+    mark = np.zeros(a.size, dtype=np.uint8)
+    for _ in range(500):
+        k = int(rng.integers(1, 120))
+        sites = rng.integers(0, n, size=k).astype(np.int64)  # duplicates included
+        values = rng.random(k) * 10.0 ** rng.integers(-6, 7, size=k)
+        a[sites] = values
+        b[sites] = values
+        tree_update(a, offsets, sites, k, scratch)
+        tree_update_many(b, offsets, sites, k, scratch, mark)
+        assert not mark.any()
+    assert a.tobytes() == b.tobytes()

@@ -1,0 +1,119 @@
+"""Capillary moves (E4b): the local ΔE against a global energy, and detailed balance of the
+production kernel on a droplet of a few voxels in a closed box."""
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from kmc.kernels.capillary import EPS_AU, EPS_SIZE, fill_capillary_leaves, move_energy, run_capillary
+from kmc.kernels.cell import CC, GAP, NA, SE
+from kmc.kernels.solver import tree_build, tree_new
+
+NX, NY, NZ = 3, 2, 4  # interior z = 1, 2; SE floor, CC ceiling; ny = 2 doubles the y faces
+
+
+def _eps():
+    eps = np.zeros(EPS_SIZE)
+    eps[NA], eps[GAP], eps[SE], eps[CC], eps[EPS_AU] = -0.6, 0.6, -0.2, 0.3, -0.6
+    return eps
+
+
+def _au_column():
+    au = np.zeros(NX * NY, dtype=np.uint8)
+    au[[0, 4]] = 1
+    return au
+
+
+def global_energy(lattice, au, eps):
+    """E/E_eff = ½ Σ_sites Σ_neighbours w(a, b), with w from ε (w(GAP, wall) = 0 sets the zero)."""
+    lat = lattice.reshape(NZ, NY, NX)
+    kind = lat.astype(np.int64).copy()
+    kind[(lat == CC) & au.reshape(NY, NX)[None].astype(bool)] = EPS_AU
+
+    def w(a, b):
+        na_a, na_b = lat_a == NA, lat_b == NA
+        out = np.zeros(a.shape)
+        out += np.where(na_a & na_b, eps[NA] + eps[GAP], 0.0)
+        out += np.where(na_a & ~na_b, eps[b], 0.0)
+        out += np.where(~na_a & na_b, eps[a], 0.0)
+        return out
+
+    total = 0.0
+    for axis, periodic in ((2, True), (1, True), (0, False)):
+        for shift in (1, -1):
+            if periodic:
+                lat_a, lat_b = lat, np.roll(lat, shift, axis)
+                a, b = kind, np.roll(kind, shift, axis)
+            else:
+                sl_a = slice(0, NZ - 1) if shift == -1 else slice(1, NZ)
+                sl_b = slice(1, NZ) if shift == -1 else slice(0, NZ - 1)
+                lat_a, lat_b, a, b = lat[sl_a], lat[sl_b], kind[sl_a], kind[sl_b]
+            total += w(a, b).sum()
+    return 0.5 * total
+
+
+def _box(na_sites):
+    lat = np.full((NZ, NY, NX), GAP, dtype=np.uint8)
+    lat[0], lat[-1] = SE, CC
+    flat = lat.ravel()
+    flat[list(na_sites)] = NA
+    return flat
+
+
+INTERIOR = [s for s in range(NX * NY * NZ) if 0 < s // (NX * NY) < NZ - 1]
+
+
+def test_local_move_energy_equals_the_global_energy_difference():
+    rng = np.random.default_rng(0)
+    eps, au = _eps(), _au_column()
+    nbr = np.empty(6, dtype=np.int64)
+    checked = 0
+    for _ in range(300):
+        na = rng.choice(INTERIOR, size=rng.integers(1, 6), replace=False)
+        lat = _box(na)
+        s = int(rng.choice(na))
+        for t in set(INTERIOR) - set(na.tolist()):
+            after = lat.copy()
+            after[s], after[t] = GAP, NA
+            de = move_energy(s, t, lat, au, NX, NY, NZ, eps, nbr)
+            # only adjacent moves are ever made, but ΔE of the local formula must match for them
+            if abs(s - t) in (1, NX - 1, NX, NX * (NY - 1), NX * NY):
+                assert de == pytest.approx(global_energy(after, au, eps) - global_energy(lat, au, eps), abs=1e-12)
+                checked += 1
+    assert checked > 200
+
+
+def test_droplet_in_a_closed_box_samples_the_boltzmann_weights():
+    """Time-averaged state frequencies of the production kernel ∝ exp(−E/E_eff) (chi-square)."""
+    eps, au = _eps(), _au_column()
+    states = list(itertools.combinations(INTERIOR, 3))
+    energy = np.array([global_energy(_box(s), au, eps) for s in states])
+    weight = np.exp(-(energy - energy.min()))
+    expected_p = weight / weight.sum()
+    index = {s: i for i, s in enumerate(states)}
+
+    lattice = _box(states[0])
+    tree, offsets = tree_new(lattice.size)
+    nu = 1.0
+    fill_capillary_leaves(tree, lattice, au, NX, NY, NZ, eps, nu)
+    tree_build(tree, offsets)
+    clock = np.zeros(1)
+    counters = np.zeros(1, dtype=np.int64)
+    rng = np.random.default_rng(42)
+    run_capillary(lattice, au, eps, nu, tree, offsets, NX, NY, NZ, clock, counters, rng, 10_000, np.inf)
+    n_samples, dt = 40_000, 4.0  # ~10 events between samples
+    counts = np.zeros(len(states))
+    t = clock[0]
+    for _ in range(n_samples):
+        t += dt
+        run_capillary(lattice, au, eps, nu, tree, offsets, NX, NY, NZ, clock, counters, rng, 10**9, t)
+        counts[index[tuple(np.flatnonzero(lattice == NA))]] += 1
+    assert (lattice == NA).sum() == 3 and (lattice == SE).sum() == NX * NY  # volume conserved
+    expected = expected_p * n_samples
+    big = expected >= 10
+    obs = np.append(counts[big], counts[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    assert big.sum() > 50 and np.ptp(energy) > 2.0  # the test has teeth: many states, unequal weights
+    _, p = stats.chisquare(obs, exp)
+    assert p > 1e-4, f"chi-square p = {p:.2g}"
