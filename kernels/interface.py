@@ -1,0 +1,185 @@
+"""The SE–CC interface: contact faces, load-bearing columns, and the rigid collector's moves.
+
+PHYSICS.md §2 and §4. Everything is recomputed from the lattice (and the per-column Au state), so
+the same functions serve the engine and the independent recounts of the tests.
+
+Contact faces
+-------------
+A contact face is shared by an electrolyte voxel (SE or SEI) and a conductor connected to the CC: a
+CC voxel, or a Na voxel of an active cluster (``kmc.kernels.clusters``). Side faces count. Kinds:
+``FACE_NA`` (plating/stripping), ``FACE_AU`` (unalloyed Au on the CC: electrochemical alloying),
+``FACE_AU_ALLOYED`` (sodiophilic: plating, no barrier), ``FACE_BARE`` (Al, Cu, Ti: no faradaic
+current until a nucleus forms). A face's pixel is the column of its electrolyte voxel.
+
+Load-bearing columns
+--------------------
+Scanning a column up from the SE (SE and SEI count as electrolyte): if the first voxel above the
+electrolyte is CC, the column is a CC–SE contact; if it is Na and the Na reaches the CC without a
+gap, the column is a Na support. The load is shared as
+``σ_Na = max(0, P·A − H·A_CC–SE) / A_Na,support`` (PHYSICS §2).
+
+The rigid collector
+-------------------
+The CC body — CC voxels and whatever its pores hold — moves as one. ``lift_collector`` raises it by
+one voxel (PHYSICS E1 rule 4: when no gap is reachable), opening a gap under each column's lowest CC
+voxel; the top layer leaves the domain. ``settle_collector`` lowers it by one (E5, when nothing
+supports it): in each column the highest gap below the CC closes, and everything above it (the CC
+and any Na hanging from it) drops one voxel; the top layer is refilled with solid CC.
+"""
+import numpy as np
+from numba import njit
+
+from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.clusters import CLUSTER_ACTIVE
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+
+FACE_NA = 0
+FACE_AU = 1
+FACE_AU_ALLOYED = 2
+FACE_BARE = 3
+
+COLUMN_OPEN = 0  #: neither CC nor Na bridges electrolyte and collector
+COLUMN_CC_CONTACT = 1  #: the CC rests on the electrolyte
+COLUMN_NA_SUPPORT = 2  #: Na bridges electrolyte and collector without a gap
+
+
+@njit(cache=True)
+def _is_electrolyte(state):
+    return state == SE or state == SEI
+
+
+@njit(cache=True)
+def count_contact_faces(lattice, site_class, nx, ny, nz):
+    """Number of contact faces (first pass of ``contact_faces``)."""
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    n = 0
+    for c in range(lattice.size):
+        st = lattice[c]
+        if st == CC or (st == NA and site_class[c] == CLUSTER_ACTIVE):
+            neighbors6(c, nx, ny, nz, False, nbr)
+            for d in range(N_NEIGHBORS):
+                e = nbr[d]
+                if e >= 0 and _is_electrolyte(lattice[e]):
+                    n += 1
+    return n
+
+
+@njit(cache=True)
+def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
+                  face_conductor, face_electrolyte, face_pixel, face_kind):
+    """Fill the face arrays (sized by ``count_contact_faces``); returns the number of faces.
+
+    ``site_class`` comes from ``clusters.classify_na``; ``au_present``/``au_alloyed`` are uint8 per
+    column. Faces are listed in site order, directions in ``DIRECTIONS`` order.
+    """
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nxy = nx * ny
+    n = 0
+    for c in range(lattice.size):
+        st = lattice[c]
+        if st == CC:
+            col = c % nxy
+            if au_present[col]:
+                kind = FACE_AU_ALLOYED if au_alloyed[col] else FACE_AU
+            else:
+                kind = FACE_BARE
+        elif st == NA and site_class[c] == CLUSTER_ACTIVE:
+            kind = FACE_NA
+        else:
+            continue
+        neighbors6(c, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            e = nbr[d]
+            if e >= 0 and _is_electrolyte(lattice[e]):
+                face_conductor[n] = c
+                face_electrolyte[n] = e
+                face_pixel[n] = e % nxy
+                face_kind[n] = kind
+                n += 1
+    return n
+
+
+@njit(cache=True)
+def column_support(lattice, nx, ny, nz, out):
+    """Classify every column (COLUMN_*) into ``out`` (per column); returns (n_cc_contact, n_na_support)."""
+    nxy = nx * ny
+    n_cc = 0
+    n_na = 0
+    for col in range(nxy):
+        z = 0
+        while z < nz and _is_electrolyte(lattice[col + z * nxy]):
+            z += 1
+        kind = COLUMN_OPEN
+        if z < nz:
+            st = lattice[col + z * nxy]
+            if st == CC:
+                kind = COLUMN_CC_CONTACT
+            elif st == NA:
+                while z < nz and lattice[col + z * nxy] == NA:
+                    z += 1
+                if z < nz and lattice[col + z * nxy] == CC:
+                    kind = COLUMN_NA_SUPPORT
+        out[col] = kind
+        if kind == COLUMN_CC_CONTACT:
+            n_cc += 1
+        elif kind == COLUMN_NA_SUPPORT:
+            n_na += 1
+    return n_cc, n_na
+
+
+def na_stress_mpa(stack_pressure_mpa: float, hardness_mpa: float, n_cc_contact: int, n_na_support: int,
+                  n_columns: int) -> float:
+    """σ_Na = max(0, P·A − H·A_CC–SE)/A_Na,support in MPa (0 when no Na supports)."""
+    if n_na_support == 0:
+        return 0.0
+    return max(0.0, stack_pressure_mpa * n_columns - hardness_mpa * n_cc_contact) / n_na_support
+
+
+@njit(cache=True)
+def lift_collector(lattice, nx, ny, nz, cc_bottom):
+    """Raise the CC body one voxel; ``cc_bottom`` (per column: z of the lowest CC voxel) is updated.
+
+    Returns False (and changes nothing) if some column's CC bottom is already at the top.
+    """
+    nxy = nx * ny
+    for col in range(nxy):
+        if cc_bottom[col] >= nz - 1:
+            return False
+    for col in range(nxy):
+        b = cc_bottom[col]
+        for z in range(nz - 1, b, -1):
+            lattice[col + z * nxy] = lattice[col + (z - 1) * nxy]
+        lattice[col + b * nxy] = GAP
+        cc_bottom[col] = b + 1
+    return True
+
+
+@njit(cache=True)
+def settle_collector(lattice, nx, ny, nz, cc_bottom):
+    """Lower the CC body one voxel where every column has a gap below its CC; returns whether it moved.
+
+    In each column the highest gap below the CC bottom closes and the voxels above it drop by one
+    (the CC and anything hanging from it); the top voxel is refilled with CC.
+    """
+    nxy = nx * ny
+    for col in range(nxy):
+        g = -1
+        for z in range(cc_bottom[col] - 1, -1, -1):
+            if lattice[col + z * nxy] == GAP:
+                g = z
+                break
+            if _is_electrolyte(lattice[col + z * nxy]):
+                break
+        if g < 0:
+            return False
+    for col in range(nxy):
+        g = -1
+        for z in range(cc_bottom[col] - 1, -1, -1):
+            if lattice[col + z * nxy] == GAP:
+                g = z
+                break
+        for z in range(g, nz - 1):
+            lattice[col + z * nxy] = lattice[col + (z + 1) * nxy]
+        lattice[col + (nz - 1) * nxy] = CC
+        cc_bottom[col] -= 1
+    return True

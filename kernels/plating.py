@@ -1,0 +1,139 @@
+"""Plating one voxel of Na at a contact face: where the new volume goes (PHYSICS.md §5, E1).
+
+Na reduced at the face between a conductor voxel ``c`` and an electrolyte voxel ``e`` adds one voxel
+of metal, volume-conserving. All Na voxels are alike, so the net change of an insertion is one GAP
+voxel ``g`` becoming Na; the rules decide which:
+
+1. a GAP next to the face (a neighbour of c or of e) touching both an electrolyte voxel and a
+   conductor (CC or Na): growth along the interface;
+2. the first GAP above c in its column, reached through contiguous Na: the Na column is pushed up;
+3. otherwise the nearest GAP reachable through the Na connected to c (breadth-first, unbounded):
+   plastic flow to the nearest free surface;
+4. otherwise (no gap reachable at the interface) the CC is lifted one voxel, and the search repeats.
+
+Among the candidates of rules 1 and 2 the one of lowest insertion energy (capillary bond counting,
+``kmc.kernels.capillary``) wins, the first in search order on a tie. Rule 3 is searched only when
+rules 1 and 2 give nothing: it is the expensive, non-local case (a sealed interface).
+"""
+import numpy as np
+from numba import njit
+
+from kmc.kernels.capillary import _eps_of
+from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.interface import lift_collector
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+
+PLATED = 0  #: a voxel was inserted
+PLATED_AFTER_LIFT = 1  #: the CC was lifted first
+DOMAIN_FULL = 2  #: no room: the CC cannot be lifted further (lattice.nz too small)
+
+
+@njit(cache=True)
+def insertion_energy(g, lattice, au_column, nx, ny, nz, eps, nbr):
+    """E/E_eff gained by putting Na at the GAP g: Σ over g's neighbours of ε(neighbour)."""
+    nxy = nx * ny
+    neighbors6(g, nx, ny, nz, False, nbr)
+    e = 0.0
+    for d in range(N_NEIGHBORS):
+        n = nbr[d]
+        if n >= 0:
+            e += _eps_of(n, lattice, au_column, nxy, eps)
+    return e
+
+
+@njit(cache=True)
+def _touches_interface(g, lattice, nx, ny, nz, nbr):
+    neighbors6(g, nx, ny, nz, False, nbr)
+    el = False
+    cond = False
+    for d in range(N_NEIGHBORS):
+        n = nbr[d]
+        if n < 0:
+            continue
+        s = lattice[n]
+        if s == SE or s == SEI:
+            el = True
+        elif s == CC or s == NA:
+            cond = True
+    return el and cond
+
+
+@njit(cache=True)
+def _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr):
+    """Breadth-first search from the Na voxel c through Na; the first GAP met, or −1."""
+    if lattice[c] != NA:
+        return -1
+    head = 0
+    tail = 0
+    queue[tail] = c
+    tail += 1
+    visited[c] = 1
+    found = -1
+    while head < tail and found < 0:
+        s = queue[head]
+        head += 1
+        neighbors6(s, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            n = nbr[d]
+            if n < 0 or visited[n]:
+                continue
+            st = lattice[n]
+            if st == GAP:
+                found = n
+                break
+            if st == NA:
+                visited[n] = 1
+                queue[tail] = n
+                tail += 1
+    for i in range(tail):
+        visited[queue[i]] = 0
+    return found
+
+
+@njit(cache=True)
+def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited):
+    """The GAP that plating at the face (c, e) fills (rules 1–3), or −1 if none is reachable."""
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
+    best = -1
+    best_e = np.inf
+    for center in (c, e):
+        neighbors6(center, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            g = nbr[d]
+            if g >= 0 and lattice[g] == GAP and _touches_interface(g, lattice, nx, ny, nz, nbr2):
+                en = insertion_energy(g, lattice, au_column, nx, ny, nz, eps, nbr2)
+                if en < best_e:
+                    best, best_e = g, en
+    if lattice[c] == NA:
+        nxy = nx * ny
+        z = c // nxy
+        col = c - z * nxy
+        while z < nz and lattice[col + z * nxy] == NA:
+            z += 1
+        if z < nz and lattice[col + z * nxy] == GAP:
+            g = col + z * nxy
+            en = insertion_energy(g, lattice, au_column, nx, ny, nz, eps, nbr2)
+            if en < best_e:
+                best, best_e = g, en
+    if best >= 0:
+        return best
+    return _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr)
+
+
+@njit(cache=True)
+def plate_voxel(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, queue, visited, out_site):
+    """Insert one Na voxel for the face (c, e); ``out_site[0]`` gets the filled site. Returns PLATED*."""
+    g = insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited)
+    code = 0
+    if g < 0:
+        if not lift_collector(lattice, nx, ny, nz, cc_bottom):
+            return 2
+        code = 1
+        # c and e did not move (the CC body above them did); c may now reach the new gap.
+        g = insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited)
+        if g < 0:
+            return 2
+    lattice[g] = NA
+    out_site[0] = g
+    return code
