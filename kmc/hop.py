@@ -158,9 +158,10 @@ class HopModel:
             state.clock[0] = t_k
         return {"time": state.time_s, "event_count": state.events, "total_rate": float(state.tree[-1])}
 
-    def snapshot(self, state: State, k: int) -> tuple[int, dict] | None:
-        """``(snap index, variables)`` if sample k takes a snapshot, else None."""
+    def records(self, state: State, k: int) -> list:
+        """Snapshot variables due at sample k, as (variable, snap index, value) triples."""
         if not self.snapshot_every or k % self.snapshot_every:
-            return None
+            return []
         L = self.size
-        return k // self.snapshot_every, {"lattice": state.lattice.reshape(L, L, L), "snap_time": state.time_s}
+        i = k // self.snapshot_every
+        return [("lattice", i, state.lattice.reshape(L, L, L)), ("snap_time", i, state.time_s)]

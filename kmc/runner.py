@@ -32,9 +32,9 @@ def model_for(scenario):
         from kmc.hop import HopModel
 
         return HopModel(scenario)
-    from kmc.errors import KmcError
+    from kmc.battery import BatteryModel
 
-    raise KmcError(f"model.kind = {scenario.kind!r} cannot be run yet: the battery model is not built")
+    return BatteryModel(scenario)
 
 
 def scenario_of_run(location, run: int):
@@ -120,13 +120,13 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
         if progress is not None and k0:
             progress(k0)
         for k in range(k0, model.n_samples):
-            for name, value in model.advance_sample(state, k).items():
+            observed = model.advance_sample(state, k)
+            if observed is None:  # the protocol ended before the store's last sample (NaN after)
+                break
+            for name, value in observed.items():
                 buffer.setdefault(name, []).append(value)
-            snap = model.snapshot(state, k)
-            if snap is not None:
-                index, variables = snap
-                for name, values in variables.items():
-                    writer.write_at(name, index, values)
+            for name, index, values in model.records(state, k):
+                writer.write_at(name, index, values)
             if progress is not None:
                 progress(k + 1)
             now = time.perf_counter()

@@ -1,0 +1,188 @@
+"""Faradaic events between field solves: plating (E1), alloying (E3), nucleation (E2).
+
+Between two field solves the cell voltage V and the SE potential φ per pixel are frozen (PHYSICS.md
+§4). Every contact face then has its Butler–Volmer current density at that V,
+
+    j_f = χ_f j0_f [exp(−α f η_f) − exp((1 − α) f η_f)],   η_f = (V + U_CE) − φ_p(f) − U_f,
+
+a face that appears after the solve taking its BV value at the current V as PHYSICS says. Three sum
+trees over conductor sites hold, per site, the sum over its faces of:
+
+- ``plate``: ``j_f a²`` (A) of Na faces and of sodiophilic CC faces (alloyed Au, or a bare CC pixel
+  already covered by a nucleus);
+- ``alloy``: ``j_f a²`` (A) of unalloyed Au faces (electrochemical alloying at SE contact);
+- ``nucleate``: the nucleation hazard ``a² J0 exp(−B/η_f²)`` (s⁻¹) of bare CC faces with η_f < 0.
+
+Galvanostatic renormalization: the faradaic current ``I_far`` (A) is shared between plating and
+alloying in proportion to the trees' totals S_p and S_a (A), whatever the face set has become since
+the solve: plating events (one Na voxel, charge q_v) at rate ``I_far·S_p/(S_p + S_a)/q_v`` and
+alloying events (a column's Au inventory, charge ``c_au·q_v``) at rate
+``I_far·S_a/(S_p + S_a)/(c_au q_v)``; within a class a face is chosen in proportion to its weight.
+Nucleation events are a third class at their own hazard; each creates one Na voxel (charge q_v,
+taken from the double layer) and marks its pixel NUCLEATED, after which that CC face is a
+sodiophilic plating face pressed by the collector (χ = 1).
+
+Contact quality of Na faces: ``χ = min(1, max(σ, σ_floor)/σ_χ)`` with σ the stress of the Na
+voxel (σ_Na in a Na-support column, 0 elsewhere); ``chi_floor`` (= σ_floor/σ_χ) is the contact
+quality of unloaded Na (a prior; without it unloaded Na carries no current at all and a foil resting
+on its asperities could never plate). The stress term ``U_f = −V_m(σ − P)/F`` shifts Na faces.
+"""
+import numpy as np
+from numba import njit
+
+from kmc.kernels.cell import CC, NA, SE, SEI
+from kmc.kernels.clusters import CLUSTER_ACTIVE
+from kmc.kernels.interface import COLUMN_NA_SUPPORT
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+
+# Per-column state of the CC's lower face.
+CC_BARE = 0
+CC_AU = 1
+CC_AU_ALLOYED = 2
+CC_NUCLEATED = 3
+
+# Indices into the ``params`` array of the kernels.
+P_VT = 0  #: V + U_CE (V)
+P_F = 1  #: F/RT (1/V)
+P_J0_NA = 2  #: exchange current density of Na faces (A/cm²)
+P_J0_AU = 3  #: of Au faces, alloying and alloyed (A/cm²)
+P_ALPHA = 4  #: cathodic transfer coefficient
+P_U_ALLOY = 5  #: alloying potential of Au (V vs Na)
+P_SIGMA_NA = 6  #: σ_Na of the Na supports (MPa)
+P_SIGMA_CHI = 7  #: σ_χ (MPa)
+P_CHI_FLOOR = 8  #: contact quality of unloaded Na
+P_STRESS_V_PER_MPA = 9  #: V_m/F in V/MPa
+P_PRESSURE = 10  #: stack pressure P (MPa)
+P_FACE_AREA = 11  #: a² (cm²)
+P_J0_NUC = 12  #: nucleation prefactor J0 (1/(cm² s))
+P_B_NUC = 13  #: nucleation barrier B (V²)
+N_PARAMS = 14
+
+
+@njit(cache=True)
+def butler_volmer(eta, j0, alpha, f):
+    """Reduction-positive BV current density (same units as j0); arguments clipped to ±50."""
+    a = -alpha * f * eta
+    b = (1.0 - alpha) * f * eta
+    if a > 50.0:
+        a = 50.0
+    if b > 50.0:
+        b = 50.0
+    return j0 * (np.exp(a) - np.exp(b))
+
+
+@njit(cache=True)
+def _is_electrolyte(state):
+    return state == SE or state == SEI
+
+
+KIND_PLATE = 0  #: plating face (Na, alloyed Au, nucleated CC)
+KIND_ALLOY = 1  #: unalloyed Au: electrochemical alloying
+KIND_BARE = 2  #: bare CC: nucleation only, no faradaic current
+
+
+@njit(cache=True)
+def face_kinetics(c, e, lattice, col_state, col_support, params, nx, ny):
+    """(kind, j0 (A/cm², χ included), U_f (V)) of the face between conductor c and electrolyte e.
+
+    The one place where face kinds, contact quality and local potentials are decided: the faradaic
+    weights and the field solve's faces both come from here.
+    """
+    col = c % (nx * ny)
+    if lattice[c] == NA:
+        sigma = params[P_SIGMA_NA] if col_support[col] == COLUMN_NA_SUPPORT else 0.0
+        chi = min(1.0, max(sigma / params[P_SIGMA_CHI], params[P_CHI_FLOOR]))
+        return KIND_PLATE, chi * params[P_J0_NA], -params[P_STRESS_V_PER_MPA] * (sigma - params[P_PRESSURE])
+    cs = col_state[col]
+    if cs == CC_AU:
+        return KIND_ALLOY, params[P_J0_AU], params[P_U_ALLOY]
+    if cs == CC_AU_ALLOYED:
+        return KIND_PLATE, params[P_J0_AU], 0.0
+    if cs == CC_NUCLEATED:
+        return KIND_PLATE, params[P_J0_NA], 0.0
+    return KIND_BARE, 0.0, 0.0
+
+
+@njit(cache=True)
+def face_weights(c, e, lattice, col_state, col_support, phi, params, nx, ny):
+    """(plate A, alloy A, nucleation 1/s) of the one face between conductor c and electrolyte e."""
+    kind, j0, u = face_kinetics(c, e, lattice, col_state, col_support, params, nx, ny)
+    eta = params[P_VT] - phi[e % (nx * ny)] - u
+    area = params[P_FACE_AREA]
+    if kind == KIND_BARE:
+        if eta >= 0.0:
+            return 0.0, 0.0, 0.0
+        return 0.0, 0.0, area * params[P_J0_NUC] * np.exp(-params[P_B_NUC] / (eta * eta))
+    w = max(0.0, butler_volmer(eta, j0, params[P_ALPHA], params[P_F])) * area
+    if kind == KIND_ALLOY:
+        return 0.0, w, 0.0
+    return w, 0.0, 0.0
+
+
+@njit(cache=True)
+def face_table(face_conductor, face_electrolyte, n, lattice, col_state, col_support, params, nx, ny,
+               kind_out, j0_out, u_out):
+    """Kinetics of a list of faces (``interface.contact_faces``), for the field solve."""
+    for i in range(n):
+        k, j0, u = face_kinetics(face_conductor[i], face_electrolyte[i], lattice, col_state, col_support,
+                                 params, nx, ny)
+        kind_out[i] = k
+        j0_out[i] = j0
+        u_out[i] = u
+
+
+@njit(cache=True)
+def _is_face_conductor(c, lattice, site_class):
+    st = lattice[c]
+    return st == CC or (st == NA and site_class[c] == CLUSTER_ACTIVE)
+
+
+@njit(cache=True)
+def site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz, nbr):
+    """(plate A, alloy A, nucleation 1/s) of conductor site c: the sums over its contact faces."""
+    if not _is_face_conductor(c, lattice, site_class):
+        return 0.0, 0.0, 0.0
+    neighbors6(c, nx, ny, nz, False, nbr)
+    w_plate = 0.0
+    w_alloy = 0.0
+    k_nuc = 0.0
+    for d in range(N_NEIGHBORS):
+        e = nbr[d]
+        if e >= 0 and _is_electrolyte(lattice[e]):
+            wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, phi, params, nx, ny)
+            w_plate += wp
+            w_alloy += wa
+            k_nuc += kn
+    return w_plate, w_alloy, k_nuc
+
+
+@njit(cache=True)
+def fill_weights(lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
+                 plate_tree, alloy_tree, nuc_tree):
+    """Write every site's three weights into the trees' leaves (call ``tree_build`` on each after)."""
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    for c in range(lattice.size):
+        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz, nbr)
+        plate_tree[c] = wp
+        alloy_tree[c] = wa
+        nuc_tree[c] = kn
+
+
+@njit(cache=True)
+def pick_face(c, residual, kind, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr):
+    """The electrolyte voxel of site c's face on which the residual falls, within the site's weight
+    of ``kind`` (0 plate, 1 alloy, 2 nucleation), summing the faces in the order ``site_weights`` does."""
+    neighbors6(c, nx, ny, nz, False, nbr)
+    acc = 0.0
+    last = -1
+    for d in range(N_NEIGHBORS):
+        e = nbr[d]
+        if e < 0 or not _is_electrolyte(lattice[e]):
+            continue
+        w = face_weights(c, e, lattice, col_state, col_support, phi, params, nx, ny)[kind]
+        if w > 0.0:
+            last = e
+            acc += w
+            if residual < acc:
+                return e
+    return last

@@ -1,0 +1,456 @@
+"""The battery model as a scenario (``[model] kind = "battery"``): plating, PHYSICS.md §§2–5, §7.
+
+What one run does, per sample interval:
+
+1. **Field solve** (``kmc.field``) on the contact faces (``kmc.kernels.interface``) with their kinds,
+   contact quality and local potentials (``kmc.kernels.faradaic.face_kinetics``): the cell voltage V
+   and the SE potential φ per pixel, for the step's current I (galvanostatic).
+2. **Faradaic events** at that frozen V and φ (``kmc.kernels.battery.run_faradaic``) until the faces
+   or the load-bearing columns have changed by more than ``numerics.resolve_area_fraction``, the CC
+   was lifted, or the sample time is reached; then back to 1.
+3. **Nucleation-limited start**: while the faces cannot carry I (|V| would exceed the solver's
+   bound), the excess charges the double layer on the contact area, ``dV/dt = −(I − I_far(V))/(C_dl A_c)``,
+   in steps of at most ``numerics.resolve_dv_mv``; in each step the nucleation hazard of the bare CC
+   faces acts at the step's V (a piecewise-constant hazard; a nucleus ends the step).
+
+Observables are recounted from the lattice at every sample, and the charge bookkeeping identity of
+``kmc.kernels.battery`` is checked there (a violation fails the run).
+
+Not yet modelled in this version (later issues): creep, capillary and diffusion moves of Na (E4),
+collector settling (E5) after moves, stripping (E6), SEI (E7), flaws (E8); protocol steps other
+than ``plate`` and ``rest`` are refused with a message.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kmc import field, units
+from kmc.errors import KmcError
+from kmc.geometry import collector_hardness_mpa, from_scenario
+from kmc.kernels import battery as kb
+from kmc.kernels import faradaic as kf
+from kmc.kernels.capillary import EPS_AU, EPS_SIZE
+from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, GAP, NA, SE, SEI
+from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED, classify_na, label_na_clusters
+from kmc.kernels.interface import (
+    COLUMN_CC_CONTACT,
+    COLUMN_NA_SUPPORT,
+    column_support,
+    contact_faces,
+    count_contact_faces,
+    na_stress_mpa,
+)
+from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build, tree_new
+from kmc.state import State
+
+SUPPORTED_STEPS = ("plate", "rest")
+
+# Indices of the driver's float64 "scalars" field.
+S_VOLTAGE = 0  #: cell voltage V (V)
+S_DL_CHARGE = 1  #: charge on the double layer (C)
+S_CHARGE = 2  #: charge passed since the start (C, reduction positive)
+S_NEED_SOLVE = 3  #: 1 if the next batch needs a new field solve
+S_CARRIED = 4  #: 1 if the faces carry I at the last solve (else the double layer takes the excess)
+S_I_FAR = 5  #: faradaic current at the last solve (A)
+S_R_INT = 6  #: interfacial resistance at the last solve (Ω·cm²)
+S_STEP = 7  #: protocol step index
+S_STEP_START = 8  #: time the step started (s)
+S_ENDED = 9  #: 1 when the protocol has ended
+S_NA0 = 10  #: Na voxels at the start
+N_SCALARS = 12
+
+
+class BatteryModel:
+    """Runs a battery scenario (see the module docstring); the runner's model interface."""
+
+    kind = "battery"
+    EVENTS_PER_CALL = 200_000
+
+    def __init__(self, scenario):
+        self.scenario = scenario
+        d, m = scenario.data, scenario.materials
+        lat = d["lattice"]
+        self.nx, self.ny, self.nz = int(lat["nx"]), int(lat["ny"]), int(lat["nz"])
+        self.voxel_um = float(lat["voxel_um"])
+        self.n_cols = self.nx * self.ny
+        self.area_cm2 = self.n_cols * (self.voxel_um * 1e-4) ** 2
+        el_name = d["electrolyte"]["material"]
+        el, na = m[el_name], m["na"]
+        col = d["collector"]
+        self.temperature_k = units.celsius_to_kelvin(float(d["conditions"]["temperature_c"]))
+        self.pressure_mpa = float(d["conditions"]["stack_pressure_mpa"])
+        self.hardness_mpa = collector_hardness_mpa(m, col["material"], col["form"])
+        counter = d["counter"]["material"]
+        self.u_ce_v = float(m["na_counter" if counter == "na" else counter]["potential_v"])
+        vm = float(na["molar_volume_cm3_mol"])
+        self.q_v_c = units.voxel_charge_c(self.voxel_um, vm)
+        self.voxel_mah_cm2 = units.thickness_to_capacity_mah_cm2(self.voxel_um, vm)
+        # Conductivity at T from its reference temperature (Arrhenius).
+        t_ref = units.celsius_to_kelvin(float(el["conductivity_reference_c"]))
+        self.sigma_s_cm = float(el["conductivity_s_cm"]) * math.exp(
+            -float(el["conductivity_activation_ev"]) / units.K_B * (1 / self.temperature_k - 1 / t_ref))
+        self.plane = field.Plane(self.nx, self.ny, self.voxel_um * 1e-4, float(d["electrolyte"]["thickness_um"]) * 1e-4,
+                                 self.sigma_s_cm)
+        self.c_dl_f_cm2 = float(el["double_layer_capacitance_uf_cm2"]) * 1e-6
+        au_nm = float(col.get("seed_layer_nm", 0.0)) if col.get("seed_layer") == "au" else 0.0
+        au_mah = float(m["au"]["alloy_capacity_mah_cm2_per_100nm"]) * au_nm / 100.0
+        self.c_au = au_mah / self.voxel_mah_cm2  # alloy inventory of one column, in Na voxels
+        metal = m[col["material"]]
+        p = np.zeros(kf.N_PARAMS)
+        p[kf.P_F] = units.F / (units.R * self.temperature_k)
+        p[kf.P_J0_NA] = float(el["j0_ma_cm2"]) * 1e-3
+        p[kf.P_J0_AU] = float(m["au"]["j0_ma_cm2"]) * 1e-3
+        p[kf.P_ALPHA] = float(el["transfer_coefficient"])
+        p[kf.P_U_ALLOY] = float(m["au"]["alloying_potential_v"])
+        p[kf.P_SIGMA_CHI] = float(el["contact_stress_mpa"])
+        p[kf.P_CHI_FLOOR] = float(el["unloaded_contact_quality"])
+        p[kf.P_STRESS_V_PER_MPA] = units.mpa_to_mv(1.0, vm) * 1e-3
+        p[kf.P_PRESSURE] = self.pressure_mpa
+        p[kf.P_FACE_AREA] = (self.voxel_um * 1e-4) ** 2
+        p[kf.P_J0_NUC] = float(metal["nucleation_prefactor_cm2_s"])
+        p[kf.P_B_NUC] = float(metal["nucleation_barrier_v2"])
+        self.params0 = p
+        scale = float(na["capillary_energy_scale_j_m2"])
+        eps = np.zeros(EPS_SIZE)
+        eps[GAP] = float(na["pair_energy_na_gap_j_m2"]) / scale
+        eps[NA] = float(na["pair_energy_na_na_j_m2"]) / scale
+        eps[SE] = eps[SEI] = float(na["pair_energy_na_se_j_m2"]) / scale
+        eps[CC] = float(na[f"pair_energy_na_{col['material']}_j_m2"]) / scale
+        eps[EPS_AU] = float(na["pair_energy_na_au_j_m2"]) / scale
+        self.eps = eps
+        num = d["numerics"]
+        self.resolve_fraction = float(num["resolve_area_fraction"])
+        self.resolve_dv_v = float(num["resolve_dv_mv"]) * 1e-3
+        self.solver_rtol = float(num["solver_rtol"])
+        self.steps = self._flatten(d["protocol"])
+        self.duration_s = sum(s["duration_s"] for s in self.steps)
+        out = d["output"]
+        self.sample_every_s = float(out.get("sample_every_s") or self.duration_s / 500.0)
+        self.n_samples = int(math.floor(self.duration_s / self.sample_every_s * (1 + 1e-12))) + 1
+        self.map_every = int(out.get("map_every_samples") or 0)
+        self.snapshot_every = int(out.get("snapshot_every_samples") or 0)
+        self.n_frames = -(-self.n_samples // self.map_every) if self.map_every else 0
+        self.n_snaps = -(-self.n_samples // self.snapshot_every) if self.snapshot_every else 0
+
+    # -- protocol ---------------------------------------------------------------------------------
+    def _flatten(self, steps):
+        flat = []
+        for i, step in enumerate(steps):
+            kind = step["kind"]
+            if kind not in SUPPORTED_STEPS:
+                raise KmcError(f"protocol.{i}.kind = {kind!r} is not modelled yet: this version plates and "
+                               f"rests ({', '.join(SUPPORTED_STEPS)}); stripping and cycling come next")
+            if kind == "plate":
+                i_ma = float(step["current_ma_cm2"])
+                bounds = [float(step["max_duration_s"])] if step.get("max_duration_s") else []
+                if step.get("capacity_mah_cm2"):
+                    bounds.append(float(step["capacity_mah_cm2"]) / i_ma * 3600.0)
+                flat.append({"kind": kind, "current_a": i_ma * 1e-3 * self.area_cm2, "duration_s": min(bounds),
+                             "cutoff_v": step.get("cutoff_v")})
+            else:
+                flat.append({"kind": kind, "current_a": 0.0, "duration_s": float(step["duration_s"]), "cutoff_v": None})
+        return flat
+
+    # -- store layout -----------------------------------------------------------------------------
+    SAMPLE_VARS = (
+        ("time", "float64", "s", "simulated time"),
+        ("charge", "float64", "mA h cm-2", "charge passed (reduction positive)"),
+        ("current_density", "float64", "mA cm-2", "applied current density (reduction positive)"),
+        ("voltage", "float64", "V", "cell voltage, collector vs counter electrode"),
+        ("contact_fraction", "float64", "1", "conductor-electrolyte contact area / electrolyte surface area"),
+        ("na_contact_fraction", "float64", "1", "Na-electrolyte contact area / electrolyte surface area"),
+        ("load_fraction", "float64", "1", "fraction of columns bearing load (CC-SE contacts and Na supports)"),
+        ("void_fraction", "float64", "1", "electrolyte surface facing a gap / electrolyte surface area"),
+        ("nucleation_density", "float64", "cm-2", "Na clusters touching the electrolyte per area"),
+        ("thickness_mean", "float64", "um", "mean Na thickness"),
+        ("thickness_cv", "float64", "1", "coefficient of variation of the Na thickness over columns"),
+        ("max_current_density", "float64", "mA cm-2", "largest local (pixel) current density"),
+        ("interfacial_resistance", "float64", "ohm cm2", "interfacial resistance (|V+U_CE| - |j| L/sigma)/|j|"),
+        ("plated", "float64", "mA h cm-2", "charge of Na plated (metal and alloy)"),
+        ("dead_na", "float64", "mA h cm-2", "Na not connected to the collector"),
+        ("trapped_na", "float64", "mA h cm-2", "Na connected to the collector with no electrolyte contact"),
+        ("alloy_na", "float64", "mA h cm-2", "Na held in the Au alloy"),
+    )
+
+    def layout(self):
+        from kmc.store import Layout, Var
+
+        v = [Var(name, ("run", "sample"), dtype, u, ln) for name, dtype, u, ln in self.SAMPLE_VARS]
+        v.append(Var("step", ("run", "sample"), "int64", "1", "protocol step index", -1))
+        sizes = {"sample": self.n_samples, "x": self.nx, "y": self.ny}
+        a = self.voxel_um
+        coords = {"x": (("x",), (np.arange(self.nx) + 0.5) * a, {"units": "um", "long_name": "x"}),
+                  "y": (("y",), (np.arange(self.ny) + 0.5) * a, {"units": "um", "long_name": "y"})}
+        if self.n_frames:
+            sizes["frame"] = self.n_frames
+            v += [Var("thickness_map", ("run", "frame", "y", "x"), "float32", "um", "Na thickness per column"),
+                  Var("contact_map", ("run", "frame", "y", "x"), "float32", "1", "conductor contact per pixel (0/1)"),
+                  Var("current_map", ("run", "frame", "y", "x"), "float32", "mA cm-2", "current density per pixel"),
+                  Var("frame_time", ("run", "frame"), "float64", "s", "simulated time of the frame")]
+        if self.n_snaps:
+            sizes.update(snap=self.n_snaps, z=self.nz)
+            coords["z"] = (("z",), (np.arange(self.nz) + 0.5) * a, {"units": "um", "long_name": "height above the domain bottom"})
+            v += [Var("lattice", ("run", "snap", "z", "y", "x"), "uint8", "1", "voxel state", 255,
+                      {"flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS}),
+                  Var("snap_time", ("run", "snap"), "float64", "s", "simulated time of the snapshot")]
+        return Layout(sizes, v, coords)
+
+    # -- state ------------------------------------------------------------------------------------
+    def new_state(self, seed: int) -> State:
+        rng = np.random.default_rng(seed)
+        geo = from_scenario(self.scenario, rng)
+        lattice = geo.lattice.ravel().copy()
+        n = lattice.size
+        plate, offsets = tree_new(n)
+        col_state = np.full(self.n_cols, kf.CC_AU if self.c_au > 0 else kf.CC_BARE, dtype=np.uint8)
+        scalars = np.zeros(N_SCALARS)
+        scalars[S_VOLTAGE] = -self.u_ce_v  # at rest: V + U_CE = 0
+        scalars[S_NEED_SOLVE] = 1.0
+        scalars[S_NA0] = float((lattice == NA).sum())
+        fields = {
+            "tree_alloy": np.zeros_like(plate), "tree_nucleate": np.zeros_like(plate),
+            "site_class": np.full(n, -1, dtype=np.int64), "col_state": col_state,
+            "col_support": np.zeros(self.n_cols, dtype=np.int64),
+            "cc_bottom": (geo.cc_offset + geo.cc_shape).ravel().astype(np.int64),
+            "au_column": (geo.au_nm.ravel() > 0).astype(np.uint8),
+            "phi": np.zeros(self.n_cols), "pixel_current": np.zeros(self.n_cols), "params": self.params0.copy(),
+            "tally": np.zeros(kb.N_TALLY), "limits": np.zeros(4), "state_counts": np.zeros(2),
+            "scalars": scalars,
+        }
+        return State(model="battery", shape=(self.nx, self.ny, self.nz), z_periodic=False, lattice=lattice,
+                     tree=plate, tree_offsets=offsets, clock=np.zeros(1), counters=np.zeros(kb.N_COUNTERS, dtype=np.int64),
+                     rng=rng, fields=fields, params={"seed": int(seed)})
+
+    # -- the solve --------------------------------------------------------------------------------
+    def _classify(self, state):
+        f = state.fields
+        parent = np.empty(state.n_sites, dtype=np.int64)
+        label_na_clusters(state.lattice, self.nx, self.ny, self.nz, parent)
+        counts = np.zeros(4, dtype=np.int64)
+        classify_na(state.lattice, self.nx, self.ny, self.nz, parent, f["site_class"], counts)
+        return counts
+
+    def _faces(self, state):
+        f = state.fields
+        n = count_contact_faces(state.lattice, f["site_class"], self.nx, self.ny, self.nz)
+        cond, elec, pix, kind = (np.empty(n, dtype=np.int64) for _ in range(4))
+        contact_faces(state.lattice, f["site_class"], f["au_column"], (f["col_state"] == kf.CC_AU_ALLOYED).astype(np.uint8),
+                      self.nx, self.ny, self.nz, cond, elec, pix, kind)
+        fk = np.empty(n, dtype=np.int64)
+        j0 = np.empty(n)
+        u = np.empty(n)
+        kf.face_table(cond, elec, n, state.lattice, f["col_state"], f["col_support"], f["params"], self.nx, self.ny,
+                      fk, j0, u)
+        return field.Faces(pix, self.params0[kf.P_FACE_AREA], j0, self.params0[kf.P_ALPHA], u), n
+
+    def _solve(self, state, current_a, voltage_v=None):
+        """Field solve (galvanostatic, or potentiostatic at ``voltage_v``) and the weights from it."""
+        f = state.fields
+        sc = f["scalars"]
+        self._classify(state)
+        n_cc, n_na = column_support(state.lattice, self.nx, self.ny, self.nz, f["col_support"])
+        params = f["params"]
+        params[kf.P_SIGMA_NA] = na_stress_mpa(self.pressure_mpa, self.hardness_mpa, n_cc, n_na, self.n_cols)
+        faces, n_faces = self._faces(state)
+        guess = None
+        if voltage_v is None:
+            sol = field.solve_galvanostatic(self.plane, faces, current_a, self.u_ce_v, self.temperature_k,
+                                            rtol=self.solver_rtol, guess=guess)
+        else:
+            sol = field.solve_potentiostatic(self.plane, faces, voltage_v, self.u_ce_v, self.temperature_k,
+                                             rtol=self.solver_rtol, guess=guess)
+        carried = bool(getattr(sol, "carried", True)) and voltage_v is None
+        if voltage_v is None and carried:
+            sc[S_VOLTAGE] = sol.voltage_v
+        f["phi"][:] = np.asarray(sol.phi_v).ravel()
+        f["pixel_current"][:] = np.asarray(sol.pixel_current_density_a_cm2).ravel()
+        i_far = float(f["pixel_current"].sum() * self.params0[kf.P_FACE_AREA])
+        sc[S_I_FAR] = i_far if (voltage_v is not None or carried) else 0.0
+        sc[S_CARRIED] = 1.0 if carried else 0.0
+        if carried and current_a > 0:
+            sc[S_R_INT] = field.interfacial_resistance_ohm_cm2(sol, self.plane, current_a, self.u_ce_v)
+        params[kf.P_VT] = sc[S_VOLTAGE] + self.u_ce_v
+        kf.fill_weights(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["phi"], params,
+                        self.nx, self.ny, self.nz, state.tree, f["tree_alloy"], f["tree_nucleate"])
+        for tree in (state.tree, f["tree_alloy"], f["tree_nucleate"]):
+            tree[state.n_sites:] = 0.0
+            tree_build(tree, state.tree_offsets)
+        f["state_counts"][:] = (n_faces, n_na)
+        f["limits"][:] = (n_faces, n_na, self.resolve_fraction, 0.0 if carried else 1.0)
+        sc[S_NEED_SOLVE] = 0.0
+
+    # -- advancing --------------------------------------------------------------------------------
+    def _batch(self, state, i_far, t_end):
+        f = state.fields
+        queue = np.empty(state.n_sites, dtype=np.int64)
+        visited = np.zeros(state.n_sites, dtype=np.uint8)
+        return kb.run_faradaic(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["cc_bottom"], f["phi"],
+                               f["params"], self.eps, f["au_column"], self.nx, self.ny, self.nz, state.tree,
+                               f["tree_alloy"], f["tree_nucleate"], state.tree_offsets, i_far, self.q_v_c, self.c_au,
+                               state.clock, state.counters, f["tally"], state.rng, self.EVENTS_PER_CALL, t_end,
+                               f["limits"], f["state_counts"], queue, visited)
+
+    def _advance_step(self, state, step, t_end):
+        """Advance within one step until ``t_end`` (s)."""
+        f = state.fields
+        sc = f["scalars"]
+        current = step["current_a"]
+        while state.time_s < t_end:
+            t0 = state.time_s
+            if current <= 0.0:  # rest: no faradaic events in this version (no moves yet)
+                state.clock[0] = t_end
+                break
+            if sc[S_NEED_SOLVE]:
+                self._solve(state, current)
+            if sc[S_CARRIED]:
+                code = self._batch(state, current, t_end)
+                sc[S_CHARGE] += current * (state.time_s - t0)
+            else:
+                code = self._double_layer_step(state, current, t_end)
+            if code == kb.STOP_FULL:
+                raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
+                               f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
+            if code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
+                sc[S_NEED_SOLVE] = 1.0
+                if code == STOP_NO_EVENTS and sc[S_CARRIED]:
+                    state.clock[0] = t_end
+            if step["cutoff_v"] is not None and sc[S_VOLTAGE] < float(step["cutoff_v"]):
+                return True
+        return False
+
+    def _double_layer_step(self, state, current, t_end):
+        """One double-layer step: V moves by at most resolve_dv; nucleation acts at the frozen V."""
+        f = state.fields
+        sc = f["scalars"]
+        v = sc[S_VOLTAGE]
+        self._solve(state, current, voltage_v=v)
+        i_far = min(sc[S_I_FAR], current)
+        n_faces = max(1.0, f["state_counts"][0])
+        area_c = n_faces * self.params0[kf.P_FACE_AREA]
+        dvdt = -(current - i_far) / (self.c_dl_f_cm2 * area_c)
+        dt = min(t_end - state.time_s, self.resolve_dv_v / abs(dvdt)) if dvdt != 0 else t_end - state.time_s
+        t0 = state.time_s
+        f["limits"][3] = 1.0
+        code = self._batch(state, i_far, t0 + dt)
+        elapsed = state.time_s - t0
+        sc[S_VOLTAGE] = v + dvdt * elapsed
+        sc[S_DL_CHARGE] += (current - i_far) * elapsed
+        sc[S_CHARGE] += current * elapsed
+        sc[S_NEED_SOLVE] = 1.0
+        return code if code != STOP_TIME else kb.STOP_RESOLVE
+
+    def advance_sample(self, state: State, k: int) -> dict | None:
+        """Advance to sample k's time; its observables, or None once the protocol has ended."""
+        sc = state.fields["scalars"]
+        t_k = k * self.sample_every_s
+        while not sc[S_ENDED] and state.time_s < t_k:
+            i = int(sc[S_STEP])
+            step = self.steps[i]
+            step_end = sc[S_STEP_START] + step["duration_s"]
+            cut = self._advance_step(state, step, min(t_k, step_end))
+            if cut or state.time_s >= step_end:
+                if i + 1 >= len(self.steps):
+                    sc[S_ENDED] = 1.0
+                else:
+                    sc[S_STEP] = i + 1
+                    sc[S_STEP_START] = state.time_s
+                    sc[S_NEED_SOLVE] = 1.0
+        if sc[S_ENDED] and state.time_s < t_k - 1e-9 * max(1.0, t_k):
+            return None
+        return self.observe(state)
+
+    # -- observables ------------------------------------------------------------------------------
+    def recount(self, state) -> dict:
+        """Inventories recounted from the lattice and the per-column Au state (voxels)."""
+        f = state.fields
+        counts = self._classify(state)
+        na = int((state.lattice == NA).sum())
+        alloyed = int(np.isin(f["col_state"], (kf.CC_AU_ALLOYED,)).sum()) if self.c_au > 0 else 0
+        return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": int(counts[CLUSTER_TRAPPED]),
+                "dead": int(counts[CLUSTER_DEAD]), "clusters_on_electrolyte": int(counts[3]), "alloyed_columns": alloyed}
+
+    def check_bookkeeping(self, state, rc) -> None:
+        """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
+        c = state.counters
+        sc = state.fields["scalars"]
+        by_events = c[kb.C_PLATE] + c[kb.C_NUCLEATE] + self.c_au * c[kb.C_ALLOY]
+        by_lattice = rc["na"] - sc[S_NA0] - state.fields["tally"][kb.T_NA_DEBT] + self.c_au * rc["alloyed_columns"]
+        if abs(by_events - by_lattice) > 1e-6 * max(1.0, by_events):
+            raise RuntimeError(f"charge bookkeeping broken: {by_events} voxels by events, {by_lattice} by the lattice")
+        passed = sc[S_CHARGE] / self.q_v_c
+        faradaic_dl = by_events + sc[S_DL_CHARGE] / self.q_v_c
+        # Galvanostatic events are drawn at rate I/q_v: their count matches the charge passed up to
+        # Poisson noise; the double layer is exact.
+        if abs(passed - faradaic_dl) > 10.0 * math.sqrt(max(passed, 1.0)) + 2.0:
+            raise RuntimeError(f"charge bookkeeping broken: {passed:.1f} voxels passed, {faradaic_dl:.1f} accounted")
+
+    def observe(self, state) -> dict:
+        f = state.fields
+        sc = f["scalars"]
+        lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)
+        rc = self.recount(state)
+        self.check_bookkeeping(state, rc)
+        el = (lat3 == SE) | (lat3 == SEI)
+        cond = (lat3 == CC) | ((lat3 == NA) & (f["site_class"].reshape(lat3.shape) == CLUSTER_ACTIVE))
+        na_active = (lat3 == NA) & (f["site_class"].reshape(lat3.shape) == CLUSTER_ACTIVE)
+        surface = contact = na_contact = void = 0
+        for axis, shift in ((2, 1), (2, -1), (1, 1), (1, -1)):
+            nb = np.roll(lat3, shift, axis)
+            surface += int((el & ~((nb == SE) | (nb == SEI))).sum())
+            contact += int((el & np.roll(cond, shift, axis)).sum())
+            na_contact += int((el & np.roll(na_active, shift, axis)).sum())
+            void += int((el & (nb == GAP)).sum())
+        for lo, hi, a, b in ((slice(0, -1), slice(1, None), el, None), (slice(1, None), slice(0, -1), el, None)):
+            nb = lat3[hi]
+            e = el[lo]
+            surface += int((e & ~((nb == SE) | (nb == SEI))).sum())
+            contact += int((e & cond[hi]).sum())
+            na_contact += int((e & na_active[hi]).sum())
+            void += int((e & (nb == GAP)).sum())
+        surface = max(surface, 1)
+        support = np.empty(self.n_cols, dtype=np.int64)
+        column_support(state.lattice, self.nx, self.ny, self.nz, support)
+        thickness = (lat3 == NA).sum(axis=0).astype(float) * self.voxel_um
+        mean_t = float(thickness.mean())
+        i_a = self.steps[int(sc[S_STEP])]["current_a"]
+        vox = self.voxel_mah_cm2 / self.n_cols
+        plated = (state.counters[kb.C_PLATE] + state.counters[kb.C_NUCLEATE]
+                  + self.c_au * state.counters[kb.C_ALLOY]) * vox
+        return {
+            "time": state.time_s,
+            "charge": sc[S_CHARGE] / self.area_cm2 / 3.6,
+            "current_density": i_a / self.area_cm2 * 1e3,
+            "voltage": float(sc[S_VOLTAGE]),
+            "contact_fraction": contact / surface,
+            "na_contact_fraction": na_contact / surface,
+            "load_fraction": float(np.isin(support, (COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT)).mean()),
+            "void_fraction": void / surface,
+            "nucleation_density": rc["clusters_on_electrolyte"] / self.area_cm2,
+            "thickness_mean": mean_t,
+            "thickness_cv": float(thickness.std() / mean_t) if mean_t > 0 else math.nan,
+            "max_current_density": float(f["pixel_current"].max()) * 1e3,
+            "interfacial_resistance": float(sc[S_R_INT]) if sc[S_R_INT] else math.nan,
+            "plated": plated,
+            "dead_na": rc["dead"] * vox,
+            "trapped_na": rc["trapped"] * vox,
+            "alloy_na": self.c_au * rc["alloyed_columns"] * vox,
+            "step": int(sc[S_STEP]),
+        }
+
+    def records(self, state, k):
+        """Frames and snapshots due at sample k: (variable, index, value) triples."""
+        out = []
+        if self.map_every and k % self.map_every == 0:
+            i = k // self.map_every
+            lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)
+            f = state.fields
+            out += [("thickness_map", i, ((lat3 == NA).sum(axis=0) * self.voxel_um).astype(np.float32)),
+                    ("contact_map", i, (f["pixel_current"].reshape(self.ny, self.nx) > 0).astype(np.float32)),
+                    ("current_map", i, (f["pixel_current"].reshape(self.ny, self.nx) * 1e3).astype(np.float32)),
+                    ("frame_time", i, state.time_s)]
+        if self.snapshot_every and k % self.snapshot_every == 0:
+            i = k // self.snapshot_every
+            out += [("lattice", i, state.lattice.reshape(self.nz, self.ny, self.nx)), ("snap_time", i, state.time_s)]
+        return out
