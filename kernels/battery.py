@@ -1,34 +1,48 @@
-"""The battery model's batch loop between field solves (plating: E1, E2, E3, lifts).
+"""The battery model's batch loop between field solves: E1–E5 at frozen V, φ and σ_Na.
 
-One call runs faradaic events at the frozen V and φ of the last field solve (``kmc.kernels.faradaic``)
-until a bound: an event count, a time, or a change that needs a new solve — the contact faces or the
-load-bearing columns having changed by more than the re-solve fraction since the solve, the collector
-having been lifted, or (while the double layer carries the current) a nucleus having formed.
+One call runs events until a bound: an event count, a time, or a change that needs a new solve —
+the contact faces or the load-bearing columns having changed by more than the re-solve fraction,
+the collector having been lifted (E1 rule 4) or having settled (E5), or (while the double layer
+carries the current) a nucleus having formed. Four event classes, each with its own sum tree over
+sites (``kmc.kernels.faradaic`` for the first three, ``kmc.kernels.moves`` for the last):
+
+- plating (E1) and electrochemical alloying (E3), sharing the faradaic current in proportion to
+  their faces' Butler–Volmer currents (galvanostatic renormalization);
+- nucleation on bare collector faces (E2), at its own hazard;
+- moves of Na into gaps (E4a creep, E4b capillary, E4c diffusion), at their own rates.
 
 Charge and volume bookkeeping (``counters``): every plating and nucleation event adds one Na voxel
 (charge q_v); an electrochemical alloying event sodiates one column's Au inventory (charge
-``c_au·q_v``, no voxel). Na metal touching unalloyed Au alloys it chemically (no charge): the column's
-inventory ``c_au`` (voxels) is taken from the metal, accumulated in ``na_debt`` and paid by removing
-the touching voxel once a whole voxel is owed. So, recounted from the lattice at any time,
+``c_au·q_v``, no voxel); moves conserve the Na voxels. Na metal touching unalloyed Au alloys it
+chemically (no charge): the column's inventory ``c_au`` (voxels) is taken from the metal, accumulated
+in ``tally[T_NA_DEBT]`` and paid by removing the touching voxel once a whole voxel is owed. So,
+recounted from the lattice at any time,
 
-    N_plate + N_nucleate + c_au·N_alloy = (Na voxels − Na voxels at start − na_debt) + c_au·(alloyed columns).
+    N_plate + N_nucleate + c_au·N_alloy
+        = (Na voxels − Na voxels at start − debt + pending) + c_au·(alloyed columns).
+
+Sealed interface (E1 rule 4): when a plating face reaches no gap at all, the Na layer is sealed
+between SE and CC and loaded by the stack pressure; the new volume can only lift the CC. Lifting the
+rigid CC a whole voxel for one inserted voxel would open a gap layer under every column and leave
+one column carrying the stack load (σ = P·A/a²), which creeps sideways at a rate many decades above
+plating. Loaded Na under P creeps at ~10⁴ s⁻¹ per voxel (Na's creep law at 5 MPa), far faster than
+plating fills a layer (~10⁻³ s⁻¹ per column), so the layer thickens uniformly on the plating time
+scale (time-scale separation, PHYSICS §5). So while sealed, each plated voxel is held as ``pending``
+volume (charge and volume counted), and when a whole layer (nx·ny voxels) is pending the CC rises
+one voxel and every column gains one Na voxel under it (``interface.lift_and_fill``).
 """
 import numpy as np
 from numba import njit
 
+from kmc.kernels.capillary import STENCIL_SIZE, stencil_two_steps
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE
-from kmc.kernels.faradaic import (
-    CC_AU,
-    CC_AU_ALLOYED,
-    CC_NUCLEATED,
-    pick_face,
-    site_weights,
-)
-from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_OPEN
+from kmc.kernels.faradaic import CC_AU, CC_AU_ALLOYED, CC_NUCLEATED, pick_face, site_weights
+from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_OPEN, lift_and_fill, settle_collector
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.plating import DOMAIN_FULL, PLATED_AFTER_LIFT, plate_voxel
-from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, STOP_TIME, tree_select, tree_total, tree_update
+from kmc.kernels.moves import execute_move, move_propensity
+from kmc.kernels.plating import insertion_site
+from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, STOP_TIME, tree_select, tree_total, tree_update, tree_update_many
 
 STOP_RESOLVE = 3  #: faces, supports or the collector changed enough to need a new field solve
 STOP_FULL = 4  #: no room left for Na (lattice.nz too small for the plated capacity)
@@ -40,42 +54,29 @@ C_ALLOY = 2
 C_NUCLEATE = 3
 C_LIFTS = 4
 C_CHEM_ALLOY = 5
+C_MOVES = 6
+C_SETTLES = 7
 N_COUNTERS = 8
 
-# fields of the ``tally`` float array
+# tally (float)
 T_NA_DEBT = 0  #: Na (voxels) owed to chemical alloying, not yet removed from the lattice
-N_TALLY = 2
+T_PENDING = 1  #: Na (voxels) plated into a sealed interface, waiting to be laid down as a layer
+T_SEALED = 2  #: 1 once a search found no gap reachable from a plating face (cleared at each solve)
+N_TALLY = 4
 
-# ``limits``: [faces at solve, supports at solve, re-solve fraction, stop on nucleation (0/1)]
-
-
-@njit(cache=True)
-def _update_site(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
-                 plate_tree, alloy_tree, nuc_tree, offsets, nbr, one, scratch):
-    wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz, nbr)
-    one[0] = c
-    plate_tree[c] = wp
-    alloy_tree[c] = wa
-    nuc_tree[c] = kn
-    tree_update(plate_tree, offsets, one, 1, scratch)
-    tree_update(alloy_tree, offsets, one, 1, scratch)
-    tree_update(nuc_tree, offsets, one, 1, scratch)
-
-
-@njit(cache=True)
-def _update_column(col, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
-                   plate_tree, alloy_tree, nuc_tree, offsets, nbr, one, scratch):
-    nxy = nx * ny
-    for z in range(nz):
-        c = col + z * nxy
-        if lattice[c] == CC:
-            _update_site(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
-                         plate_tree, alloy_tree, nuc_tree, offsets, nbr, one, scratch)
+# state_counts: [contact faces, Na-support columns, CC-contact columns]
+# limits: [faces at solve, supports at solve, re-solve fraction, stop on nucleation (0/1), floor,
+#          faradaic capacity S_p + S_a at solve (A)]
+# The faces' capacity at the frozen V drifting by more than a factor 2 (a face kind changed: Au
+# alloyed, a nucleus formed) also calls for a solve: V itself has to move.
+# A re-solve is due when faces or supports changed by more than fraction × max(value at solve, floor),
+# the floor being the number of columns: a change of 1 % of the contact, but never less than 1 % of
+# the interface, so that a few faces flickering under capillary moves do not force solve after solve.
 
 
 @njit(cache=True)
 def _column_kind(col, lattice, nx, ny, nz):
-    """COLUMN_* of one column (same rule as ``interface.column_support``)."""
+    """COLUMN_* of one column (the rule of ``interface.column_support``)."""
     nxy = nx * ny
     z = 0
     while z < nz and (lattice[col + z * nxy] == SE or lattice[col + z * nxy] == SEI):
@@ -94,7 +95,8 @@ def _column_kind(col, lattice, nx, ny, nz):
 
 
 @njit(cache=True)
-def _count_faces_of(c, lattice, nx, ny, nz, nbr):
+def _faces_of(c, lattice, nx, ny, nz, nbr):
+    """Electrolyte neighbours of c (its contact faces if c is a connected conductor)."""
     neighbors6(c, nx, ny, nz, False, nbr)
     n = 0
     for d in range(N_NEIGHBORS):
@@ -105,72 +107,138 @@ def _count_faces_of(c, lattice, nx, ny, nz, nbr):
 
 
 @njit(cache=True)
-def _after_insertion(g, lattice, site_class, col_state, col_support, phi, params, eps, au_column, nx, ny, nz,
-                     plate_tree, alloy_tree, nuc_tree, offsets, c_au, tally, counters, state_counts,
-                     nbr, one, scratch):
-    """Bookkeeping after a Na voxel appeared at g: activity, chemical alloying, faces, support."""
+def _recolumn(col, lattice, col_support, nx, ny, nz, state_counts):
+    """Re-classify a column; returns True if its kind changed (its Na voxels' stress changed)."""
+    kind = _column_kind(col, lattice, nx, ny, nz)
+    old = col_support[col]
+    if kind == old:
+        return False
+    if old == COLUMN_NA_SUPPORT:
+        state_counts[1] -= 1
+    elif old == COLUMN_CC_CONTACT:
+        state_counts[2] -= 1
+    if kind == COLUMN_NA_SUPPORT:
+        state_counts[1] += 1
+    elif kind == COLUMN_CC_CONTACT:
+        state_counts[2] += 1
+    col_support[col] = kind
+    return True
+
+
+@njit(cache=True)
+def _refresh(sites, n, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+             nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, nbr, nbr2, scratch, mark):
+    """Recompute every tree's leaf for ``sites[0:n]`` and propagate."""
+    for a in range(n):
+        c = sites[a]
+        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz, nbr)
+        plate_tree[c] = wp
+        alloy_tree[c] = wa
+        nuc_tree[c] = kn
+        move_tree[c] = move_propensity(c, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr, nbr2)
+    tree_update_many(plate_tree, offsets, sites, n, scratch, mark)
+    tree_update_many(alloy_tree, offsets, sites, n, scratch, mark)
+    tree_update_many(nuc_tree, offsets, sites, n, scratch, mark)
+    tree_update_many(move_tree, offsets, sites, n, scratch, mark)
+
+
+@njit(cache=True)
+def _refresh_column(col, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+                    nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, nbr, nbr2, buf, scratch, mark):
+    """Every tree's leaves for the collector and Na voxels of a column (its Au state or its
+    load-bearing kind changed: CC face kinds, and the stress of its Na voxels)."""
+    nxy = nx * ny
+    n = 0
+    for z in range(nz):
+        c = col + z * nxy
+        if lattice[c] == CC or lattice[c] == NA:
+            buf[n] = c
+            n += 1
+    _refresh(buf, n, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+             nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, nbr, nbr2, scratch, mark)
+
+
+@njit(cache=True)
+def _changed(s, t, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+             nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, state_counts,
+             nbr, nbr2, stencil, scratch, seen, mark, buf):
+    """After sites s and t changed state: columns, and all trees over the two-step stencil."""
+    nxy = nx * ny
+    n = stencil_two_steps(s, t, nx, ny, nz, stencil, nbr, nbr2, seen)
+    for a in range(n):
+        seen[stencil[a]] = 0
+    _refresh(stencil, n, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+             nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, nbr, nbr2, scratch, mark)
+    for col in (s % nxy, t % nxy):
+        if _recolumn(col, lattice, col_support, nx, ny, nz, state_counts):
+            _refresh_column(col, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                            move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                            nbr, nbr2, buf, scratch, mark)
+
+
+@njit(cache=True)
+def _after_insertion(g, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+                     nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, c_au, tally, counters,
+                     state_counts, nbr, nbr2, stencil, scratch, seen, mark, buf):
+    """Bookkeeping after a Na voxel appeared at g: activity, chemical alloying, faces, columns, trees."""
     nxy = nx * ny
     site_class[g] = CLUSTER_ACTIVE
-    state_counts[0] += _count_faces_of(g, lattice, nx, ny, nz, nbr)
-    # Chemical alloying: Au that the new Na touches sodiates, paid for with Na from the metal.
-    neighbors6(g, nx, ny, nz, False, nbr)
+    state_counts[0] += _faces_of(g, lattice, nx, ny, nz, nbr)
+    neighbors6(g, nx, ny, nz, False, nbr2)
     for d in range(N_NEIGHBORS):
-        k = nbr[d]
+        k = nbr2[d]
         if k >= 0 and lattice[k] == CC and col_state[k % nxy] == CC_AU:
-            col = k % nxy
-            col_state[col] = CC_AU_ALLOYED
+            col_state[k % nxy] = CC_AU_ALLOYED  # chemical alloying: Na from the metal, no current
             tally[T_NA_DEBT] += c_au
             counters[C_CHEM_ALLOY] += 1
-            _update_column(col, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
-                           plate_tree, alloy_tree, nuc_tree, offsets, nbr, one, scratch)
-            neighbors6(g, nx, ny, nz, False, nbr)
+            _refresh_column(k % nxy, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                            move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                            nbr, nbr2, buf, scratch, mark)
+            neighbors6(g, nx, ny, nz, False, nbr2)  # the refresh used nbr2 as scratch
     if tally[T_NA_DEBT] >= 1.0 and lattice[g] == NA:
-        state_counts[0] -= _count_faces_of(g, lattice, nx, ny, nz, nbr)
+        state_counts[0] -= _faces_of(g, lattice, nx, ny, nz, nbr)
         lattice[g] = GAP
         site_class[g] = -1
         tally[T_NA_DEBT] -= 1.0
-    _update_site(g, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
-                 plate_tree, alloy_tree, nuc_tree, offsets, nbr, one, scratch)
-    col = g % nxy
-    kind = _column_kind(col, lattice, nx, ny, nz)
-    if kind != col_support[col]:
-        if col_support[col] == COLUMN_NA_SUPPORT:
-            state_counts[1] -= 1
-        if kind == COLUMN_NA_SUPPORT:
-            state_counts[1] += 1
-        col_support[col] = kind
+        tally[T_SEALED] = 0.0  # a gap has opened
+    _changed(g, g, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+             nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, state_counts,
+             nbr, nbr2, stencil, scratch, seen, mark, buf)
 
 
 @njit(cache=True, nogil=True)
-def run_faradaic(lattice, site_class, col_state, col_support, cc_bottom, phi, params, eps, au_column,
-                 nx, ny, nz, plate_tree, alloy_tree, nuc_tree, offsets, i_far_a, q_v_c, c_au,
-                 clock, counters, tally, rng, max_events, t_end, limits, state_counts, queue, visited):
-    """Faradaic events at the frozen V, φ until a bound; returns a STOP_* code (solver's, or this
-    module's STOP_RESOLVE / STOP_FULL).
-
-    ``state_counts``: [contact faces, Na-support columns], kept up to date here and compared with
-    ``limits`` (their values at the solve, and the re-solve fraction) to decide when to stop.
-    """
+def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, params, eps, au_column, move_params,
+              nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, i_far_a, q_v_c, c_au,
+              clock, counters, tally, rng, max_events, t_end, limits, state_counts, queue, visited):
+    """Events at the frozen V, φ and σ_Na until a bound; returns a STOP_* code (the solver's, or this
+    module's STOP_RESOLVE / STOP_FULL). ``i_far_a`` (A) is the current the faces carry."""
     nxy = nx * ny
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
-    one = np.empty(1, dtype=np.int64)
-    scratch = np.empty(4, dtype=np.int64)
-    out = np.empty(1, dtype=np.int64)
+    nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
+    stencil = np.empty(STENCIL_SIZE, dtype=np.int64)
+    scratch = np.empty(max(STENCIL_SIZE, nz), dtype=np.int64)
+    buf = np.empty(nz, dtype=np.int64)
+    seen = np.zeros(lattice.size, dtype=np.uint8)
+    mark = np.zeros(plate_tree.size, dtype=np.uint8)
     faces0 = limits[0]
     supports0 = limits[1]
     frac = limits[2]
     stop_on_nucleation = limits[3] > 0.0
+    floor = limits[4]
+    capacity0 = limits[5]
     done = 0
     while done < max_events:
         s_p = tree_total(plate_tree)
         s_a = tree_total(alloy_tree)
         r_nuc = tree_total(nuc_tree)
+        r_m = tree_total(move_tree)
         r_p = 0.0
         r_a = 0.0
         if s_p + s_a > 0.0 and i_far_a > 0.0:
             r_p = i_far_a * s_p / (s_p + s_a) / q_v_c
-            r_a = i_far_a * s_a / (s_p + s_a) / (c_au * q_v_c) if c_au > 0.0 else 0.0
-        total = r_p + r_a + r_nuc
+            if c_au > 0.0:
+                r_a = i_far_a * s_a / (s_p + s_a) / (c_au * q_v_c)
+        total = r_p + r_a + r_nuc + r_m
         if total <= 0.0:
             return STOP_NO_EVENTS
         dt = -np.log(1.0 - rng.random()) / total
@@ -181,48 +249,68 @@ def run_faradaic(lattice, site_class, col_state, col_support, cc_bottom, phi, pa
         u = rng.random() * total
         counters[C_EVENTS] += 1
         done += 1
-        if u < r_p:
-            c, res = tree_select(plate_tree, offsets, u / r_p * s_p)
-            e = pick_face(c, res, 0, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
-            code = plate_voxel(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, queue, visited, out)
-            if code == DOMAIN_FULL:
-                counters[C_EVENTS] -= 1
-                return STOP_FULL
-            counters[C_PLATE] += 1
-            _after_insertion(out[0], lattice, site_class, col_state, col_support, phi, params, eps, au_column,
-                             nx, ny, nz, plate_tree, alloy_tree, nuc_tree, offsets, c_au, tally, counters,
-                             state_counts, nbr, one, scratch)
-            if code == PLATED_AFTER_LIFT:  # every face moved: the caller rebuilds everything
-                counters[C_LIFTS] += 1
+        if u < r_p or (u < r_p + r_a + r_nuc and u >= r_p + r_a):
+            plating = u < r_p
+            if plating:
+                c, res = tree_select(plate_tree, offsets, u / r_p * s_p)
+                e = pick_face(c, res, 0, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
+            else:
+                c, res = tree_select(nuc_tree, offsets, min(u - r_p - r_a, r_nuc * (1 - 1e-15)))
+                e = pick_face(c, res, 2, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
+                col_state[c % nxy] = CC_NUCLEATED
+            g = -1
+            if tally[T_SEALED] == 0.0:
+                g = insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited)
+            counters[C_PLATE if plating else C_NUCLEATE] += 1
+            if not plating:
+                _refresh_column(c % nxy, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                                move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                                nbr, nbr2, buf, scratch, mark)
+            if g < 0:  # sealed: the volume waits for a whole layer (module docstring)
+                tally[T_SEALED] = 1.0
+                tally[T_PENDING] += 1.0
+                if tally[T_PENDING] >= nxy:
+                    if not lift_and_fill(lattice, nx, ny, nz, cc_bottom):
+                        return STOP_FULL
+                    tally[T_PENDING] -= nxy
+                    counters[C_LIFTS] += 1
+                    return STOP_RESOLVE  # every face moved: the caller rebuilds everything
+            else:
+                lattice[g] = NA
+                _after_insertion(g, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                                 move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                                 c_au, tally, counters, state_counts, nbr, nbr2, stencil, scratch, seen, mark, buf)
+            if not plating and stop_on_nucleation:
                 return STOP_RESOLVE
         elif u < r_p + r_a:
             c, res = tree_select(alloy_tree, offsets, (u - r_p) / r_a * s_a)
-            col = c % nxy
-            col_state[col] = CC_AU_ALLOYED
+            col_state[c % nxy] = CC_AU_ALLOYED
             counters[C_ALLOY] += 1
-            _update_column(col, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
-                           plate_tree, alloy_tree, nuc_tree, offsets, nbr, one, scratch)
+            _refresh_column(c % nxy, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                            move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                            nbr, nbr2, buf, scratch, mark)
         else:
-            c, res = tree_select(nuc_tree, offsets, min(u - r_p - r_a, r_nuc * (1 - 1e-15)))
-            e = pick_face(c, res, 2, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
-            col = c % nxy
-            col_state[col] = CC_NUCLEATED
-            code = plate_voxel(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, queue, visited, out)
-            if code == DOMAIN_FULL:
-                counters[C_EVENTS] -= 1
-                return STOP_FULL
-            counters[C_NUCLEATE] += 1
-            _update_column(col, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
-                           plate_tree, alloy_tree, nuc_tree, offsets, nbr, one, scratch)
-            _after_insertion(out[0], lattice, site_class, col_state, col_support, phi, params, eps, au_column,
-                             nx, ny, nz, plate_tree, alloy_tree, nuc_tree, offsets, c_au, tally, counters,
-                             state_counts, nbr, one, scratch)
-            if code == PLATED_AFTER_LIFT:
-                counters[C_LIFTS] += 1
-                return STOP_RESOLVE
-            if stop_on_nucleation:
-                return STOP_RESOLVE
-        if abs(state_counts[0] - faces0) > frac * max(faces0, 1.0) \
-                or abs(state_counts[1] - supports0) > frac * max(supports0, 1.0):
+            s, res = tree_select(move_tree, offsets, min(u - r_p - r_a - r_nuc, r_m * (1 - 1e-15)))
+            active = site_class[s] == CLUSTER_ACTIVE
+            state_counts[0] -= _faces_of(s, lattice, nx, ny, nz, nbr) if active else 0
+            t = execute_move(s, res, lattice, au_column, col_support, nx, ny, nz, eps, move_params, move_tree,
+                             offsets, nbr, nbr2, stencil, scratch, seen, mark)
+            site_class[t] = site_class[s]
+            site_class[s] = -1
+            state_counts[0] += _faces_of(t, lattice, nx, ny, nz, nbr) if active else 0
+            counters[C_MOVES] += 1
+            _changed(s, t, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+                     nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, state_counts,
+                     nbr, nbr2, stencil, scratch, seen, mark, buf)
+            if state_counts[1] + state_counts[2] == 0:  # E5: nothing bears the collector
+                if settle_collector(lattice, nx, ny, nz, cc_bottom):
+                    counters[C_SETTLES] += 1
+                    tally[T_SEALED] = 0.0
+                    return STOP_RESOLVE
+        if abs(state_counts[0] - faces0) > frac * max(faces0, floor) \
+                or abs(state_counts[1] - supports0) > frac * max(supports0, floor):
+            return STOP_RESOLVE
+        capacity = tree_total(plate_tree) + tree_total(alloy_tree)
+        if i_far_a > 0.0 and (capacity > 2.0 * capacity0 or capacity < 0.5 * capacity0):
             return STOP_RESOLVE
     return STOP_EVENTS

@@ -1,4 +1,4 @@
-"""Capillary moves of Na (PHYSICS.md §5, E4b) and the bond-counting energy behind them.
+"""The bond-counting capillary energy of Na (PHYSICS.md §5, E4b) and the stencil of a move.
 
 Energy by bond counting: every face between two voxels has an energy ``w(state_a, state_b)`` (per
 face, in units of the declared prior ``E_eff``). Moving a Na voxel from s into an adjacent GAP t
@@ -11,28 +11,19 @@ so only ε per neighbour kind is needed: ε(Na) = −γ a² (a Na–Na bond repl
 −γ a² cos θ_X. The CC counts as Au (wetting, θ ≈ 0) in columns with a seed layer and as its own
 metal (Al non-wetting) elsewhere: ``eps`` has one entry per state code plus ``EPS_AU``.
 
-Rate of the move s → t: ``ν_cap · min(1, exp(−ΔE/E_eff))`` (Metropolis). The reverse move t → s has
-ΔE of the opposite sign, so without load the moves obey detailed balance with weights
-``exp(−E/E_eff)``; ν_cap (s⁻¹) is the creep rate at the capillary stress (kmc/battery docs).
+The rates built on this energy are in ``kmc.kernels.moves`` (Metropolis ``ν min(1, exp(−ΔE/E_eff))``
+for capillary moves: the reverse move has ΔE of the opposite sign, so without load they obey
+detailed balance with weights ``exp(−E/E_eff)``).
 
 Stencil: a move changes the states of s and t; the propensity of a Na voxel u depends on the states
-of u's neighbours and of their neighbours, so every Na voxel within two steps of s or t is
-recomputed.
+of u's neighbours and of their neighbours, so every site within two steps of s or t is recomputed
+(``stencil_two_steps``).
 """
 import numpy as np
 from numba import njit
 
-from kmc.kernels.cell import CC, GAP, NA
+from kmc.kernels.cell import CC
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.solver import (
-    STOP_EVENTS,
-    STOP_NO_EVENTS,
-    STOP_TIME,
-    tree_select,
-    tree_total,
-    tree_update_many,
-    waiting_time,
-)
 
 #: Index of the Au-covered collector in the ``eps`` table (after the five state codes).
 EPS_AU = 5
@@ -69,38 +60,6 @@ def move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr):
 
 
 @njit(cache=True)
-def capillary_propensity(s, lattice, au_column, nx, ny, nz, eps, nu_cap, nbr_s, nbr_tmp):
-    """Total capillary rate out of site s (s⁻¹): 0 unless s is Na with a GAP neighbour."""
-    if lattice[s] != NA:
-        return 0.0
-    neighbors6(s, nx, ny, nz, False, nbr_s)
-    total = 0.0
-    for d in range(N_NEIGHBORS):
-        t = nbr_s[d]
-        if t >= 0 and lattice[t] == GAP:
-            de = move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr_tmp)
-            total += nu_cap if de <= 0.0 else nu_cap * np.exp(-de)
-    return total
-
-
-@njit(cache=True)
-def _pick_move(s, residual, lattice, au_column, nx, ny, nz, eps, nu_cap, nbr_s, nbr_tmp):
-    """The GAP neighbour of s whose move the residual (s⁻¹, within s's propensity) falls on."""
-    neighbors6(s, nx, ny, nz, False, nbr_s)
-    acc = 0.0
-    last = -1
-    for d in range(N_NEIGHBORS):
-        t = nbr_s[d]
-        if t >= 0 and lattice[t] == GAP:
-            de = move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr_tmp)
-            acc += nu_cap if de <= 0.0 else nu_cap * np.exp(-de)
-            last = t
-            if residual < acc:
-                return t
-    return last
-
-
-@njit(cache=True)
 def _add_once(site, stencil, n, seen):
     if seen[site] == 0:
         seen[site] = 1
@@ -110,7 +69,7 @@ def _add_once(site, stencil, n, seen):
 
 
 @njit(cache=True)
-def _stencil(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen):
+def stencil_two_steps(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen):
     """s, t and every site within two steps of either, each once, into ``stencil``; returns the count.
 
     ``seen`` (uint8 per site, zero on entry) marks sites already listed; the caller clears it.
@@ -132,48 +91,3 @@ def _stencil(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen):
     return n
 
 
-@njit(cache=True)
-def fill_capillary_leaves(tree, lattice, au_column, nx, ny, nz, eps, nu_cap):
-    nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
-    nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
-    for s in range(lattice.size):
-        tree[s] = capillary_propensity(s, lattice, au_column, nx, ny, nz, eps, nu_cap, nbr_s, nbr_tmp)
-
-
-@njit(cache=True, nogil=True)
-def run_capillary(lattice, au_column, eps, nu_cap, tree, offsets, nx, ny, nz, clock, counters, rng,
-                  max_events, t_end):
-    """Capillary moves only (no load, no current) until ``max_events`` or time ``t_end`` (s).
-
-    The relaxation kernel of E4b: used between faradaic events and on its own for the
-    detailed-balance check. ``clock[0]`` time (s), ``counters[0]`` events; returns a STOP_* code.
-    """
-    nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
-    nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
-    stencil = np.empty(STENCIL_SIZE, dtype=np.int64)
-    scratch = np.empty(STENCIL_SIZE, dtype=np.int64)
-    seen = np.zeros(lattice.size, dtype=np.uint8)
-    mark = np.zeros(tree.size, dtype=np.uint8)
-    done = 0
-    while done < max_events:
-        total = tree_total(tree)
-        if total <= 0.0:
-            return STOP_NO_EVENTS
-        dt = waiting_time(rng, total)
-        if clock[0] + dt > t_end:
-            clock[0] = t_end
-            return STOP_TIME
-        s, residual = tree_select(tree, offsets, rng.random() * total)
-        t = _pick_move(s, residual, lattice, au_column, nx, ny, nz, eps, nu_cap, nbr_s, nbr_tmp)
-        lattice[t] = NA
-        lattice[s] = GAP
-        n = _stencil(s, t, nx, ny, nz, stencil, nbr_s, nbr_tmp, seen)
-        for a in range(n):
-            k = stencil[a]
-            seen[k] = 0
-            tree[k] = capillary_propensity(k, lattice, au_column, nx, ny, nz, eps, nu_cap, nbr_s, nbr_tmp)
-        tree_update_many(tree, offsets, stencil, n, scratch, mark)
-        clock[0] += dt
-        counters[0] += 1
-        done += 1
-    return STOP_EVENTS

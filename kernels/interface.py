@@ -25,6 +25,7 @@ one voxel (PHYSICS E1 rule 4: when no gap is reachable), opening a gap under eac
 voxel; the top layer leaves the domain. ``settle_collector`` lowers it by one (E5, when nothing
 supports it): in each column the highest gap below the CC closes, and everything above it (the CC
 and any Na hanging from it) drops one voxel; the top layer is refilled with solid CC.
+``lift_and_fill`` is the growth of a sealed layer (see ``kmc.kernels.battery``).
 """
 import numpy as np
 from numba import njit
@@ -182,4 +183,16 @@ def settle_collector(lattice, nx, ny, nz, cc_bottom):
             lattice[col + z * nxy] = lattice[col + (z + 1) * nxy]
         lattice[col + (nz - 1) * nxy] = CC
         cc_bottom[col] -= 1
+    return True
+
+
+@njit(cache=True)
+def lift_and_fill(lattice, nx, ny, nz, cc_bottom):
+    """Grow a sealed, loaded Na layer by one uniform voxel layer: lift the CC one voxel and fill the
+    gap this opens under every column with Na (``nx·ny`` voxels). Returns False if the CC cannot rise."""
+    nxy = nx * ny
+    if not lift_collector(lattice, nx, ny, nz, cc_bottom):
+        return False
+    for col in range(nxy):
+        lattice[col + (cc_bottom[col] - 1) * nxy] = NA
     return True

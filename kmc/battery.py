@@ -1,11 +1,16 @@
 """The battery model as a scenario (``[model] kind = "battery"``): plating, PHYSICS.md §§2–5, §7.
 
+WORK IN PROGRESS (issue 4): runs only with ``KMC_EXPERIMENTAL_BATTERY=1``. Known open problem: in the
+spreading stage (unloaded Na in the gaps of a foil) the run slows to a crawl — re-solves and
+capillary moves of a few voxels dominate; see the issue notes.
+
 What one run does, per sample interval:
 
 1. **Field solve** (``kmc.field``) on the contact faces (``kmc.kernels.interface``) with their kinds,
    contact quality and local potentials (``kmc.kernels.faradaic.face_kinetics``): the cell voltage V
    and the SE potential φ per pixel, for the step's current I (galvanostatic).
-2. **Faradaic events** at that frozen V and φ (``kmc.kernels.battery.run_faradaic``) until the faces
+2. **Events** — faradaic (E1–E3) and Na moves (E4, with E5 settling) — at that frozen V, φ and
+   σ_Na (``kmc.kernels.battery.run_batch``) until the faces
    or the load-bearing columns have changed by more than ``numerics.resolve_area_fraction``, the CC
    was lifted, or the sample time is reached; then back to 1.
 3. **Nucleation-limited start**: while the faces cannot carry I (|V| would exceed the solver's
@@ -16,9 +21,8 @@ What one run does, per sample interval:
 Observables are recounted from the lattice at every sample, and the charge bookkeeping identity of
 ``kmc.kernels.battery`` is checked there (a violation fails the run).
 
-Not yet modelled in this version (later issues): creep, capillary and diffusion moves of Na (E4),
-collector settling (E5) after moves, stripping (E6), SEI (E7), flaws (E8); protocol steps other
-than ``plate`` and ``rest`` are refused with a message.
+Not yet modelled in this version (later issues): stripping (E6), SEI (E7), flaws (E8); protocol
+steps other than ``plate`` and ``rest`` are refused with a message.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from kmc.errors import KmcError
 from kmc.geometry import collector_hardness_mpa, from_scenario
 from kmc.kernels import battery as kb
 from kmc.kernels import faradaic as kf
+from kmc.kernels import moves as km
 from kmc.kernels.capillary import EPS_AU, EPS_SIZE
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED, classify_na, label_na_clusters
@@ -87,16 +92,14 @@ class BatteryModel:
         vm = float(na["molar_volume_cm3_mol"])
         self.q_v_c = units.voxel_charge_c(self.voxel_um, vm)
         self.voxel_mah_cm2 = units.thickness_to_capacity_mah_cm2(self.voxel_um, vm)
-        # Conductivity at T from its reference temperature (Arrhenius).
-        t_ref = units.celsius_to_kelvin(float(el["conductivity_reference_c"]))
-        self.sigma_s_cm = float(el["conductivity_s_cm"]) * math.exp(
-            -float(el["conductivity_activation_ev"]) / units.K_B * (1 / self.temperature_k - 1 / t_ref))
+        self.sigma_s_cm = units.conductivity_s_cm(el, self.temperature_k)
         self.plane = field.Plane(self.nx, self.ny, self.voxel_um * 1e-4, float(d["electrolyte"]["thickness_um"]) * 1e-4,
                                  self.sigma_s_cm)
         self.c_dl_f_cm2 = float(el["double_layer_capacitance_uf_cm2"]) * 1e-6
         au_nm = float(col.get("seed_layer_nm", 0.0)) if col.get("seed_layer") == "au" else 0.0
         au_mah = float(m["au"]["alloy_capacity_mah_cm2_per_100nm"]) * au_nm / 100.0
         self.c_au = au_mah / self.voxel_mah_cm2  # alloy inventory of one column, in Na voxels
+        self.steps = self._flatten(d["protocol"])
         metal = m[col["material"]]
         p = np.zeros(kf.N_PARAMS)
         p[kf.P_F] = units.F / (units.R * self.temperature_k)
@@ -120,11 +123,30 @@ class BatteryModel:
         eps[CC] = float(na[f"pair_energy_na_{col['material']}_j_m2"]) / scale
         eps[EPS_AU] = float(na["pair_energy_na_au_j_m2"]) / scale
         self.eps = eps
+        # Moves (kmc.kernels.moves): creep constant at T, capillary rate, stress scale, diffusion.
+        k_l = float(na["creep_geometric_factor"])
+        sigma_ref = float(na["creep_flow_stress_mpa"])
+        a_m = self.voxel_um * 1e-6
+        capillary_stress_mpa = float(na["surface_energy_j_m2"]) / a_m * 1e-6
+        nu_cap = k_l * units.creep_strain_rate_s(capillary_stress_mpa, na, self.temperature_k)
+        # Time-scale separation: capillary attempts capped at a multiple of the faradaic event rate
+        # per column (at the protocol's largest current; at rest the same cap applies).
+        i_max = max((s["current_a"] for s in self.steps), default=0.0)
+        faradaic_per_column = i_max / self.q_v_c / self.n_cols
+        cap = float(d["numerics"]["max_capillary_rate_ratio"]) * faradaic_per_column
+        mp = np.zeros(km.N_MOVE_PARAMS)
+        mp[km.M_NU_CAP] = min(nu_cap, cap) if cap > 0 else nu_cap
+        mp[km.M_CREEP_K] = k_l * units.creep_strain_rate_s(sigma_ref, na, self.temperature_k)
+        mp[km.M_SIGMA_REF] = sigma_ref
+        mp[km.M_CREEP_N] = float(na["creep_stress_exponent"])
+        mp[km.M_STRESS_PER_E] = scale / a_m * 1e-6
+        mp[km.M_DIFF_PER_MPA] = units.diffusion_hop_rate_s(1.0, na, self.temperature_k, self.voxel_um)
+        self.move_params0 = mp
+        self.nu_cap_uncapped = nu_cap
         num = d["numerics"]
         self.resolve_fraction = float(num["resolve_area_fraction"])
         self.resolve_dv_v = float(num["resolve_dv_mv"]) * 1e-3
         self.solver_rtol = float(num["solver_rtol"])
-        self.steps = self._flatten(d["protocol"])
         self.duration_s = sum(s["duration_s"] for s in self.steps)
         out = d["output"]
         self.sample_every_s = float(out.get("sample_every_s") or self.duration_s / 500.0)
@@ -210,13 +232,14 @@ class BatteryModel:
         scalars[S_NEED_SOLVE] = 1.0
         scalars[S_NA0] = float((lattice == NA).sum())
         fields = {
-            "tree_alloy": np.zeros_like(plate), "tree_nucleate": np.zeros_like(plate),
+            "tree_alloy": np.zeros_like(plate), "tree_nucleate": np.zeros_like(plate), "tree_moves": np.zeros_like(plate),
+            "move_params": self.move_params0.copy(),
             "site_class": np.full(n, -1, dtype=np.int64), "col_state": col_state,
             "col_support": np.zeros(self.n_cols, dtype=np.int64),
             "cc_bottom": (geo.cc_offset + geo.cc_shape).ravel().astype(np.int64),
             "au_column": (geo.au_nm.ravel() > 0).astype(np.uint8),
             "phi": np.zeros(self.n_cols), "pixel_current": np.zeros(self.n_cols), "params": self.params0.copy(),
-            "tally": np.zeros(kb.N_TALLY), "limits": np.zeros(4), "state_counts": np.zeros(2),
+            "tally": np.zeros(kb.N_TALLY), "limits": np.zeros(6), "state_counts": np.zeros(3),
             "scalars": scalars,
         }
         return State(model="battery", shape=(self.nx, self.ny, self.nz), z_periodic=False, lattice=lattice,
@@ -253,6 +276,7 @@ class BatteryModel:
         n_cc, n_na = column_support(state.lattice, self.nx, self.ny, self.nz, f["col_support"])
         params = f["params"]
         params[kf.P_SIGMA_NA] = na_stress_mpa(self.pressure_mpa, self.hardness_mpa, n_cc, n_na, self.n_cols)
+        f["move_params"][km.M_SIGMA_NA] = params[kf.P_SIGMA_NA]
         faces, n_faces = self._faces(state)
         guess = None
         if voltage_v is None:
@@ -274,11 +298,15 @@ class BatteryModel:
         params[kf.P_VT] = sc[S_VOLTAGE] + self.u_ce_v
         kf.fill_weights(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["phi"], params,
                         self.nx, self.ny, self.nz, state.tree, f["tree_alloy"], f["tree_nucleate"])
-        for tree in (state.tree, f["tree_alloy"], f["tree_nucleate"]):
+        km.fill_move_leaves(f["tree_moves"], state.lattice, f["au_column"], f["col_support"], self.nx, self.ny, self.nz,
+                            self.eps, f["move_params"])
+        for tree in (state.tree, f["tree_alloy"], f["tree_nucleate"], f["tree_moves"]):
             tree[state.n_sites:] = 0.0
             tree_build(tree, state.tree_offsets)
-        f["state_counts"][:] = (n_faces, n_na)
-        f["limits"][:] = (n_faces, n_na, self.resolve_fraction, 0.0 if carried else 1.0)
+        f["state_counts"][:] = (n_faces, n_na, n_cc)
+        f["tally"][kb.T_SEALED] = 0.0  # the lattice may have changed: search again
+        capacity = float(state.tree[-1] + f["tree_alloy"][-1])
+        f["limits"][:] = (n_faces, n_na, self.resolve_fraction, 0.0 if carried else 1.0, self.n_cols, capacity)
         sc[S_NEED_SOLVE] = 0.0
 
     # -- advancing --------------------------------------------------------------------------------
@@ -286,11 +314,11 @@ class BatteryModel:
         f = state.fields
         queue = np.empty(state.n_sites, dtype=np.int64)
         visited = np.zeros(state.n_sites, dtype=np.uint8)
-        return kb.run_faradaic(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["cc_bottom"], f["phi"],
-                               f["params"], self.eps, f["au_column"], self.nx, self.ny, self.nz, state.tree,
-                               f["tree_alloy"], f["tree_nucleate"], state.tree_offsets, i_far, self.q_v_c, self.c_au,
-                               state.clock, state.counters, f["tally"], state.rng, self.EVENTS_PER_CALL, t_end,
-                               f["limits"], f["state_counts"], queue, visited)
+        return kb.run_batch(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["cc_bottom"], f["phi"],
+                            f["params"], self.eps, f["au_column"], f["move_params"], self.nx, self.ny, self.nz,
+                            state.tree, f["tree_alloy"], f["tree_nucleate"], f["tree_moves"], state.tree_offsets,
+                            i_far, self.q_v_c, self.c_au, state.clock, state.counters, f["tally"], state.rng,
+                            self.EVENTS_PER_CALL, t_end, f["limits"], f["state_counts"], queue, visited)
 
     def _advance_step(self, state, step, t_end):
         """Advance within one step until ``t_end`` (s)."""
@@ -299,10 +327,8 @@ class BatteryModel:
         current = step["current_a"]
         while state.time_s < t_end:
             t0 = state.time_s
-            if current <= 0.0:  # rest: no faradaic events in this version (no moves yet)
-                state.clock[0] = t_end
-                break
-            if sc[S_NEED_SOLVE]:
+            fresh = bool(sc[S_NEED_SOLVE])
+            if fresh:
                 self._solve(state, current)
             if sc[S_CARRIED]:
                 code = self._batch(state, current, t_end)
@@ -312,10 +338,10 @@ class BatteryModel:
             if code == kb.STOP_FULL:
                 raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
                                f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
-            if code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
+            if code == STOP_NO_EVENTS and fresh and sc[S_CARRIED]:
+                state.clock[0] = t_end  # nothing can happen even at a freshly solved V: time passes
+            elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
                 sc[S_NEED_SOLVE] = 1.0
-                if code == STOP_NO_EVENTS and sc[S_CARRIED]:
-                    state.clock[0] = t_end
             if step["cutoff_v"] is not None and sc[S_VOLTAGE] < float(step["cutoff_v"]):
                 return True
         return False
@@ -376,7 +402,9 @@ class BatteryModel:
         c = state.counters
         sc = state.fields["scalars"]
         by_events = c[kb.C_PLATE] + c[kb.C_NUCLEATE] + self.c_au * c[kb.C_ALLOY]
-        by_lattice = rc["na"] - sc[S_NA0] - state.fields["tally"][kb.T_NA_DEBT] + self.c_au * rc["alloyed_columns"]
+        tally = state.fields["tally"]
+        by_lattice = (rc["na"] - sc[S_NA0] - tally[kb.T_NA_DEBT] + tally[kb.T_PENDING]
+                      + self.c_au * rc["alloyed_columns"])
         if abs(by_events - by_lattice) > 1e-6 * max(1.0, by_events):
             raise RuntimeError(f"charge bookkeeping broken: {by_events} voxels by events, {by_lattice} by the lattice")
         passed = sc[S_CHARGE] / self.q_v_c
@@ -412,7 +440,8 @@ class BatteryModel:
         surface = max(surface, 1)
         support = np.empty(self.n_cols, dtype=np.int64)
         column_support(state.lattice, self.nx, self.ny, self.nz, support)
-        thickness = (lat3 == NA).sum(axis=0).astype(float) * self.voxel_um
+        # Pending volume of a sealed layer is spread evenly (it is laid down as a uniform layer).
+        thickness = ((lat3 == NA).sum(axis=0) + f["tally"][kb.T_PENDING] / self.n_cols) * self.voxel_um
         mean_t = float(thickness.mean())
         i_a = self.steps[int(sc[S_STEP])]["current_a"]
         vox = self.voxel_mah_cm2 / self.n_cols

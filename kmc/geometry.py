@@ -4,7 +4,8 @@
   (Gaussian autocorrelation ``C(r) = Rq² exp(−r²/ξ²)``), voxelized as column heights. The SE is
   voxelized only as deep as its topography: the lowest valley keeps one SE voxel.
 - **Foil CC**: a flat lower face lowered onto the asperities until the bearing fraction is
-  ``φ0 = min(1, P/H_foil)``: exactly ``round(φ0·N)`` columns (at least one) touch, the highest ones
+  ``φ0 = min(1, P/H_foil)``: exactly ``ceil(φ0·N)`` columns (at least one) touch — the smallest
+  bearing area that carries P — the highest ones
   by continuous height, and the CC is flattened where it overlaps them (the asperity tops end at
   the CC's lower face). Everything between the surfaces is GAP.
 - **Pellet CC**: its lower face replicates the SE topography (full contact); a porous pellet holds
@@ -19,6 +20,7 @@ always solid CC, so lifting the CC loses only solid CC out of the top.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,8 +94,10 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
             se_h = np.minimum(se_h, level - 1)
             bearing = 0.0
         else:
+            # The smallest bearing area that carries P (k/N ≥ φ0): asperities at their hardness bear
+            # the whole load, and Na in the gaps stays unloaded until it lifts the CC.
             phi0 = min(1.0, stack_pressure_mpa / hardness_mpa)
-            k = max(1, int(round(phi0 * n_cols)))
+            k = max(1, int(math.ceil(phi0 * n_cols - 1e-9)))
             order = np.argsort(h, axis=None, kind="stable")[::-1]
             contact = np.zeros(n_cols, dtype=bool)
             contact[order[:k]] = True

@@ -1,12 +1,13 @@
 """Capillary moves (E4b): the local ΔE against a global energy, and detailed balance of the
-production kernel on a droplet of a few voxels in a closed box."""
+production move rates (``kmc.kernels.moves``, no load) on a droplet of a few voxels in a closed box."""
 import itertools
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from kmc.kernels.capillary import EPS_AU, EPS_SIZE, fill_capillary_leaves, move_energy, run_capillary
+from kmc.kernels.capillary import EPS_AU, EPS_SIZE, move_energy
+from kmc.kernels.moves import M_NU_CAP, N_MOVE_PARAMS, fill_move_leaves, run_moves
 from kmc.kernels.cell import CC, GAP, NA, SE
 from kmc.kernels.solver import tree_build, tree_new
 
@@ -95,19 +96,21 @@ def test_droplet_in_a_closed_box_samples_the_boltzmann_weights():
 
     lattice = _box(states[0])
     tree, offsets = tree_new(lattice.size)
-    nu = 1.0
-    fill_capillary_leaves(tree, lattice, au, NX, NY, NZ, eps, nu)
+    move_params = np.zeros(N_MOVE_PARAMS)  # no load: σ_Na = 0, so creep and diffusion are off
+    move_params[M_NU_CAP] = 1.0
+    support = np.zeros(NX * NY, dtype=np.int64)
+    fill_move_leaves(tree, lattice, au, support, NX, NY, NZ, eps, move_params)
     tree_build(tree, offsets)
     clock = np.zeros(1)
     counters = np.zeros(1, dtype=np.int64)
     rng = np.random.default_rng(42)
-    run_capillary(lattice, au, eps, nu, tree, offsets, NX, NY, NZ, clock, counters, rng, 10_000, np.inf)
+    run_moves(lattice, au, support, eps, move_params, tree, offsets, NX, NY, NZ, clock, counters, rng, 10_000, np.inf)
     n_samples, dt = 40_000, 4.0  # ~10 events between samples
     counts = np.zeros(len(states))
     t = clock[0]
     for _ in range(n_samples):
         t += dt
-        run_capillary(lattice, au, eps, nu, tree, offsets, NX, NY, NZ, clock, counters, rng, 10**9, t)
+        run_moves(lattice, au, support, eps, move_params, tree, offsets, NX, NY, NZ, clock, counters, rng, 10**9, t)
         counts[index[tuple(np.flatnonzero(lattice == NA))]] += 1
     assert (lattice == NA).sum() == 3 and (lattice == SE).sum() == NX * NY  # volume conserved
     expected = expected_p * n_samples

@@ -1,0 +1,139 @@
+"""Moves of Na voxels into adjacent gaps (PHYSICS.md §5: E4a creep, E4b capillary, E4c diffusion).
+
+For a Na voxel s and an adjacent GAP t, with ΔE the capillary energy change of the move
+(``capillary.move_energy``, in units of E_eff) and σ_s the stress of s (σ_Na in a Na-support
+column, 0 elsewhere; a gap carries none), three channels add up:
+
+- **E4a creep (driven)**: ``Δσ = σ_s − σ_t − ΔE/a³``; if Δσ > 0 the rate is ``k_ℓ ε̇(Δσ)`` with Na's
+  power-law creep ``ε̇ = ε̇_ref (Δσ/σ_ref)ⁿ exp(−Q/R (1/T − 1/T_ref))``. Only loaded Na creeps: it
+  stops by itself when the load is spread.
+- **E4b capillary**: ``ν_cap min(1, exp(−ΔE/E_eff))`` (Metropolis; detailed balance without load),
+  ``ν_cap = k_ℓ ε̇(γ/a)``, the creep rate at the capillary stress, capped at
+  ``numerics.max_capillary_rate_ratio`` times the faradaic event rate per column (time-scale
+  separation: a capillary fluctuation faster than that only re-samples the same equilibrium).
+- **E4c vacancy diffusion**: ``D* V_m Δσ/(R T a²)`` with ``Δσ = σ_s − σ_t > 0``: the refill channel
+  that is not creep.
+
+The stress is frozen between field solves, like V and φ (the batch stops when the load-bearing
+columns have changed by more than the re-solve fraction).
+"""
+import numpy as np
+from numba import njit
+
+from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
+from kmc.kernels.cell import GAP, NA
+from kmc.kernels.interface import COLUMN_NA_SUPPORT
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, STOP_TIME, tree_select, tree_total, tree_update_many, waiting_time
+
+# Indices into the ``move_params`` array.
+M_NU_CAP = 0  #: capped capillary attempt rate ν (1/s)
+M_CREEP_K = 1  #: k_ℓ ε̇_ref exp(−Q/R (1/T − 1/T_ref)) (1/s)
+M_SIGMA_REF = 2  #: σ_ref of the creep law (MPa)
+M_CREEP_N = 3  #: stress exponent n
+M_STRESS_PER_E = 4  #: E_eff/a³ in MPa: converts ΔE/E_eff to a stress
+M_DIFF_PER_MPA = 5  #: D* V_m/(R T a²) (1/(s MPa))
+M_SIGMA_NA = 6  #: σ_Na of the Na supports (MPa), frozen at the solve
+N_MOVE_PARAMS = 8
+
+
+@njit(cache=True)
+def site_stress(s, col_support, nxy, move_params):
+    return move_params[M_SIGMA_NA] if col_support[s % nxy] == COLUMN_NA_SUPPORT else 0.0
+
+
+@njit(cache=True)
+def move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
+    """Total rate (1/s) of moving the Na voxel s into the GAP t: creep + capillary + diffusion."""
+    de = move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr)
+    nu = move_params[M_NU_CAP]
+    rate = nu if de <= 0.0 else nu * np.exp(-de)
+    sigma = site_stress(s, col_support, nx * ny, move_params)
+    if sigma > 0.0:
+        drive = sigma - de * move_params[M_STRESS_PER_E]
+        if drive > 0.0:
+            rate += move_params[M_CREEP_K] * (drive / move_params[M_SIGMA_REF]) ** move_params[M_CREEP_N]
+        rate += move_params[M_DIFF_PER_MPA] * sigma
+    return rate
+
+
+@njit(cache=True)
+def move_propensity(s, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp):
+    if lattice[s] != NA:
+        return 0.0
+    neighbors6(s, nx, ny, nz, False, nbr_s)
+    total = 0.0
+    for d in range(N_NEIGHBORS):
+        t = nbr_s[d]
+        if t >= 0 and lattice[t] == GAP:
+            total += move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_tmp)
+    return total
+
+
+@njit(cache=True)
+def pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp):
+    """The GAP neighbour of s on which the residual falls (rates summed in ``move_propensity`` order)."""
+    neighbors6(s, nx, ny, nz, False, nbr_s)
+    acc = 0.0
+    last = -1
+    for d in range(N_NEIGHBORS):
+        t = nbr_s[d]
+        if t >= 0 and lattice[t] == GAP:
+            acc += move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_tmp)
+            last = t
+            if residual < acc:
+                return t
+    return last
+
+
+@njit(cache=True)
+def fill_move_leaves(tree, lattice, au_column, col_support, nx, ny, nz, eps, move_params):
+    nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
+    for s in range(lattice.size):
+        tree[s] = move_propensity(s, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
+
+
+@njit(cache=True)
+def execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, tree, offsets,
+                 nbr_s, nbr_tmp, stencil, scratch, seen, mark):
+    """Move the Na voxel s into the gap the residual picks and update the move tree; returns t."""
+    t = pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
+    lattice[t] = NA
+    lattice[s] = GAP
+    n = stencil_two_steps(s, t, nx, ny, nz, stencil, nbr_s, nbr_tmp, seen)
+    for a in range(n):
+        k = stencil[a]
+        seen[k] = 0
+        tree[k] = move_propensity(k, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
+    tree_update_many(tree, offsets, stencil, n, scratch, mark)
+    return t
+
+
+@njit(cache=True, nogil=True)
+def run_moves(lattice, au_column, col_support, eps, move_params, tree, offsets, nx, ny, nz, clock, counters, rng,
+              max_events, t_end):
+    """Moves only (no current) until ``max_events`` or time ``t_end`` (s): relaxation at rest, and the
+    production move rates on their own for the detailed-balance check. Returns a STOP_* code."""
+    nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
+    stencil = np.empty(STENCIL_SIZE, dtype=np.int64)
+    scratch = np.empty(STENCIL_SIZE, dtype=np.int64)
+    seen = np.zeros(lattice.size, dtype=np.uint8)
+    mark = np.zeros(tree.size, dtype=np.uint8)
+    done = 0
+    while done < max_events:
+        total = tree_total(tree)
+        if total <= 0.0:
+            return STOP_NO_EVENTS
+        dt = waiting_time(rng, total)
+        if clock[0] + dt > t_end:
+            clock[0] = t_end
+            return STOP_TIME
+        s, residual = tree_select(tree, offsets, rng.random() * total)
+        execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, tree, offsets,
+                     nbr_s, nbr_tmp, stencil, scratch, seen, mark)
+        clock[0] += dt
+        counters[0] += 1
+        done += 1
+    return STOP_EVENTS
