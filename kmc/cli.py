@@ -22,6 +22,13 @@ class _Group(click.Group):
         except KmcError as err:
             click.echo(f"kmc: error: {err}", err=True)
             sys.exit(err.exit_code)
+        except click.UsageError as err:
+            # Bad options of a subcommand (`--replicas 0`, a directory as SCENARIO.toml) are bad input
+            # too: SCHEMA.md wants one line naming the option, not click's usage block (exit code 2 as before).
+            message = " ".join(err.format_message().split())
+            command = err.ctx.command_path if err.ctx is not None else "kmc"
+            click.echo(f"kmc: error: {message} (see `{command} --help`)", err=True)
+            sys.exit(err.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -142,14 +149,16 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, dry_run):
         click.echo(f"# runs: {plan.n_runs}, seeds: {plan.seeds[:8]}{' ...' if plan.n_runs > 8 else ''}")
         click.echo(f"# store: {out}, at most {plan.estimated_bytes() / 1e6:.1f} MB uncompressed")
         return
-    plan.create(out, overwrite=overwrite)
+    # Signals are caught from before the store exists: a SIGTERM during creation then stops the runs
+    # at their first sample with a checkpoint (exit 3) instead of killing a half-made store.
     with stop_on_signals() as stop:
+        plan.create(out, overwrite=overwrite)
         outcomes = run_serial(out, range(plan.n_runs), stop=stop, n_samples=plan.layout().sizes.get("sample"))
     _finish(outcomes)
 
 
 @main.command()
-@click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False))
+@click.argument("sweep_file", metavar="[SWEEP.toml]", type=click.Path(dir_okay=False), required=False)
 @click.option("-o", "--output", "out", metavar="OUT.zarr", required=True, type=click.Path(), help="Store to write.")
 @click.option("--workers", type=click.IntRange(min=1), help="Dask LocalCluster worker processes (default: CPU count).")
 @click.option("--scheduler", metavar="ADDRESS", help="Use a running Dask scheduler (e.g. started by dask-jobqueue).")
@@ -171,7 +180,9 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
                                                    create the store for a job array; prints --array=0-N
       kmc sweep S.toml -o OUT.zarr --task-id I     one array task (default $SLURM_ARRAY_TASK_ID)
 
-    A SLURM array script runs `kmc sweep S.toml -o OUT.zarr` with no --task-id. Each run's seed
+    A SLURM array script runs `kmc sweep S.toml -o OUT.zarr` with no --task-id. --task-id and
+    --rerun-failed read everything from the store (its sweep definition), so SWEEP.toml may be
+    left out for them. Each run's seed
     derives from the sweep seed, the point's values and the replica, so adding points never
     reseeds existing runs. Sweeping a key that changes array shapes (lattice.*) is refused.
     `--rerun-failed` redoes failed runs and stale ones; `kmc status OUT.zarr` shows which.
@@ -217,6 +228,9 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
         with stop_on_signals() as stop:
             outcomes = run_serial(out, runs, array_task=task_id, stop=stop)
         _finish(outcomes)
+    if sweep_file is None:
+        raise KmcError("SWEEP.toml is needed to create a sweep store (only --task-id and --rerun-failed "
+                       "work from the store alone)")
     plan = plan_sweep(sweep_file, runs_per_task=runs_per_task if init else 0, command=command)
     plan.create(out, overwrite=overwrite)
     if init:
@@ -234,7 +248,9 @@ def status(store, as_json):
     """Show how many runs are pending, running, interrupted, done and failed, and why runs failed.
 
     A run marked running whose heartbeat is older than a minute is reported as interrupted
-    (its process is gone); `kmc resume` continues it from its last checkpoint.
+    (its process is gone); `kmc resume` continues it from its last checkpoint. After a job was
+    killed (SIGKILL, a lost node) set KMC_STALE_AFTER_S=0 to take its runs for dead at once — only
+    when no process of the store is still running.
     """
     import json
 

@@ -32,6 +32,15 @@ def model_for(scenario):
         from kmc.hop import HopModel
 
         return HopModel(scenario)
+    import os
+
+    from kmc.errors import KmcError
+
+    if os.environ.get("KMC_EXPERIMENTAL_BATTERY") != "1":
+        raise KmcError(
+            "model.kind = 'battery' is under development (issue 4: plating physics) and cannot run "
+            "to completion yet; set KMC_EXPERIMENTAL_BATTERY=1 to run the work-in-progress driver anyway"
+        )
     from kmc.battery import BatteryModel
 
     return BatteryModel(scenario)
@@ -139,7 +148,10 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
                     writer.save_checkpoint(state, k + 1)
                     last_ckpt = time.perf_counter()
                 if stopping and k + 1 < model.n_samples:
+                    # Stop the heartbeat thread before marking the run not alive, or a beat in
+                    # flight could overwrite the NaN and hide the run from `kmc resume` for a minute.
                     beat.halt.set()
+                    beat.join()
                     writer.heartbeat(alive=False)  # not alive: resumable at once
                     return INTERRUPTED
         flush()

@@ -41,8 +41,15 @@ STATUS_NAMES = {STATUS_PENDING: "pending", STATUS_RUNNING: "running", STATUS_DON
 
 #: A live run writes its heartbeat this often (wall-clock seconds) ...
 HEARTBEAT_EVERY_S = 10.0
-#: ... so a running run whose heartbeat is older than this is taken for dead.
+#: ... so a running run whose heartbeat is older than this is taken for dead. The environment
+#: variable ``KMC_STALE_AFTER_S`` (seconds, a number >= 0) overrides it wherever run statuses are
+#: read (``kmc status``, ``kmc resume``, ``kmc sweep --rerun-failed``): set it low when you know a
+#: run's process is gone (a job killed with SIGKILL, a node lost) and want to resume it without
+#: waiting a minute; ``KMC_STALE_AFTER_S=0`` takes every running run for dead. Below
+#: HEARTBEAT_EVERY_S it also takes live runs for dead, so resuming then may start a second writer
+#: of a run that is still alive: only lower it when no process of the store is running.
 STALE_AFTER_S = 60.0
+STALE_AFTER_ENV = "KMC_STALE_AFTER_S"
 
 #: Samples per chunk along ``sample`` (a run rewrites at most one partial chunk per flush).
 SAMPLE_CHUNK = 1024
@@ -103,6 +110,21 @@ class Layout:
         return list(RUN_VARS) + list(self.variables)
 
 
+RUN_COORD_NAMES = {"seed": "seed of the run's random generator", "replica": "replica index"}
+
+#: UDUNITS strings for the unit suffixes of scenario keys (a swept key's coordinate gets its units).
+_KEY_UNITS = (("_mah_cm2", "mA h cm-2"), ("_ma_cm2", "mA cm-2"), ("_mpa", "MPa"), ("_um", "um"), ("_nm", "nm"),
+              ("_mv", "mV"), ("_v", "V"), ("_c", "degC"), ("_s", "s"))
+
+
+def units_of_key(key: str) -> str:
+    """UDUNITS units of a scenario key from its suffix (``conditions.stack_pressure_mpa`` → MPa); else "1"."""
+    for suffix, units in _KEY_UNITS:
+        if key.endswith(suffix):
+            return units
+    return "1"
+
+
 def _chunks(var: Var, sizes: dict[str, int]) -> tuple[int, ...]:
     chunks = []
     for d in var.dims:
@@ -156,19 +178,26 @@ def create(location, layout: Layout, run_coords: dict[str, np.ndarray], attrs: d
         if v.dtype != "str":
             enc["_FillValue" if np.dtype(v.dtype).kind == "f" else "fill_value"] = fill
         encoding[v.name] = enc
-    coords = {"run": ("run", np.arange(n_runs, dtype=np.int64), {"long_name": "run index"})}
+    coords = {"run": ("run", np.arange(n_runs, dtype=np.int64), {"units": "1", "long_name": "run index"})}
     for name, values in run_coords.items():
-        coords[name] = ("run", np.asarray(values), {"long_name": name})
+        coords[name] = ("run", np.asarray(values), {"units": units_of_key(name), "long_name": RUN_COORD_NAMES.get(name, name)})
     coords.update({k: (dims, vals, a) for k, (dims, vals, a) in layout.coords.items()})
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
     is_path = isinstance(location, (str, os.PathLike))
     if is_path:
         final = Path(location)
+        if final.is_symlink():
+            raise KmcError(f"output store {str(final)!r} is a symbolic link: give the store's real path")
         if final.exists() and not overwrite:
             raise KmcError(f"output store {str(final)!r} exists: pass --overwrite to replace it")
+        # --overwrite deletes what is there: only ever a kmc store, never a user's folder or file.
+        if final.exists() and not is_kmc_store(final):
+            raise KmcError(f"output store {str(final)!r} exists and is not a kmc store: --overwrite "
+                           f"replaces only a kmc store (choose another output path)")
         target = final.with_name(f".{final.name}.creating-{os.getpid()}")
         shutil.rmtree(target, ignore_errors=True)
+        _remove_abandoned_templates(final)
     else:
         target = location
     try:
@@ -200,6 +229,29 @@ def create(location, layout: Layout, run_coords: dict[str, np.ndarray], attrs: d
         if is_path:
             shutil.rmtree(target, ignore_errors=True)
         raise
+
+
+def _remove_abandoned_templates(final: Path) -> None:
+    """Delete half-written templates of ``final`` left by creators that were killed (their PID is gone)."""
+    for stale in final.parent.glob(f".{final.name}.creating-*"):
+        try:
+            pid = int(stale.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:  # alive, owned by someone else
+            continue
+
+
+def is_kmc_store(path) -> bool:
+    """A directory holding a Zarr group whose attrs carry a kmc ``schema_version``."""
+    try:
+        meta = json.loads(Path(path, "zarr.json").read_text(encoding="utf-8"))
+        return isinstance(meta, dict) and "schema_version" in meta.get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def open_group(location, mode: str = "r+"):
@@ -309,10 +361,28 @@ class RunStatus:
     error: str
 
 
+def stale_after_s() -> float:
+    """Heartbeat age (s) beyond which a running run is taken for dead: ``$KMC_STALE_AFTER_S`` or STALE_AFTER_S."""
+    text = os.environ.get(STALE_AFTER_ENV, "").strip()
+    if not text:
+        return STALE_AFTER_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0.0:  # also refuses NaN
+        raise KmcError(f"{STALE_AFTER_ENV} = {text!r} is not allowed: expected a number of seconds >= 0")
+    return value
+
+
 def run_statuses(location, now: float | None = None) -> list[RunStatus]:
-    """Every run's status; a running run whose heartbeat is missing or stale is ``interrupted``."""
+    """Every run's status; a running run whose heartbeat is missing or stale is ``interrupted``.
+
+    Stale: older than ``stale_after_s()`` (STALE_AFTER_S, or the environment variable KMC_STALE_AFTER_S).
+    """
     g = open_group(location, mode="r")
     now = time.time() if now is None else now
+    stale_after = stale_after_s()
     status = np.asarray(g["status"][:])
     beat = np.asarray(g["heartbeat"][:])
     written = np.asarray(g["samples_written"][:])
@@ -321,7 +391,7 @@ def run_statuses(location, now: float | None = None) -> list[RunStatus]:
     for r in range(status.size):
         age = now - beat[r] if np.isfinite(beat[r]) else math.inf
         name = STATUS_NAMES.get(int(status[r]), "unknown")
-        if name == "running" and age > STALE_AFTER_S:
+        if name == "running" and age > stale_after:
             name = "interrupted"
         out.append(RunStatus(r, name, int(written[r]), float(age), str(errors[r])))
     return out
