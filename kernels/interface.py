@@ -156,6 +156,18 @@ def lift_collector(lattice, nx, ny, nz, cc_bottom):
 
 
 @njit(cache=True)
+def _highest_gap_below(col, lattice, nxy, cc_bottom):
+    """z of the highest gap between the electrolyte and the CC in a column, or −1 if none."""
+    for z in range(cc_bottom[col] - 1, -1, -1):
+        st = lattice[col + z * nxy]
+        if st == GAP:
+            return z
+        if _is_electrolyte(st):
+            return -1
+    return -1
+
+
+@njit(cache=True)
 def settle_collector(lattice, nx, ny, nz, cc_bottom):
     """Lower the CC body one voxel where every column has a gap below its CC; returns whether it moved.
 
@@ -164,21 +176,10 @@ def settle_collector(lattice, nx, ny, nz, cc_bottom):
     """
     nxy = nx * ny
     for col in range(nxy):
-        g = -1
-        for z in range(cc_bottom[col] - 1, -1, -1):
-            if lattice[col + z * nxy] == GAP:
-                g = z
-                break
-            if _is_electrolyte(lattice[col + z * nxy]):
-                break
-        if g < 0:
+        if _highest_gap_below(col, lattice, nxy, cc_bottom) < 0:
             return False
     for col in range(nxy):
-        g = -1
-        for z in range(cc_bottom[col] - 1, -1, -1):
-            if lattice[col + z * nxy] == GAP:
-                g = z
-                break
+        g = _highest_gap_below(col, lattice, nxy, cc_bottom)
         for z in range(g, nz - 1):
             lattice[col + z * nxy] = lattice[col + (z + 1) * nxy]
         lattice[col + (nz - 1) * nxy] = CC

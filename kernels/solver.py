@@ -93,6 +93,19 @@ def tree_total(tree):
     return tree[tree.size - 1]
 
 
+@njit(cache=True, inline="always")
+def _recompute_parents(tree, offsets, lev, parents, m):
+    """Recompute nodes ``parents[0:m]`` of level ``lev`` from their children.
+
+    Inlined at the Numba IR level: as a plain call it cost ~10 % of the hop benchmark at L = 100.
+    """
+    child = offsets[lev - 1]
+    base = offsets[lev]
+    for b in range(m):
+        p = parents[b]
+        tree[base + p] = _block_sum(tree, child + (p << LOG2_BRANCH))
+
+
 @njit(cache=True)
 def tree_update(tree, offsets, sites, n_sites, scratch):
     """Propagate changed leaves to the root.
@@ -115,11 +128,7 @@ def tree_update(tree, offsets, sites, n_sites, scratch):
             scratch[m] = p
             m += 1
     for lev in range(1, n_levels):
-        child = offsets[lev - 1]
-        base = offsets[lev]
-        for b in range(m):
-            p = scratch[b]
-            tree[base + p] = _block_sum(tree, child + (p << LOG2_BRANCH))
+        _recompute_parents(tree, offsets, lev, scratch, m)
         if lev == n_levels - 1:
             break
         m_next = 0
@@ -154,12 +163,10 @@ def tree_update_many(tree, offsets, sites, n_sites, scratch, mark):
             scratch[m] = p
             m += 1
     for lev in range(1, n_levels):
-        child = offsets[lev - 1]
+        _recompute_parents(tree, offsets, lev, scratch, m)
         base = offsets[lev]
         for b in range(m):
-            p = scratch[b]
-            tree[base + p] = _block_sum(tree, child + (p << LOG2_BRANCH))
-            mark[base + p] = 0
+            mark[base + scratch[b]] = 0
         if lev == n_levels - 1:
             break
         up = offsets[lev + 1]
