@@ -42,7 +42,7 @@ from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_O
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.moves import execute_move, move_propensity
 from kmc.kernels.plating import insertion_site
-from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, STOP_TIME, tree_select, tree_total, tree_update, tree_update_many
+from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, STOP_TIME, tree_select, tree_total, tree_update_many
 
 STOP_RESOLVE = 3  #: faces, supports or the collector changed enough to need a new field solve
 STOP_FULL = 4  #: no room left for Na (lattice.nz too small for the plated capacity)

@@ -19,7 +19,6 @@ Stencil: a move changes the states of s and t; the propensity of a Na voxel u de
 of u's neighbours and of their neighbours, so every site within two steps of s or t is recomputed
 (``stencil_two_steps``).
 """
-import numpy as np
 from numba import njit
 
 from kmc.kernels.cell import CC
