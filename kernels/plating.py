@@ -8,8 +8,9 @@ voxel ``g`` becoming Na; the rules decide which:
    conductor (CC or Na): growth along the interface;
 2. the first GAP above c in its column, reached through contiguous Na: the Na column is pushed up;
 3. otherwise the nearest GAP reachable through the Na connected to c (breadth-first, unbounded):
-   plastic flow to the nearest free surface;
-4. otherwise (no gap reachable at the interface) the CC is lifted one voxel, and the search repeats.
+   plastic flow to the nearest free surface; and if c's own Na (or c, a collector face) is
+   confined, the nearest gap left anywhere at the interface (``nearest_interface_gap``);
+4. otherwise (no gap at the interface at all) the CC is lifted one voxel, and the search repeats.
 
 Among the candidates of rules 1 and 2 the one of lowest insertion energy (capillary bond counting,
 ``kmc.kernels.capillary``) wins, the first in search order on a tie. Rule 3 is searched only when
@@ -91,6 +92,39 @@ def _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr):
 
 
 @njit(cache=True)
+def nearest_interface_gap(c, lattice, nx, ny, nz):
+    """The GAP nearest to c's column (rings of increasing Chebyshev distance) that touches both an
+    electrolyte voxel and a conductor, or −1: is any gap left at the interface at all?
+
+    The local rules fail for a face that is itself confined — a collector face inside a patch of
+    asperity contacts, a Na pocket with no free surface — while gaps remain elsewhere; PHYSICS E1
+    rule 4 lifts the collector only when no gap is reachable anywhere at the interface.
+    """
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nxy = nx * ny
+    col = c % nxy
+    cy = col // nx
+    cx = col - cy * nx
+    r_max = max(nx, ny) // 2 + 1
+    for r in range(r_max + 1):
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                if max(abs(dx), abs(dy)) != r:
+                    continue
+                x = (cx + dx) % nx
+                y = (cy + dy) % ny
+                col2 = x + nx * y
+                for z in range(nz):
+                    g = col2 + z * nxy
+                    st = lattice[g]
+                    if st == CC:
+                        break
+                    if st == GAP and _touches_interface(g, lattice, nx, ny, nz, nbr):
+                        return g
+    return -1
+
+
+@njit(cache=True)
 def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited):
     """The GAP that plating at the face (c, e) fills (rules 1–3), or −1 if none is reachable."""
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
@@ -118,7 +152,10 @@ def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited):
                 best, best_e = g, en
     if best >= 0:
         return best
-    return _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr)
+    g = _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr)
+    if g >= 0:
+        return g
+    return nearest_interface_gap(c, lattice, nx, ny, nz)
 
 
 @njit(cache=True)

@@ -1,8 +1,8 @@
 """The battery model as a scenario (``[model] kind = "battery"``): plating, PHYSICS.md §§2–5, §7.
 
-WORK IN PROGRESS (issue 4): runs only with ``KMC_EXPERIMENTAL_BATTERY=1``. Known open problem: in the
-spreading stage (unloaded Na in the gaps of a foil) the run slows to a crawl — re-solves and
-capillary moves of a few voxels dominate; see the issue notes.
+WORK IN PROGRESS (issue 4): runs only with ``KMC_EXPERIMENTAL_BATTERY=1``. It runs T2 on small
+lattices through spreading, sealing and layer growth; not yet checked at full size and speed, nor on
+the nucleation-limited path (bare Al) or pellets; no driver-level tests yet (see the issue notes).
 
 What one run does, per sample interval:
 

@@ -38,8 +38,8 @@ def model_for(scenario):
 
     if os.environ.get("KMC_EXPERIMENTAL_BATTERY") != "1":
         raise KmcError(
-            "model.kind = 'battery' is under development (issue 4: plating physics) and cannot run "
-            "to completion yet; set KMC_EXPERIMENTAL_BATTERY=1 to run the work-in-progress driver anyway"
+            "model.kind = 'battery' is under development (issue 4: plating physics) and not yet "
+            "validated; set KMC_EXPERIMENTAL_BATTERY=1 to run the work-in-progress driver anyway"
         )
     from kmc.battery import BatteryModel
 

@@ -125,7 +125,12 @@ def test_settle_refuses_when_a_column_bears():
 
 
 def _gap_reachable(flat, c, e, nx, ny, nz):
-    """Independent check of rules 1–3: a gap at the face, up c's Na column, or through c's Na."""
+    """Independent check of rules 1–3: a gap at the face, up c's Na column, through c's Na, or
+    anywhere at the interface (touching an electrolyte voxel and a conductor)."""
+    for g in np.flatnonzero(flat == GAP):
+        kinds = {flat[n] for n in _neighbors(int(g), nx, ny, nz)}
+        if kinds & {SE, SEI} and kinds & {CC, NA}:
+            return True
     for center in (c, e):
         for g in _neighbors(center, nx, ny, nz):
             if flat[g] == GAP:
