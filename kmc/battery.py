@@ -360,6 +360,8 @@ class BatteryModel:
         t0 = state.time_s
         f["limits"][3] = 1.0
         code = self._batch(state, i_far, t0 + dt)
+        if code == STOP_NO_EVENTS:  # nothing can happen at this V (zero hazard): the step still passes
+            state.clock[0] = t0 + dt
         elapsed = state.time_s - t0
         sc[S_VOLTAGE] = v + dvdt * elapsed
         sc[S_DL_CHARGE] += (current - i_far) * elapsed
