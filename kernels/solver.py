@@ -106,6 +106,16 @@ def _recompute_parents(tree, offsets, lev, parents, m):
         tree[base + p] = _block_sum(tree, child + (p << LOG2_BRANCH))
 
 
+@njit(cache=True, inline="always")
+def _append_unique(buf, m, value):
+    """Append ``value`` to ``buf[0:m]`` unless it is there already; returns the new length."""
+    for b in range(m):
+        if buf[b] == value:
+            return m
+    buf[m] = value
+    return m + 1
+
+
 @njit(cache=True)
 def tree_update(tree, offsets, sites, n_sites, scratch):
     """Propagate changed leaves to the root.
@@ -118,30 +128,15 @@ def tree_update(tree, offsets, sites, n_sites, scratch):
     n_levels = offsets.size - 1
     m = 0
     for a in range(n_sites):
-        p = sites[a] >> LOG2_BRANCH
-        seen = False
-        for b in range(m):
-            if scratch[b] == p:
-                seen = True
-                break
-        if not seen:
-            scratch[m] = p
-            m += 1
+        m = _append_unique(scratch, m, sites[a] >> LOG2_BRANCH)
     for lev in range(1, n_levels):
         _recompute_parents(tree, offsets, lev, scratch, m)
         if lev == n_levels - 1:
             break
+        # In place: entry b is read before any write at an index > b can happen.
         m_next = 0
         for b in range(m):
-            p = scratch[b] >> LOG2_BRANCH
-            seen = False
-            for c in range(m_next):
-                if scratch[c] == p:
-                    seen = True
-                    break
-            if not seen:
-                scratch[m_next] = p
-                m_next += 1
+            m_next = _append_unique(scratch, m_next, scratch[b] >> LOG2_BRANCH)
         m = m_next
 
 

@@ -278,13 +278,12 @@ class BatteryModel:
         params[kf.P_SIGMA_NA] = na_stress_mpa(self.pressure_mpa, self.hardness_mpa, n_cc, n_na, self.n_cols)
         f["move_params"][km.M_SIGMA_NA] = params[kf.P_SIGMA_NA]
         faces, n_faces = self._faces(state)
-        guess = None
         if voltage_v is None:
             sol = field.solve_galvanostatic(self.plane, faces, current_a, self.u_ce_v, self.temperature_k,
-                                            rtol=self.solver_rtol, guess=guess)
+                                            rtol=self.solver_rtol)
         else:
             sol = field.solve_potentiostatic(self.plane, faces, voltage_v, self.u_ce_v, self.temperature_k,
-                                             rtol=self.solver_rtol, guess=guess)
+                                             rtol=self.solver_rtol)
         carried = bool(getattr(sol, "carried", True)) and voltage_v is None
         if voltage_v is None and carried:
             sc[S_VOLTAGE] = sol.voltage_v
@@ -425,19 +424,16 @@ class BatteryModel:
         el = (lat3 == SE) | (lat3 == SEI)
         cond = (lat3 == CC) | ((lat3 == NA) & (f["site_class"].reshape(lat3.shape) == CLUSTER_ACTIVE))
         na_active = (lat3 == NA) & (f["site_class"].reshape(lat3.shape) == CLUSTER_ACTIVE)
+        # Electrolyte faces, by what is across them: x/y periodic (rolls), z walled (slices).
+        pairs = [(el, lambda a, ax=axis, sh=shift: np.roll(a, sh, ax))
+                 for axis, shift in ((2, 1), (2, -1), (1, 1), (1, -1))]
+        pairs += [(el[:-1], lambda a: a[1:]), (el[1:], lambda a: a[:-1])]
         surface = contact = na_contact = void = 0
-        for axis, shift in ((2, 1), (2, -1), (1, 1), (1, -1)):
-            nb = np.roll(lat3, shift, axis)
-            surface += int((el & ~((nb == SE) | (nb == SEI))).sum())
-            contact += int((el & np.roll(cond, shift, axis)).sum())
-            na_contact += int((el & np.roll(na_active, shift, axis)).sum())
-            void += int((el & (nb == GAP)).sum())
-        for lo, hi, a, b in ((slice(0, -1), slice(1, None), el, None), (slice(1, None), slice(0, -1), el, None)):
-            nb = lat3[hi]
-            e = el[lo]
-            surface += int((e & ~((nb == SE) | (nb == SEI))).sum())
-            contact += int((e & cond[hi]).sum())
-            na_contact += int((e & na_active[hi]).sum())
+        for e, across in pairs:
+            nb = across(lat3)
+            surface += int((e & (nb != SE) & (nb != SEI)).sum())
+            contact += int((e & across(cond)).sum())
+            na_contact += int((e & across(na_active)).sum())
             void += int((e & (nb == GAP)).sum())
         surface = max(surface, 1)
         support = np.empty(self.n_cols, dtype=np.int64)

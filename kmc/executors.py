@@ -93,13 +93,14 @@ def run_dask(location, runs, *, resume: bool = True, workers: int | None = None,
     progress = show_progress() if progress is None else progress
     try:
         futures = client.map(_dask_task, [location] * len(runs), list(runs), [resume] * len(runs), pure=False)
+        run_of = {future.key: run for future, run in zip(futures, runs)}
         with _progress_bar(progress) as bar:
             task = bar.add_task("runs", total=len(futures))
             for future in as_completed(futures):
                 try:
                     run, outcome = future.result()
                 except Exception:  # a worker died under the run; its status says what is known
-                    run, outcome = runs[futures.index(future)], FAILED
+                    run, outcome = run_of[future.key], FAILED
                 outcomes[run] = outcome
                 bar.advance(task)
     finally:
