@@ -8,7 +8,10 @@ sites (``kmc.kernels.faradaic`` for the first three, ``kmc.kernels.moves`` for t
 
 - plating (E1) and electrochemical alloying (E3), sharing the faradaic current in proportion to
   their faces' Butler–Volmer currents (galvanostatic renormalization);
-- nucleation on bare collector faces (E2), at its own hazard;
+- nucleation on bare collector faces (E2), at its own hazard. A nucleus is reduced by charge like a
+  plated voxel: while the faces carry a galvanostatic current its rate is taken out of ``I/q_v``
+  (capped at all of it) and plating shares the rest; otherwise (``limits[3]``: the double layer takes
+  the current, or a potentiostatic hold) its charge is extra, and the driver books it;
 - moves of Na into gaps (E4a creep, E4b capillary, E4c diffusion), at their own rates.
 
 Charge and volume bookkeeping (``counters``): every plating and nucleation event adds one Na voxel
@@ -29,7 +32,11 @@ plating. Loaded Na under P creeps at ~10⁴ s⁻¹ per voxel (Na's creep law at 
 plating fills a layer (~10⁻³ s⁻¹ per column), so the layer thickens uniformly on the plating time
 scale (time-scale separation, PHYSICS §5). So while sealed, each plated voxel is held as ``pending``
 volume (charge and volume counted), and when a whole layer (nx·ny voxels) is pending the CC rises
-one voxel and every column gains one Na voxel under it (``interface.lift_and_fill``).
+one voxel and every column gains one Na voxel under it (``interface.lift_and_fill``). Na owed to
+chemical alloying while sealed is paid from the pending volume (which may go negative: a layer
+thinner, evenly, by that volume), not by opening a vacancy in the loaded layer; and at each lift,
+voids left enclosed in the loaded layer are closed by creep, their volume taken from the pending
+volume too (``interface.close_enclosed_gaps``).
 """
 import numpy as np
 from numba import njit
@@ -38,7 +45,14 @@ from kmc.kernels.capillary import STENCIL_SIZE, stencil_two_steps
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.faradaic import CC_AU, CC_AU_ALLOYED, CC_NUCLEATED, pick_face, site_weights
-from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_OPEN, lift_and_fill, settle_collector
+from kmc.kernels.interface import (
+    COLUMN_CC_CONTACT,
+    COLUMN_NA_SUPPORT,
+    COLUMN_OPEN,
+    close_enclosed_gaps,
+    lift_and_fill,
+    settle_collector,
+)
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.moves import execute_move, move_propensity
 from kmc.kernels.plating import insertion_site
@@ -195,6 +209,12 @@ def _after_insertion(g, lattice, site_class, col_state, col_support, phi, params
                             move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
                             nbr, nbr2, buf, scratch, mark)
             neighbors6(g, nx, ny, nz, False, nbr2)  # the refresh used nbr2 as scratch
+    if tally[T_NA_DEBT] >= 1.0 and tally[T_SEALED] > 0.0:
+        # A sealed layer is loaded Na with no gap: the alloy's Na comes out of the layer's volume
+        # (the collector settles by it, evenly, as a lift raises it) rather than as a vacancy that
+        # loaded Na would close again by creep at ~1e4 /s.
+        tally[T_PENDING] -= 1.0
+        tally[T_NA_DEBT] -= 1.0
     if tally[T_NA_DEBT] >= 1.0 and lattice[g] == NA:
         state_counts[0] -= _faces_of(g, lattice, nx, ny, nz, nbr)
         lattice[g] = GAP
@@ -234,10 +254,15 @@ def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, param
         r_m = tree_total(move_tree)
         r_p = 0.0
         r_a = 0.0
-        if s_p + s_a > 0.0 and i_far_a > 0.0:
-            r_p = i_far_a * s_p / (s_p + s_a) / q_v_c
+        budget = i_far_a / q_v_c  # faradaic voxels per second the current supplies
+        if not stop_on_nucleation and r_nuc > 0.0:
+            # Galvanostatic: a nucleus is reduced by the same current (its hazard, up to all of it).
+            r_nuc = min(r_nuc, budget)
+            budget -= r_nuc
+        if s_p + s_a > 0.0 and budget > 0.0:
+            r_p = budget * s_p / (s_p + s_a)
             if c_au > 0.0:
-                r_a = i_far_a * s_a / (s_p + s_a) / (c_au * q_v_c)
+                r_a = budget * s_a / (s_p + s_a) / c_au
         total = r_p + r_a + r_nuc + r_m
         if total <= 0.0:
             return STOP_NO_EVENTS
@@ -255,7 +280,8 @@ def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, param
                 c, res = tree_select(plate_tree, offsets, u / r_p * s_p)
                 e = pick_face(c, res, 0, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
             else:
-                c, res = tree_select(nuc_tree, offsets, min(u - r_p - r_a, r_nuc * (1 - 1e-15)))
+                r_tree = tree_total(nuc_tree)  # r_nuc may be capped: select in proportion within the tree
+                c, res = tree_select(nuc_tree, offsets, min((u - r_p - r_a) / r_nuc * r_tree, r_tree * (1 - 1e-15)))
                 e = pick_face(c, res, 2, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
                 col_state[c % nxy] = CC_NUCLEATED
             g = -1
@@ -273,6 +299,7 @@ def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, param
                     if not lift_and_fill(lattice, nx, ny, nz, cc_bottom):
                         return STOP_FULL
                     tally[T_PENDING] -= nxy
+                    tally[T_PENDING] -= close_enclosed_gaps(lattice, nx, ny, nz, cc_bottom)
                     counters[C_LIFTS] += 1
                     return STOP_RESOLVE  # every face moved: the caller rebuilds everything
             else:

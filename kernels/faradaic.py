@@ -158,10 +158,16 @@ def site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx
 
 @njit(cache=True)
 def fill_weights(lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
-                 plate_tree, alloy_tree, nuc_tree):
-    """Write every site's three weights into the trees' leaves (call ``tree_build`` on each after)."""
+                 plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
+    """Write every site's three weights into the trees' leaves (call ``tree_build`` on each after).
+
+    Only sites in ``[site_lo, site_hi)`` can have contact faces (the caller's band of layers around
+    the electrolyte surface); the leaves of all others are zeroed."""
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
-    for c in range(lattice.size):
+    for tree in (plate_tree, alloy_tree, nuc_tree):
+        tree[:site_lo] = 0.0
+        tree[site_hi:lattice.size] = 0.0
+    for c in range(site_lo, site_hi):
         wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz, nbr)
         plate_tree[c] = wp
         alloy_tree[c] = wa

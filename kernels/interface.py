@@ -50,11 +50,11 @@ def _is_electrolyte(state):
 
 
 @njit(cache=True)
-def count_contact_faces(lattice, site_class, nx, ny, nz):
-    """Number of contact faces (first pass of ``contact_faces``)."""
+def count_contact_faces(lattice, site_class, nx, ny, nz, site_lo, site_hi):
+    """Number of contact faces (first pass of ``contact_faces``) of the sites in [site_lo, site_hi)."""
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     n = 0
-    for c in range(lattice.size):
+    for c in range(site_lo, site_hi):
         st = lattice[c]
         if st == CC or (st == NA and site_class[c] == CLUSTER_ACTIVE):
             neighbors6(c, nx, ny, nz, False, nbr)
@@ -67,8 +67,9 @@ def count_contact_faces(lattice, site_class, nx, ny, nz):
 
 @njit(cache=True)
 def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
-                  face_conductor, face_electrolyte, face_pixel, face_kind):
-    """Fill the face arrays (sized by ``count_contact_faces``); returns the number of faces.
+                  face_conductor, face_electrolyte, face_pixel, face_kind, site_lo, site_hi):
+    """Fill the face arrays (sized by ``count_contact_faces``) with the faces of the sites in
+    [site_lo, site_hi) (pass 0, lattice.size for all); returns the number of faces.
 
     ``site_class`` comes from ``clusters.classify_na``; ``au_present``/``au_alloyed`` are uint8 per
     column. Faces are listed in site order, directions in ``DIRECTIONS`` order.
@@ -76,7 +77,7 @@ def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     nxy = nx * ny
     n = 0
-    for c in range(lattice.size):
+    for c in range(site_lo, site_hi):
         st = lattice[c]
         if st == CC:
             col = c % nxy
@@ -197,3 +198,24 @@ def lift_and_fill(lattice, nx, ny, nz, cc_bottom):
     for col in range(nxy):
         lattice[col + (cc_bottom[col] - 1) * nxy] = NA
     return True
+
+
+@njit(cache=True)
+def close_enclosed_gaps(lattice, nx, ny, nz, cc_bottom):
+    """Fill with Na every GAP voxel under the collector; returns how many.
+
+    Used when a sealed, loaded layer is lifted: the voids left in it (valleys of the electrolyte the
+    insertion never reached) sit under Na loaded at ~P, which creeps into them at ~1e4 /s (Na's
+    creep law at 5 MPa), many decades faster than plating; the collector settles evenly by their
+    volume (the caller takes it from the sealed layer's pending volume). In the column model of
+    the stress, left to the kinetics, such a void would instead wander through the loaded layer
+    (each creep move into it opens it in the neighbouring column) without ever closing."""
+    nxy = nx * ny
+    n = 0
+    for col in range(nxy):
+        for z in range(min(cc_bottom[col], nz)):
+            g = col + z * nxy
+            if lattice[g] == GAP:
+                lattice[g] = NA
+                n += 1
+    return n

@@ -87,10 +87,15 @@ def pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, mov
 
 
 @njit(cache=True)
-def fill_move_leaves(tree, lattice, au_column, col_support, nx, ny, nz, eps, move_params):
+def fill_move_leaves(tree, lattice, au_column, col_support, nx, ny, nz, eps, move_params, site_lo, site_hi):
+    """Every site's move propensity into the tree's leaves (call ``tree_build`` after). Only Na next
+    to a gap moves: sites outside ``[site_lo, site_hi)`` (the caller's band of layers around the
+    gaps) get 0."""
     nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
-    for s in range(lattice.size):
+    tree[:site_lo] = 0.0
+    tree[site_hi:lattice.size] = 0.0
+    for s in range(site_lo, site_hi):
         tree[s] = move_propensity(s, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
 
 

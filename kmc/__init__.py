@@ -19,6 +19,7 @@ try:
 except PackageNotFoundError:  # running from a checkout that was never installed
     __version__ = "0+unknown"
 
+from kmc.analysis import accessor as _accessor  # noqa: F401 - registers ds.kmc (SCHEMA.md); no matplotlib
 from kmc.api import open, run, simulate, sweep  # noqa: A004 - kmc.open is SCHEMA.md's name
 from kmc.config import Scenario, load_scenario, seed_for_replica
 from kmc.errors import KmcError, ScenarioError

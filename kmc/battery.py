@@ -27,6 +27,7 @@ steps other than ``plate`` and ``rest`` are refused with a message.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -50,7 +51,7 @@ from kmc.kernels.interface import (
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build, tree_new
 from kmc.state import State
 
-SUPPORTED_STEPS = ("plate", "rest")
+SUPPORTED_STEPS = ("plate", "rest", "hold")
 
 # Indices of the driver's float64 "scalars" field.
 S_VOLTAGE = 0  #: cell voltage V (V)
@@ -64,7 +65,11 @@ S_STEP = 7  #: protocol step index
 S_STEP_START = 8  #: time the step started (s)
 S_ENDED = 9  #: 1 when the protocol has ended
 S_NA0 = 10  #: Na voxels at the start
-N_SCALARS = 12
+S_VMIN = 11  #: lowest V since the last sample (V)
+S_VMAX = 12  #: highest V since the last sample (V)
+S_CURRENT = 13  #: cell current (A, reduction positive): the step's, or the faradaic current of a hold
+S_HOLD_ABOVE = 14  #: 1 once a hold's current has reached its min_current (it may then end)
+N_SCALARS = 16
 
 
 class BatteryModel:
@@ -155,6 +160,8 @@ class BatteryModel:
         self.snapshot_every = int(out.get("snapshot_every_samples") or 0)
         self.n_frames = -(-self.n_samples // self.map_every) if self.map_every else 0
         self.n_snaps = -(-self.n_samples // self.snapshot_every) if self.snapshot_every else 0
+        # Wall time by part of the work (benchmarks/battery.py reports it); not part of the state.
+        self.timing = {"solve_s": 0.0, "kernel_s": 0.0, "observe_s": 0.0, "solves": 0, "batches": 0}
 
     # -- protocol ---------------------------------------------------------------------------------
     def _flatten(self, steps):
@@ -171,6 +178,11 @@ class BatteryModel:
                     bounds.append(float(step["capacity_mah_cm2"]) / i_ma * 3600.0)
                 flat.append({"kind": kind, "current_a": i_ma * 1e-3 * self.area_cm2, "duration_s": min(bounds),
                              "cutoff_v": step.get("cutoff_v")})
+            elif kind == "hold":
+                i_min = step.get("min_current_ma_cm2")
+                flat.append({"kind": kind, "current_a": 0.0, "duration_s": float(step["max_duration_s"]),
+                             "cutoff_v": None, "voltage_v": float(step["voltage_v"]),
+                             "min_current_a": None if i_min is None else float(i_min) * 1e-3 * self.area_cm2})
             else:
                 flat.append({"kind": kind, "current_a": 0.0, "duration_s": float(step["duration_s"]), "cutoff_v": None})
         return flat
@@ -181,6 +193,8 @@ class BatteryModel:
         ("charge", "float64", "mA h cm-2", "charge passed (reduction positive)"),
         ("current_density", "float64", "mA cm-2", "applied current density (reduction positive)"),
         ("voltage", "float64", "V", "cell voltage, collector vs counter electrode"),
+        ("voltage_min", "float64", "V", "lowest cell voltage since the previous sample"),
+        ("voltage_max", "float64", "V", "highest cell voltage since the previous sample"),
         ("contact_fraction", "float64", "1", "conductor-electrolyte contact area / electrolyte surface area"),
         ("na_contact_fraction", "float64", "1", "Na-electrolyte contact area / electrolyte surface area"),
         ("load_fraction", "float64", "1", "fraction of columns bearing load (CC-SE contacts and Na supports)"),
@@ -228,7 +242,7 @@ class BatteryModel:
         plate, offsets = tree_new(n)
         col_state = np.full(self.n_cols, kf.CC_AU if self.c_au > 0 else kf.CC_BARE, dtype=np.uint8)
         scalars = np.zeros(N_SCALARS)
-        scalars[S_VOLTAGE] = -self.u_ce_v  # at rest: V + U_CE = 0
+        scalars[S_VOLTAGE] = scalars[S_VMIN] = scalars[S_VMAX] = -self.u_ce_v  # at rest: V + U_CE = 0
         scalars[S_NEED_SOLVE] = 1.0
         scalars[S_NA0] = float((lattice == NA).sum())
         fields = {
@@ -247,20 +261,33 @@ class BatteryModel:
                      rng=rng, fields=fields, params={"seed": int(seed)})
 
     # -- the solve --------------------------------------------------------------------------------
-    def _classify(self, state):
-        f = state.fields
+    def _classify(self, state, site_class=None):
+        """Classify every Na voxel's cluster into ``site_class`` (the kernel's own array by default);
+        returns the counts per class."""
+        site_class = state.fields["site_class"] if site_class is None else site_class
         parent = np.empty(state.n_sites, dtype=np.int64)
         label_na_clusters(state.lattice, self.nx, self.ny, self.nz, parent)
         counts = np.zeros(4, dtype=np.int64)
-        classify_na(state.lattice, self.nx, self.ny, self.nz, parent, f["site_class"], counts)
+        classify_na(state.lattice, self.nx, self.ny, self.nz, parent, site_class, counts)
         return counts
 
-    def _faces(self, state):
+    def _bands(self, lattice):
+        """Site ranges of the layers that can hold contact faces (conductors at most one layer above
+        the highest electrolyte voxel) and Na moves (Na within one layer of a gap)."""
+        nxy = self.n_cols
+        lat = lattice.reshape(self.nz, nxy)
+        el = np.flatnonzero(((lat == SE) | (lat == SEI)).any(axis=1))
+        faces = (0, min(self.nz, int(el[-1]) + 2) * nxy if el.size else 0)
+        gaps = np.flatnonzero((lat == GAP).any(axis=1))
+        moves = (max(0, int(gaps[0]) - 1) * nxy, min(self.nz, int(gaps[-1]) + 2) * nxy) if gaps.size else (0, 0)
+        return faces, moves
+
+    def _faces(self, state, band):
         f = state.fields
-        n = count_contact_faces(state.lattice, f["site_class"], self.nx, self.ny, self.nz)
+        n = count_contact_faces(state.lattice, f["site_class"], self.nx, self.ny, self.nz, *band)
         cond, elec, pix, kind = (np.empty(n, dtype=np.int64) for _ in range(4))
         contact_faces(state.lattice, f["site_class"], f["au_column"], (f["col_state"] == kf.CC_AU_ALLOYED).astype(np.uint8),
-                      self.nx, self.ny, self.nz, cond, elec, pix, kind)
+                      self.nx, self.ny, self.nz, cond, elec, pix, kind, *band)
         fk = np.empty(n, dtype=np.int64)
         j0 = np.empty(n)
         u = np.empty(n)
@@ -268,25 +295,37 @@ class BatteryModel:
                       fk, j0, u)
         return field.Faces(pix, self.params0[kf.P_FACE_AREA], j0, self.params0[kf.P_ALPHA], u), n
 
+    def _warm_guess(self, state):
+        """The last solve's V and pixel currents as a warm start, rebuilt from the state (so a run
+        resumed from a checkpoint warm-starts exactly as the uninterrupted run did)."""
+        f = state.fields
+        if not f["scalars"][S_CARRIED] or not f["pixel_current"].any():
+            return None
+        return field.Solution(float(f["scalars"][S_VOLTAGE]), np.empty(0), f["pixel_current"].reshape(self.ny, self.nx),
+                              f["phi"].reshape(self.ny, self.nx), 0, 0, True, True, float(f["scalars"][S_I_FAR]))
+
     def _solve(self, state, current_a, voltage_v=None):
         """Field solve (galvanostatic, or potentiostatic at ``voltage_v``) and the weights from it."""
+        t_start = time.perf_counter()
         f = state.fields
         sc = f["scalars"]
+        guess = self._warm_guess(state)
         self._classify(state)
         n_cc, n_na = column_support(state.lattice, self.nx, self.ny, self.nz, f["col_support"])
         params = f["params"]
         params[kf.P_SIGMA_NA] = na_stress_mpa(self.pressure_mpa, self.hardness_mpa, n_cc, n_na, self.n_cols)
         f["move_params"][km.M_SIGMA_NA] = params[kf.P_SIGMA_NA]
-        faces, n_faces = self._faces(state)
+        face_band, move_band = self._bands(state.lattice)
+        faces, n_faces = self._faces(state, face_band)
         if voltage_v is None:
             sol = field.solve_galvanostatic(self.plane, faces, current_a, self.u_ce_v, self.temperature_k,
-                                            rtol=self.solver_rtol)
+                                            rtol=self.solver_rtol, guess=guess)
         else:
             sol = field.solve_potentiostatic(self.plane, faces, voltage_v, self.u_ce_v, self.temperature_k,
-                                             rtol=self.solver_rtol)
+                                             rtol=self.solver_rtol, guess=guess)
         carried = bool(getattr(sol, "carried", True)) and voltage_v is None
         if voltage_v is None and carried:
-            sc[S_VOLTAGE] = sol.voltage_v
+            self._set_voltage(sc, sol.voltage_v)
         f["phi"][:] = np.asarray(sol.phi_v).ravel()
         f["pixel_current"][:] = np.asarray(sol.pixel_current_density_a_cm2).ravel()
         i_far = float(f["pixel_current"].sum() * self.params0[kf.P_FACE_AREA])
@@ -296,9 +335,9 @@ class BatteryModel:
             sc[S_R_INT] = field.interfacial_resistance_ohm_cm2(sol, self.plane, current_a, self.u_ce_v)
         params[kf.P_VT] = sc[S_VOLTAGE] + self.u_ce_v
         kf.fill_weights(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["phi"], params,
-                        self.nx, self.ny, self.nz, state.tree, f["tree_alloy"], f["tree_nucleate"])
+                        self.nx, self.ny, self.nz, state.tree, f["tree_alloy"], f["tree_nucleate"], *face_band)
         km.fill_move_leaves(f["tree_moves"], state.lattice, f["au_column"], f["col_support"], self.nx, self.ny, self.nz,
-                            self.eps, f["move_params"])
+                            self.eps, f["move_params"], *move_band)
         for tree in (state.tree, f["tree_alloy"], f["tree_nucleate"], f["tree_moves"]):
             tree[state.n_sites:] = 0.0
             tree_build(tree, state.tree_offsets)
@@ -307,9 +346,19 @@ class BatteryModel:
         capacity = float(state.tree[-1] + f["tree_alloy"][-1])
         f["limits"][:] = (n_faces, n_na, self.resolve_fraction, 0.0 if carried else 1.0, self.n_cols, capacity)
         sc[S_NEED_SOLVE] = 0.0
+        self.timing["solve_s"] += time.perf_counter() - t_start
+        self.timing["solves"] += 1
 
     # -- advancing --------------------------------------------------------------------------------
     def _batch(self, state, i_far, t_end):
+        t_start = time.perf_counter()
+        try:
+            return self._run_batch(state, i_far, t_end)
+        finally:
+            self.timing["kernel_s"] += time.perf_counter() - t_start
+            self.timing["batches"] += 1
+
+    def _run_batch(self, state, i_far, t_end):
         f = state.fields
         queue = np.empty(state.n_sites, dtype=np.int64)
         visited = np.zeros(state.n_sites, dtype=np.uint8)
@@ -319,11 +368,20 @@ class BatteryModel:
                             i_far, self.q_v_c, self.c_au, state.clock, state.counters, f["tally"], state.rng,
                             self.EVENTS_PER_CALL, t_end, f["limits"], f["state_counts"], queue, visited)
 
+    @staticmethod
+    def _set_voltage(sc, v):
+        sc[S_VOLTAGE] = v
+        sc[S_VMIN] = min(sc[S_VMIN], v)
+        sc[S_VMAX] = max(sc[S_VMAX], v)
+
     def _advance_step(self, state, step, t_end):
-        """Advance within one step until ``t_end`` (s)."""
+        """Advance within one step until ``t_end`` (s); True if the step ended early (cut-off)."""
+        if step["kind"] == "hold":
+            return self._advance_hold(state, step, t_end)
         f = state.fields
         sc = f["scalars"]
         current = step["current_a"]
+        sc[S_CURRENT] = current
         while state.time_s < t_end:
             t0 = state.time_s
             fresh = bool(sc[S_NEED_SOLVE])
@@ -345,6 +403,51 @@ class BatteryModel:
                 return True
         return False
 
+    def _advance_hold(self, state, step, t_end):
+        """A potentiostatic hold at the step's V until ``t_end``; True once the current, having reached
+        ``min_current``, falls below it.
+
+        The faradaic events run at the current the faces carry at V (re-solved as the faces change);
+        the double layer on the contact area charges at once when V jumps to the held value
+        (ΔQ = −C_dl A_c ΔV, reduction positive). With no face carrying current (bare CC) only
+        nucleation happens, at its hazard at V, until the first nucleus gives a face."""
+        f = state.fields
+        sc = f["scalars"]
+        v_hold = step["voltage_v"]
+        while state.time_s < t_end:
+            t0 = state.time_s
+            fresh = bool(sc[S_NEED_SOLVE])
+            if fresh:
+                v_before = sc[S_VOLTAGE]
+                self._set_voltage(sc, v_hold)
+                self._solve(state, 0.0, voltage_v=v_hold)
+                if v_before != v_hold:
+                    area_c = f["state_counts"][0] * self.params0[kf.P_FACE_AREA]
+                    dq = -self.c_dl_f_cm2 * area_c * (v_hold - v_before)
+                    sc[S_DL_CHARGE] += dq
+                    sc[S_CHARGE] += dq
+                sc[S_CURRENT] = sc[S_I_FAR]
+                i_min = step["min_current_a"]
+                if i_min is not None:
+                    if abs(sc[S_I_FAR]) >= i_min:
+                        sc[S_HOLD_ABOVE] = 1.0
+                    elif sc[S_HOLD_ABOVE]:
+                        sc[S_HOLD_ABOVE] = 0.0
+                        return True
+            i_far = sc[S_I_FAR]
+            nuclei0 = state.counters[kb.C_NUCLEATE]
+            code = self._batch(state, i_far, t_end)
+            # At a held V a nucleus's charge is current beyond the faces' (which the events share).
+            sc[S_CHARGE] += i_far * (state.time_s - t0) + (state.counters[kb.C_NUCLEATE] - nuclei0) * self.q_v_c
+            if code == kb.STOP_FULL:
+                raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
+                               f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
+            if code == STOP_NO_EVENTS and fresh:
+                state.clock[0] = t_end  # nothing can happen at this V: time passes
+            elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
+                sc[S_NEED_SOLVE] = 1.0
+        return False
+
     def _double_layer_step(self, state, current, t_end):
         """One double-layer step: V moves by at most resolve_dv; nucleation acts at the frozen V."""
         f = state.fields
@@ -358,12 +461,15 @@ class BatteryModel:
         dt = min(t_end - state.time_s, self.resolve_dv_v / abs(dvdt)) if dvdt != 0 else t_end - state.time_s
         t0 = state.time_s
         f["limits"][3] = 1.0
+        nuclei0 = state.counters[kb.C_NUCLEATE]
         code = self._batch(state, i_far, t0 + dt)
         if code == STOP_NO_EVENTS:  # nothing can happen at this V (zero hazard): the step still passes
             state.clock[0] = t0 + dt
         elapsed = state.time_s - t0
-        sc[S_VOLTAGE] = v + dvdt * elapsed
-        sc[S_DL_CHARGE] += (current - i_far) * elapsed
+        # A nucleus's voxel is reduced by charge the double layer had taken (it is not in i_far).
+        dq_dl = (current - i_far) * elapsed - (state.counters[kb.C_NUCLEATE] - nuclei0) * self.q_v_c
+        self._set_voltage(sc, v - dq_dl / (self.c_dl_f_cm2 * area_c))
+        sc[S_DL_CHARGE] += dq_dl
         sc[S_CHARGE] += current * elapsed
         sc[S_NEED_SOLVE] = 1.0
         return code if code != STOP_TIME else kb.STOP_RESOLVE
@@ -390,13 +496,18 @@ class BatteryModel:
 
     # -- observables ------------------------------------------------------------------------------
     def recount(self, state) -> dict:
-        """Inventories recounted from the lattice and the per-column Au state (voxels)."""
+        """Inventories recounted from the lattice and the per-column Au state (voxels).
+
+        The classification goes to a scratch array (``site_class`` in the result): the kernel's own
+        array is left as the kernel maintains it between solves, so observing never changes a run."""
         f = state.fields
-        counts = self._classify(state)
+        site_class = np.empty(state.n_sites, dtype=np.int64)
+        counts = self._classify(state, site_class)
         na = int((state.lattice == NA).sum())
         alloyed = int(np.isin(f["col_state"], (kf.CC_AU_ALLOYED,)).sum()) if self.c_au > 0 else 0
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": int(counts[CLUSTER_TRAPPED]),
-                "dead": int(counts[CLUSTER_DEAD]), "clusters_on_electrolyte": int(counts[3]), "alloyed_columns": alloyed}
+                "dead": int(counts[CLUSTER_DEAD]), "clusters_on_electrolyte": int(counts[3]), "alloyed_columns": alloyed,
+                "site_class": site_class}
 
     def check_bookkeeping(self, state, rc) -> None:
         """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
@@ -416,14 +527,24 @@ class BatteryModel:
             raise RuntimeError(f"charge bookkeeping broken: {passed:.1f} voxels passed, {faradaic_dl:.1f} accounted")
 
     def observe(self, state) -> dict:
+        t_start = time.perf_counter()
+        try:
+            obs = self._observe(state)
+            sc = state.fields["scalars"]
+            sc[S_VMIN] = sc[S_VMAX] = sc[S_VOLTAGE]  # the next sample's extremes start here
+            return obs
+        finally:
+            self.timing["observe_s"] += time.perf_counter() - t_start
+
+    def _observe(self, state) -> dict:
         f = state.fields
         sc = f["scalars"]
         lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)
         rc = self.recount(state)
         self.check_bookkeeping(state, rc)
         el = (lat3 == SE) | (lat3 == SEI)
-        cond = (lat3 == CC) | ((lat3 == NA) & (f["site_class"].reshape(lat3.shape) == CLUSTER_ACTIVE))
-        na_active = (lat3 == NA) & (f["site_class"].reshape(lat3.shape) == CLUSTER_ACTIVE)
+        na_active = (lat3 == NA) & (rc["site_class"].reshape(lat3.shape) == CLUSTER_ACTIVE)
+        cond = (lat3 == CC) | na_active
         # Electrolyte faces, by what is across them: x/y periodic (rolls), z walled (slices).
         pairs = [(el, lambda a, ax=axis, sh=shift: np.roll(a, sh, ax))
                  for axis, shift in ((2, 1), (2, -1), (1, 1), (1, -1))]
@@ -441,7 +562,7 @@ class BatteryModel:
         # Pending volume of a sealed layer is spread evenly (it is laid down as a uniform layer).
         thickness = ((lat3 == NA).sum(axis=0) + f["tally"][kb.T_PENDING] / self.n_cols) * self.voxel_um
         mean_t = float(thickness.mean())
-        i_a = self.steps[int(sc[S_STEP])]["current_a"]
+        i_a = sc[S_CURRENT]
         vox = self.voxel_mah_cm2 / self.n_cols
         plated = (state.counters[kb.C_PLATE] + state.counters[kb.C_NUCLEATE]
                   + self.c_au * state.counters[kb.C_ALLOY]) * vox
@@ -450,6 +571,8 @@ class BatteryModel:
             "charge": sc[S_CHARGE] / self.area_cm2 / 3.6,
             "current_density": i_a / self.area_cm2 * 1e3,
             "voltage": float(sc[S_VOLTAGE]),
+            "voltage_min": float(sc[S_VMIN]),
+            "voltage_max": float(sc[S_VMAX]),
             "contact_fraction": contact / surface,
             "na_contact_fraction": na_contact / surface,
             "load_fraction": float(np.isin(support, (COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT)).mean()),

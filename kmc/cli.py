@@ -46,6 +46,7 @@ def main():
       sweep   run a parameter sweep on Dask, or as a cluster job array
       status  what each run of a store is doing, and why failed runs failed
       resume  continue a store's interrupted and unstarted runs from their checkpoints
+      plot    the standard figures of a store, as PNG files
       bench   the engine benchmark (events per second on the hop model)
 
     \b
@@ -293,3 +294,64 @@ def resume(store, workers, scheduler):
         _finish(run_dask(store, runs, workers=workers, scheduler=scheduler))
     with stop_on_signals() as stop:
         _finish(run_serial(store, runs, stop=stop))
+
+
+def _parse_indices(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 0,5,-1")
+
+
+@main.command()
+@click.argument("store", metavar="OUT.zarr", type=click.Path())
+@click.option("-o", "--output", "out_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Directory for the PNG files (default: <store name>_figures in the working directory).")
+@click.option("--run", "run_index", default=0, show_default=True, type=int,
+              help="Run whose maps and lattice cuts are drawn.")
+@click.option("--frames", callback=_parse_indices, metavar="I,J,...",
+              help="Map frames to draw (default: first, middle and last written; negative: from the last).")
+@click.option("--snaps", callback=_parse_indices, metavar="I,J,...",
+              help="Lattice snapshots to cut (default: first, middle and last written; negative: from the last).")
+@click.option("--all-runs", is_flag=True, help="Draw unfinished runs (running, failed) too, not only finished ones.")
+def plot(store, out_dir, run_index, frames, snaps, all_runs):
+    """Draw the standard figures of a store as PNG files, and list the files written.
+
+    \b
+    voltage_vs_charge.png       cell voltage vs charge, replicas thin, mean per sweep point thick;
+                                plating solid, stripping dashed, rest dotted
+    contact_void_vs_charge.png  contact fraction and interface void fraction vs charge
+    thickness_map_runR.png      Na thickness per column at the chosen frames of run R
+    current_map_runR.png        current density per pixel at the same frames
+    lattice_cut_runR.png        vertical x-z cuts through lattice snapshots of run R, by state
+    ce_vs_cycle.png             Coulombic efficiency per cycle
+    ccd_histogram.png           critical current densities across runs
+    short_survival.png          Kaplan-Meier probability of no short vs charge
+
+    A figure is drawn only when the store has its variables (the hop benchmark model has only
+    lattice snapshots). Curves use finished runs unless --all-runs is given. The same figures from
+    Python: `kmc.open(store).kmc.figures(DIR)`.
+    """
+    from pathlib import Path
+
+    from kmc.analysis.figures import write_figures
+    from kmc.api import open as open_store
+
+    ds = open_store(store)
+    out_dir = Path(out_dir) if out_dir else Path(Path(store).name.removesuffix(".zarr") + "_figures")
+    result = write_figures(ds, out_dir, run=run_index, frames=frames, snaps=snaps, only_done=not all_runs)
+    for path in result.files:
+        click.echo(f"wrote {path}")
+    curves = ("voltage_vs_charge", "contact_void_vs_charge", "ce_vs_cycle", "ccd_histogram", "short_survival")
+    reasons = {result.skipped.get(name) for name in curves}
+    model = ds.attrs.get("model", "unknown")
+    if all(name in result.skipped for name in curves):
+        if any(r and r.startswith("no finished runs") for r in reasons):
+            click.echo(f"{store}: no curves: no finished runs (`kmc status {store}`; --all-runs draws unfinished ones)")
+        else:
+            click.echo(f"{store}: no voltage, contact, CE, CCD or short figures: the store (model {model!r}) "
+                       f"has none of their variables")
+    if not result.files:
+        click.echo(f"{store}: no figure applies; nothing written")

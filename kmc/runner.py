@@ -32,15 +32,6 @@ def model_for(scenario):
         from kmc.hop import HopModel
 
         return HopModel(scenario)
-    import os
-
-    from kmc.errors import KmcError
-
-    if os.environ.get("KMC_EXPERIMENTAL_BATTERY") != "1":
-        raise KmcError(
-            "model.kind = 'battery' is under development (issue 4: plating physics) and not yet "
-            "validated; set KMC_EXPERIMENTAL_BATTERY=1 to run the work-in-progress driver anyway"
-        )
     from kmc.battery import BatteryModel
 
     return BatteryModel(scenario)

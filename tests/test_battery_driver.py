@@ -19,14 +19,10 @@ T2 = os.path.join(os.path.dirname(__file__), "..", "scenarios", "validation", "T
 
 @pytest.fixture(scope="module")
 def small_t2():
-    os.environ["KMC_EXPERIMENTAL_BATTERY"] = "1"
-    try:
-        sc = kmc.load_scenario(T2, overrides={"lattice.nx": 16, "lattice.ny": 16, "lattice.nz": 20,
-                                              "protocol.0.capacity_mah_cm2": 0.6,
-                                              "output.snapshot_every_samples": 1})
-        ds = kmc.simulate(sc, seed=3)
-    finally:
-        del os.environ["KMC_EXPERIMENTAL_BATTERY"]
+    sc = kmc.load_scenario(T2, overrides={"lattice.nx": 16, "lattice.ny": 16, "lattice.nz": 20,
+                                          "protocol.0.capacity_mah_cm2": 0.6,
+                                          "output.snapshot_every_samples": 1})
+    ds = kmc.simulate(sc, seed=3)
     return sc, ds.isel(run=0)
 
 

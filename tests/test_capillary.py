@@ -99,7 +99,7 @@ def test_droplet_in_a_closed_box_samples_the_boltzmann_weights():
     move_params = np.zeros(N_MOVE_PARAMS)  # no load: σ_Na = 0, so creep and diffusion are off
     move_params[M_NU_CAP] = 1.0
     support = np.zeros(NX * NY, dtype=np.int64)
-    fill_move_leaves(tree, lattice, au, support, NX, NY, NZ, eps, move_params)
+    fill_move_leaves(tree, lattice, au, support, NX, NY, NZ, eps, move_params, 0, lattice.size)
     tree_build(tree, offsets)
     clock = np.zeros(1)
     counters = np.zeros(1, dtype=np.int64)

@@ -55,9 +55,9 @@ def test_contact_faces_match_a_brute_force_enumeration(seed):
     cls = _classes(flat, nx, ny, nz)
     au_present = (rng.random(nx * ny) < 0.5).astype(np.uint8)
     au_alloyed = (rng.random(nx * ny) < 0.5).astype(np.uint8)
-    n = count_contact_faces(flat, cls, nx, ny, nz)
+    n = count_contact_faces(flat, cls, nx, ny, nz, 0, flat.size)
     arrays = [np.empty(n, dtype=np.int64) for _ in range(4)]
-    assert contact_faces(flat, cls, au_present, au_alloyed, nx, ny, nz, *arrays) == n
+    assert contact_faces(flat, cls, au_present, au_alloyed, nx, ny, nz, *arrays, 0, flat.size) == n
     got = set(zip(*[a.tolist() for a in arrays]))
     expected = set()
     for c in range(flat.size):
@@ -172,9 +172,9 @@ def test_plating_conserves_volume_and_lifts_only_when_sealed():
     lifts = 0
     for i in range(2500):
         cls = _classes(flat, nx, ny, nz)
-        n = count_contact_faces(flat, cls, nx, ny, nz)
+        n = count_contact_faces(flat, cls, nx, ny, nz, 0, flat.size)
         faces = [np.empty(n, dtype=np.int64) for _ in range(4)]
-        contact_faces(flat, cls, au, au, nx, ny, nz, *faces)
+        contact_faces(flat, cls, au, au, nx, ny, nz, *faces, 0, flat.size)
         k = rng.integers(n)
         na_before = (flat == NA).sum()
         before = flat.copy()

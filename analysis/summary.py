@@ -1,0 +1,39 @@
+"""One row per run: the final state of the interface, the voltage minimum, shorts, CCD and CE."""
+from __future__ import annotations
+
+import xarray as xr
+from kmc.analysis.runs import last_valid, runs_to_use
+
+#: Per-sample variables whose final value (last non-NaN sample) the summary reports, as ``final_<name>``.
+FINAL = ("charge", "time", "voltage", "contact_fraction", "void_fraction", "thickness_mean", "thickness_cv",
+         "interfacial_resistance")
+#: Per-run and per-cycle variables copied as they are.
+COPIED = ("status", "shorted", "short_time", "short_charge", "ccd", "coulombic_efficiency")
+
+
+def summary(ds: xr.Dataset, only_done: bool = True) -> xr.Dataset:
+    """A Dataset along ``run`` (with ``cycle`` for the Coulombic efficiency) summarizing each run.
+
+    ``final_<name>`` is the last non-NaN sample of each per-sample variable in ``FINAL`` the store has
+    (in its units); ``min_voltage`` the lowest cell voltage of the run (V, the nucleation overpotential
+    peak when plating, since plating voltages are negative); ``status``, ``shorted``, ``short_time``
+    [s], ``short_charge`` [mA h cm-2], ``ccd`` [mA cm-2] and ``coulombic_efficiency`` per cycle are
+    copied when present. Only finished runs unless ``only_done`` is false. The run coordinates (seed,
+    replica, swept parameters) come along.
+    """
+    ds = runs_to_use(ds, only_done)
+    out = xr.Dataset(coords={name: c for name, c in ds.coords.items() if c.dims == ("run",)})
+    for name in FINAL:
+        if name in ds and "sample" in ds[name].dims:
+            src = ds[name]
+            out[f"final_{name}"] = last_valid(src, "sample").assign_attrs(
+                units=src.attrs.get("units", "1"),
+                long_name=f"final {src.attrs.get('long_name', name)} (last sample the run defined)")
+    if "voltage" in ds and "sample" in ds["voltage"].dims:
+        out["min_voltage"] = ds["voltage"].min("sample", skipna=True).compute().assign_attrs(
+            units=ds["voltage"].attrs.get("units", "V"), long_name="lowest cell voltage of the run")
+    for name in COPIED:
+        if name in ds:
+            src = ds[name].compute()
+            out[name] = src.assign_attrs(units=src.attrs.get("units", "1"), long_name=src.attrs.get("long_name", name))
+    return out.compute()
