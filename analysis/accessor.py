@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import xarray as xr
-from kmc.analysis import runs as _runs
 
+from kmc.analysis import runs as _runs
 from kmc.errors import KmcError
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from kmc.analysis.runs import done_mask, point_label, points
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
@@ -31,6 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from kmc.analysis.runs import done_mask, point_label, points
 from kmc.errors import KmcError
 
 #: Colours of known lattice states (by flag meaning); others get the tab10 cycle.

@@ -14,9 +14,9 @@ import warnings
 
 import numpy as np
 import xarray as xr
-from kmc.analysis.runs import clock_dim, done_mask, last_valid, points
 from scipy import stats as sps
 
+from kmc.analysis.runs import clock_dim, done_mask, last_valid, points
 from kmc.errors import KmcError
 
 CI_METHOD = "order-statistic (binomial) interval of the median, as scipy.stats.quantile_test"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import xarray as xr
+
 from kmc.analysis.runs import last_valid, runs_to_use
 
 #: Per-sample variables whose final value (last non-NaN sample) the summary reports, as ``final_<name>``.

@@ -12,9 +12,9 @@ import warnings
 
 import numpy as np
 import xarray as xr
-from kmc.analysis.runs import done_mask, last_valid, points
 from scipy import stats as sps
 
+from kmc.analysis.runs import done_mask, last_valid, points
 from kmc.errors import KmcError
 
 #: The per-sample clock that a shorting variable is measured on (where non-shorted runs are censored).

@@ -219,3 +219,29 @@ def close_enclosed_gaps(lattice, nx, ny, nz, cc_bottom):
                 lattice[g] = NA
                 n += 1
     return n
+
+
+@njit(cache=True)
+def electrolyte_face_counts(lattice, site_class, nx, ny, nz, site_lo, site_hi, out):
+    """Recount the faces of the electrolyte surface among sites [site_lo, site_hi) into ``out``:
+    [surface (electrolyte facing anything else), contact (facing the CC or Na of an active
+    cluster), Na contact (facing active Na), void (facing a gap)]. z is walled, x and y periodic."""
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    out[:] = 0
+    for e in range(site_lo, site_hi):
+        if not _is_electrolyte(lattice[e]):
+            continue
+        neighbors6(e, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            k = nbr[d]
+            if k < 0 or _is_electrolyte(lattice[k]):
+                continue
+            out[0] += 1
+            st = lattice[k]
+            if st == CC:
+                out[1] += 1
+            elif st == NA and site_class[k] == CLUSTER_ACTIVE:
+                out[1] += 1
+                out[2] += 1
+            elif st == GAP:
+                out[3] += 1

@@ -24,7 +24,15 @@ from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.interface import COLUMN_NA_SUPPORT
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, STOP_TIME, tree_select, tree_total, tree_update_many, waiting_time
+from kmc.kernels.solver import (
+    STOP_EVENTS,
+    STOP_NO_EVENTS,
+    STOP_TIME,
+    tree_select,
+    tree_total,
+    tree_update_many,
+    waiting_time,
+)
 
 # Indices into the ``move_params`` array.
 M_NU_CAP = 0  #: capped capillary attempt rate ν (1/s)

@@ -1,8 +1,7 @@
 """The battery model as a scenario (``[model] kind = "battery"``): plating, PHYSICS.md §§2–5, §7.
 
-WORK IN PROGRESS (issue 4): runs only with ``KMC_EXPERIMENTAL_BATTERY=1``. It runs T2 on small
-lattices through spreading, sealing and layer growth; not yet checked at full size and speed, nor on
-the nucleation-limited path (bare Al) or pellets; no driver-level tests yet (see the issue notes).
+Protocol steps modelled here: ``plate`` (galvanostatic), ``rest`` and ``hold`` (potentiostatic);
+stripping, cycling and ``ccd`` come with the stripping issue and are refused with a message.
 
 What one run does, per sample interval:
 
@@ -21,8 +20,17 @@ What one run does, per sample interval:
 Observables are recounted from the lattice at every sample, and the charge bookkeeping identity of
 ``kmc.kernels.battery`` is checked there (a violation fails the run).
 
-Not yet modelled in this version (later issues): stripping (E6), SEI (E7), flaws (E8); protocol
-steps other than ``plate`` and ``rest`` are refused with a message.
+A ``hold`` keeps V fixed: potentiostatic solves, the faradaic events at the current the faces carry,
+the double layer charged at once by the jump to the held V; a nucleus's charge is booked beside the
+faces' current. Under galvanostatic control a nucleus's charge comes out of the applied current.
+
+The sealed-layer approximation (``kmc.kernels.battery``): once plating faces reach no gap, Na is
+loaded everywhere and creeps ~1e6 times faster than it is plated, so new volume is laid down in
+uniform layers as the collector rises. On a collector in full contact from the start (a pellet), the
+first nucleus already seals the interface: its Na joins the pending layer, and until a whole layer
+(nx·ny voxels) is pending the current flows through the nucleated collector faces only.
+
+Not yet modelled in this version (later issues): stripping (E6), SEI (E7), flaws (E8).
 """
 from __future__ import annotations
 
@@ -46,6 +54,7 @@ from kmc.kernels.interface import (
     column_support,
     contact_faces,
     count_contact_faces,
+    electrolyte_face_counts,
     na_stress_mpa,
 )
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build, tree_new
@@ -162,6 +171,7 @@ class BatteryModel:
         self.n_snaps = -(-self.n_samples // self.snapshot_every) if self.snapshot_every else 0
         # Wall time by part of the work (benchmarks/battery.py reports it); not part of the state.
         self.timing = {"solve_s": 0.0, "kernel_s": 0.0, "observe_s": 0.0, "solves": 0, "batches": 0}
+        self._scratch = None  # the event loop's scratch arrays (zero between calls), kept across batches
 
     # -- protocol ---------------------------------------------------------------------------------
     def _flatten(self, steps):
@@ -360,13 +370,14 @@ class BatteryModel:
 
     def _run_batch(self, state, i_far, t_end):
         f = state.fields
-        queue = np.empty(state.n_sites, dtype=np.int64)
-        visited = np.zeros(state.n_sites, dtype=np.uint8)
+        if self._scratch is None or self._scratch[0].size != state.n_sites:
+            self._scratch = (np.empty(state.n_sites, dtype=np.int64), np.zeros(state.n_sites, dtype=np.uint8),
+                             np.zeros(state.n_sites, dtype=np.uint8), np.zeros(state.tree.size, dtype=np.uint8))
         return kb.run_batch(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["cc_bottom"], f["phi"],
                             f["params"], self.eps, f["au_column"], f["move_params"], self.nx, self.ny, self.nz,
                             state.tree, f["tree_alloy"], f["tree_nucleate"], f["tree_moves"], state.tree_offsets,
                             i_far, self.q_v_c, self.c_au, state.clock, state.counters, f["tally"], state.rng,
-                            self.EVENTS_PER_CALL, t_end, f["limits"], f["state_counts"], queue, visited)
+                            self.EVENTS_PER_CALL, t_end, f["limits"], f["state_counts"], *self._scratch)
 
     @staticmethod
     def _set_voltage(sc, v):
@@ -542,20 +553,10 @@ class BatteryModel:
         lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)
         rc = self.recount(state)
         self.check_bookkeeping(state, rc)
-        el = (lat3 == SE) | (lat3 == SEI)
-        na_active = (lat3 == NA) & (rc["site_class"].reshape(lat3.shape) == CLUSTER_ACTIVE)
-        cond = (lat3 == CC) | na_active
-        # Electrolyte faces, by what is across them: x/y periodic (rolls), z walled (slices).
-        pairs = [(el, lambda a, ax=axis, sh=shift: np.roll(a, sh, ax))
-                 for axis, shift in ((2, 1), (2, -1), (1, 1), (1, -1))]
-        pairs += [(el[:-1], lambda a: a[1:]), (el[1:], lambda a: a[:-1])]
-        surface = contact = na_contact = void = 0
-        for e, across in pairs:
-            nb = across(lat3)
-            surface += int((e & (nb != SE) & (nb != SEI)).sum())
-            contact += int((e & across(cond)).sum())
-            na_contact += int((e & across(na_active)).sum())
-            void += int((e & (nb == GAP)).sum())
+        counts = np.zeros(4, dtype=np.int64)
+        electrolyte_face_counts(state.lattice, rc["site_class"], self.nx, self.ny, self.nz,
+                                *self._bands(state.lattice)[0], counts)
+        surface, contact, na_contact, void = (int(c) for c in counts)
         surface = max(surface, 1)
         support = np.empty(self.n_cols, dtype=np.int64)
         column_support(state.lattice, self.nx, self.ny, self.nz, support)

@@ -22,8 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from kmc.config import (MISSING, SEED_LIMIT, Key, Scenario, _brief, _check_table, _reject_unknown,
-                        derive_seed, load_scenario, read_toml)
+from kmc.config import (
+    MISSING,
+    SEED_LIMIT,
+    Key,
+    Scenario,
+    _brief,
+    _check_table,
+    _reject_unknown,
+    derive_seed,
+    load_scenario,
+    read_toml,
+)
 from kmc.errors import ScenarioError
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "SWEEP_KEYS", "UNSWEEPABLE"]

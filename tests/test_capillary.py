@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 
 from kmc.kernels.capillary import EPS_AU, EPS_SIZE, move_energy
-from kmc.kernels.moves import M_NU_CAP, N_MOVE_PARAMS, fill_move_leaves, run_moves
 from kmc.kernels.cell import CC, GAP, NA, SE
+from kmc.kernels.moves import M_NU_CAP, N_MOVE_PARAMS, fill_move_leaves, run_moves
 from kmc.kernels.solver import tree_build, tree_new
 
 NX, NY, NZ = 3, 2, 4  # interior z = 1, 2; SE floor, CC ceiling; ny = 2 doubles the y faces

@@ -10,8 +10,7 @@ import tomllib
 import pytest
 
 from kmc import config
-from kmc.config import (Scenario, ccd_currents_ma_cm2, load_scenario, protocol_duration_s,
-                        seed_for_replica)
+from kmc.config import Scenario, ccd_currents_ma_cm2, load_scenario, protocol_duration_s, seed_for_replica
 from kmc.errors import KmcError, ScenarioError
 
 BATTERY = """

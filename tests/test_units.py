@@ -242,8 +242,9 @@ def test_only_the_assigned_calibrations_say_calibrated():
     said = {}
     for key, value, comment in VALUE_LINES:
         if "calibrat" in comment.lower():
-            m = re.match(r"calibrated on ([A-Z]\d+) \(not yet run\): prior \S", comment)
-            assert m, f"{key}: a calibrated value names its row and gives its starting prior"
+            m = re.match(r"calibrated on ([A-Z]\d+) \((not yet run\): prior|run [^)]+\): .*prior) \S", comment)
+            assert m, (f"{key}: a calibrated value names its row, and either gives its starting prior "
+                       f"(not yet run) or how the run set it and the prior it started from")
             said[key] = m.group(1)
         assert not any(re.search(rf"\b{row}\b", comment) for row in PREDICTION_ROWS), \
             f"{key}: a material constant may not refer to a prediction row"
