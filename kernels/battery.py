@@ -43,18 +43,19 @@ from numba import njit
 
 from kmc.kernels.capillary import STENCIL_SIZE, stencil_two_steps
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
-from kmc.kernels.clusters import CLUSTER_ACTIVE
-from kmc.kernels.faradaic import CC_AU, CC_AU_ALLOYED, CC_NUCLEATED, pick_face, site_weights
+from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD
+from kmc.kernels.faradaic import CC_AU, CC_AU_ALLOYED, CC_NUCLEATED, P_DIRECTION, pick_face, site_weights
 from kmc.kernels.interface import (
     COLUMN_CC_CONTACT,
     COLUMN_NA_SUPPORT,
     COLUMN_OPEN,
     close_enclosed_gaps,
     lift_and_fill,
+    lower_collector_into_layer,
     settle_collector,
 )
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.moves import execute_move, move_propensity
+from kmc.kernels.moves import M_LOADED_FLOW, execute_move, move_propensity
 from kmc.kernels.plating import insertion_site
 from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, STOP_TIME, tree_select, tree_total, tree_update_many
 
@@ -70,13 +71,18 @@ C_LIFTS = 4
 C_CHEM_ALLOY = 5
 C_MOVES = 6
 C_SETTLES = 7
-N_COUNTERS = 8
+C_STRIP = 8
+C_REFILL = 9  #: loaded flow (creep, diffusion) filling a gap from the layer's volume
+C_LOWERS = 10  #: the collector lowered one voxel into the layer (a layer's volume had flowed into gaps)
+N_COUNTERS = 12
 
 # tally (float)
 T_NA_DEBT = 0  #: Na (voxels) owed to chemical alloying, not yet removed from the lattice
 T_PENDING = 1  #: Na (voxels) plated into a sealed interface, waiting to be laid down as a layer
 T_SEALED = 2  #: 1 once a search found no gap reachable from a plating face (cleared at each solve)
-N_TALLY = 4
+T_UNDER_CC = 3  #: Na voxels right under the collector (recounted at each solve, kept up to date here)
+T_NUC_DEBT = 4  #: nucleus voxels formed while the double layer took the current, not yet paid by it
+N_TALLY = 8
 
 # state_counts: [contact faces, Na-support columns, CC-contact columns]
 # limits: [faces at solve, supports at solve, re-solve fraction, stop on nucleation (0/1), floor,
@@ -191,39 +197,114 @@ def _changed(s, t, lattice, site_class, col_state, col_support, phi, params, au_
 
 
 @njit(cache=True)
-def _after_insertion(g, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
-                     nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, c_au, tally, counters,
-                     state_counts, nbr, nbr2, stencil, scratch, seen, mark, buf):
-    """Bookkeeping after a Na voxel appeared at g: activity, chemical alloying, faces, columns, trees."""
+def _under_cc(g, cc_bottom, nxy):
+    """Whether site g is right under the collector in its column."""
+    return g // nxy == cc_bottom[g % nxy] - 1
+
+
+@njit(cache=True)
+def _class_of_new(g, lattice, site_class, nx, ny, nz, nbr):
+    """Cluster class of a Na voxel that has just appeared at g: active if it touches the collector or
+    active Na, else that of the Na it touches (dead or trapped), else dead (PHYSICS §5: connection
+    to the collector through conductors). Joining clusters are reclassified at the next solve."""
+    neighbors6(g, nx, ny, nz, False, nbr)
+    cls = CLUSTER_DEAD
+    for d in range(N_NEIGHBORS):
+        k = nbr[d]
+        if k < 0:
+            continue
+        if lattice[k] == CC or (lattice[k] == NA and site_class[k] == CLUSTER_ACTIVE):
+            return CLUSTER_ACTIVE
+        if lattice[k] == NA and site_class[k] >= 0:
+            cls = site_class[k]
+    return cls
+
+
+@njit(cache=True)
+def _alloy_column(col, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+                  nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, c_au, tally, counters,
+                  nbr, nbr2, buf, scratch, mark):
+    """Chemical alloying (E3) of a column's Au, which Na metal touches: no current, its Na owed by the
+    metal (``tally[T_NA_DEBT]``)."""
+    col_state[col] = CC_AU_ALLOYED
+    tally[T_NA_DEBT] += c_au
+    counters[C_CHEM_ALLOY] += 1
+    _refresh_column(col, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                    move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                    nbr, nbr2, buf, scratch, mark)
+
+
+@njit(cache=True)
+def _after_arrival(g, lattice, site_class, col_state, col_support, cc_bottom, phi, params, au_column, eps,
+                   move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, c_au, tally,
+                   counters, state_counts, nbr, nbr2, buf, scratch, mark):
+    """Na has just arrived at g (inserted, moved or flowed in; the trees are up to date for it): its
+    cluster class and faces, chemical alloying of the unalloyed Au it touches, and the alloy's Na
+    taken from the metal — from a sealed layer's pending volume, or as the voxel g itself."""
     nxy = nx * ny
-    site_class[g] = CLUSTER_ACTIVE
-    state_counts[0] += _faces_of(g, lattice, nx, ny, nz, nbr)
+    site_class[g] = _class_of_new(g, lattice, site_class, nx, ny, nz, nbr)
+    if site_class[g] == CLUSTER_ACTIVE:
+        state_counts[0] += _faces_of(g, lattice, nx, ny, nz, nbr)
+    if _under_cc(g, cc_bottom, nxy):
+        tally[T_UNDER_CC] += 1.0
     neighbors6(g, nx, ny, nz, False, nbr2)
     for d in range(N_NEIGHBORS):
         k = nbr2[d]
         if k >= 0 and lattice[k] == CC and col_state[k % nxy] == CC_AU:
-            col_state[k % nxy] = CC_AU_ALLOYED  # chemical alloying: Na from the metal, no current
-            tally[T_NA_DEBT] += c_au
-            counters[C_CHEM_ALLOY] += 1
-            _refresh_column(k % nxy, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
-                            move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
-                            nbr, nbr2, buf, scratch, mark)
+            _alloy_column(k % nxy, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                          move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, c_au,
+                          tally, counters, nbr, nbr2, buf, scratch, mark)
             neighbors6(g, nx, ny, nz, False, nbr2)  # the refresh used nbr2 as scratch
     if tally[T_NA_DEBT] >= 1.0 and tally[T_SEALED] > 0.0:
         # A sealed layer is loaded Na with no gap: the alloy's Na comes out of the layer's volume
         # (the collector settles by it, evenly, as a lift raises it) rather than as a vacancy that
         # loaded Na would close again by creep at ~1e4 /s.
-        tally[T_PENDING] -= 1.0
-        tally[T_NA_DEBT] -= 1.0
+        tally[T_PENDING] -= np.floor(tally[T_NA_DEBT])
+        tally[T_NA_DEBT] -= np.floor(tally[T_NA_DEBT])
     if tally[T_NA_DEBT] >= 1.0 and lattice[g] == NA:
-        state_counts[0] -= _faces_of(g, lattice, nx, ny, nz, nbr)
-        lattice[g] = GAP
-        site_class[g] = -1
+        _remove_na(g, lattice, site_class, cc_bottom, nx, ny, nz, tally, state_counts, nbr)
         tally[T_NA_DEBT] -= 1.0
-        tally[T_SEALED] = 0.0  # a gap has opened
-    _changed(g, g, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
-             nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, state_counts,
-             nbr, nbr2, stencil, scratch, seen, mark, buf)
+        return True  # g is gone
+    return False
+
+
+@njit(cache=True)
+def _remove_na(g, lattice, site_class, cc_bottom, nx, ny, nz, tally, state_counts, nbr):
+    """The Na voxel at g becomes a gap (stripped, or taken by the alloy): faces and counts."""
+    if site_class[g] == CLUSTER_ACTIVE:
+        state_counts[0] -= _faces_of(g, lattice, nx, ny, nz, nbr)
+    if _under_cc(g, cc_bottom, nx * ny):
+        tally[T_UNDER_CC] -= 1.0
+    lattice[g] = GAP
+    site_class[g] = -1
+    tally[T_SEALED] = 0.0  # a gap has opened
+
+
+@njit(cache=True)
+def _alloy_touched_au(lattice, site_class, col_state, col_support, cc_bottom, phi, params, au_column, eps,
+                      move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, c_au, tally,
+                      counters, nbr, nbr2, buf, scratch, mark):
+    """After a lift filled every column: the unalloyed Au now touching Na alloys chemically, its Na
+    from the (sealed) layer's pending volume."""
+    nxy = nx * ny
+    for col in range(nxy):
+        b = cc_bottom[col]
+        if col_state[col] == CC_AU and b > 0 and lattice[col + (b - 1) * nxy] == NA:
+            _alloy_column(col, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                          move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, c_au,
+                          tally, counters, nbr, nbr2, buf, scratch, mark)
+    tally[T_PENDING] -= np.floor(tally[T_NA_DEBT])
+    tally[T_NA_DEBT] -= np.floor(tally[T_NA_DEBT])
+
+
+@njit(cache=True)
+def _count_under_cc(lattice, cc_bottom, nxy):
+    n = 0
+    for col in range(nxy):
+        b = cc_bottom[col]
+        if b > 0 and lattice[col + (b - 1) * nxy] == NA:
+            n += 1
+    return n
 
 
 @njit(cache=True, nogil=True)
@@ -275,8 +356,21 @@ def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, param
         u = rng.random() * total
         counters[C_EVENTS] += 1
         done += 1
-        if u < r_p or (u < r_p + r_a + r_nuc and u >= r_p + r_a):
+        if u < r_p and params[P_DIRECTION] < 0.0:  # E6: strip the Na voxel at an anodic face
+            c, res = tree_select(plate_tree, offsets, u / r_p * s_p)
+            # A void nucleus at the interface; loaded Na refills it (E4a, E4c). Removing c may cut a
+            # cluster off the collector: the classes are redone at the next solve.
+            _remove_na(c, lattice, site_class, cc_bottom, nx, ny, nz, tally, state_counts, nbr)
+            counters[C_STRIP] += 1
+            _changed(c, c, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
+                     nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, state_counts,
+                     nbr, nbr2, stencil, scratch, seen, mark, buf)
+        elif u < r_p or (u < r_p + r_a + r_nuc and u >= r_p + r_a):
             plating = u < r_p
+            if plating and tally[T_NUC_DEBT] >= 1.0:
+                # This voxel's charge pays for a nucleus formed while the double layer took the current.
+                tally[T_NUC_DEBT] -= 1.0
+                continue
             if plating:
                 c, res = tree_select(plate_tree, offsets, u / r_p * s_p)
                 e = pick_face(c, res, 0, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
@@ -301,13 +395,19 @@ def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, param
                         return STOP_FULL
                     tally[T_PENDING] -= nxy
                     tally[T_PENDING] -= close_enclosed_gaps(lattice, nx, ny, nz, cc_bottom)
+                    _alloy_touched_au(lattice, site_class, col_state, col_support, cc_bottom, phi, params,
+                                      au_column, eps, move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree,
+                                      move_tree, offsets, c_au, tally, counters, nbr, nbr2, buf, scratch, mark)
                     counters[C_LIFTS] += 1
                     return STOP_RESOLVE  # every face moved: the caller rebuilds everything
             else:
                 lattice[g] = NA
-                _after_insertion(g, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
-                                 move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
-                                 c_au, tally, counters, state_counts, nbr, nbr2, stencil, scratch, seen, mark, buf)
+                _after_arrival(g, lattice, site_class, col_state, col_support, cc_bottom, phi, params, au_column,
+                               eps, move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                               c_au, tally, counters, state_counts, nbr, nbr2, buf, scratch, mark)
+                _changed(g, g, lattice, site_class, col_state, col_support, phi, params, au_column, eps,
+                         move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                         state_counts, nbr, nbr2, stencil, scratch, seen, mark, buf)
             if not plating and stop_on_nucleation:
                 return STOP_RESOLVE
         elif u < r_p + r_a:
@@ -319,17 +419,35 @@ def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, param
                             nbr, nbr2, buf, scratch, mark)
         else:
             s, res = tree_select(move_tree, offsets, min(u - r_p - r_a - r_nuc, r_m * (1 - 1e-15)))
-            active = site_class[s] == CLUSTER_ACTIVE
-            state_counts[0] -= _faces_of(s, lattice, nx, ny, nz, nbr) if active else 0
-            t = execute_move(s, res, lattice, au_column, col_support, nx, ny, nz, eps, move_params, move_tree,
-                             offsets, nbr, nbr2, stencil, scratch, seen, mark)
-            site_class[t] = site_class[s]
-            site_class[s] = -1
-            state_counts[0] += _faces_of(t, lattice, nx, ny, nz, nbr) if active else 0
+            faces_s = _faces_of(s, lattice, nx, ny, nz, nbr) if site_class[s] == CLUSTER_ACTIVE else 0
+            t, loaded = execute_move(s, res, lattice, au_column, col_support, nx, ny, nz, eps, move_params,
+                                     move_tree, offsets, nbr, nbr2, stencil, scratch, seen, mark)
+            if loaded:  # the layer's volume flowed into t (moves module docstring); s stays
+                tally[T_PENDING] -= 1.0
+                counters[C_REFILL] += 1
+            else:  # s moved to t (leaving s may cut a cluster: reclassified at the next solve)
+                state_counts[0] -= faces_s
+                if _under_cc(s, cc_bottom, nxy):
+                    tally[T_UNDER_CC] -= 1.0
+                site_class[s] = -1
             counters[C_MOVES] += 1
+            _after_arrival(t, lattice, site_class, col_state, col_support, cc_bottom, phi, params, au_column,
+                           eps, move_params, nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets,
+                           c_au, tally, counters, state_counts, nbr, nbr2, buf, scratch, mark)
             _changed(s, t, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
                      nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, state_counts,
                      nbr, nbr2, stencil, scratch, seen, mark, buf)
+            if loaded and tally[T_UNDER_CC] > 0.0 and tally[T_PENDING] <= -tally[T_UNDER_CC]:
+                # The volume that has flowed into gaps covers the Na right under the collector: the
+                # collector descends one voxel, removing that Na (any gaps under it close).
+                removed = lower_collector_into_layer(lattice, nx, ny, nz, cc_bottom)
+                if removed >= 0:
+                    tally[T_PENDING] += removed
+                    tally[T_UNDER_CC] = _count_under_cc(lattice, cc_bottom, nxy)
+                    counters[C_LOWERS] += 1
+                else:  # the collector rests on the electrolyte somewhere: no more volume to give
+                    move_params[M_LOADED_FLOW] = 0.0
+                return STOP_RESOLVE
             if state_counts[1] + state_counts[2] == 0:  # E5: nothing bears the collector
                 if settle_collector(lattice, nx, ny, nz, cc_bottom):
                     counters[C_SETTLES] += 1

@@ -9,7 +9,8 @@ a face that appears after the solve taking its BV value at the current V as PHYS
 trees over conductor sites hold, per site, the sum over its faces of:
 
 - ``plate``: ``j_f a²`` (A) of Na faces and of sodiophilic CC faces (alloyed Au, or a bare CC pixel
-  already covered by a nucleus);
+  already covered by a nucleus); while the cell strips (``params[P_DIRECTION] = −1``), the anodic
+  ``−j_f a²`` of Na faces only (E6: collector faces block, the alloy's Na is not recovered);
 - ``alloy``: ``j_f a²`` (A) of unalloyed Au faces (electrochemical alloying at SE contact);
 - ``nucleate``: the nucleation hazard ``a² J0 exp(−B/η_f²)`` (s⁻¹) of bare CC faces with η_f < 0.
 
@@ -56,7 +57,9 @@ P_PRESSURE = 10  #: stack pressure P (MPa)
 P_FACE_AREA = 11  #: a² (cm²)
 P_J0_NUC = 12  #: nucleation prefactor J0 (1/(cm² s))
 P_B_NUC = 13  #: nucleation barrier B (V²)
-N_PARAMS = 14
+P_DIRECTION = 14  #: +1 while the cell current plates (reduction), −1 while it strips (oxidation)
+P_SEI_J0_RATIO = 15  #: j0 of a face on SEI (reduced electrolyte) relative to one on the electrolyte itself
+N_PARAMS = 16
 
 
 @njit(cache=True)
@@ -79,6 +82,7 @@ def _is_electrolyte(state):
 KIND_PLATE = 0  #: plating face (Na, alloyed Au, nucleated CC)
 KIND_ALLOY = 1  #: unalloyed Au: electrochemical alloying
 KIND_BARE = 2  #: bare CC: nucleation only, no faradaic current
+KIND_BLOCKED = 3  #: a collector face while the cell strips: no current, no nucleation
 
 
 @njit(cache=True)
@@ -89,10 +93,17 @@ def face_kinetics(c, e, lattice, col_state, col_support, params, nx, ny):
     weights and the field solve's faces both come from here.
     """
     col = c % (nx * ny)
+    if params[P_DIRECTION] < 0.0 and lattice[c] != NA:
+        # Stripping oxidizes Na metal only: the alloy's Na is not recovered (E3) and a collector
+        # face has no Na of its own, so collector faces block the anodic current.
+        return KIND_BLOCKED, 0.0, 0.0
     if lattice[c] == NA:
         sigma = params[P_SIGMA_NA] if col_support[col] == COLUMN_NA_SUPPORT else 0.0
         chi = min(1.0, max(sigma / params[P_SIGMA_CHI], params[P_CHI_FLOOR]))
-        return KIND_PLATE, chi * params[P_J0_NA], -params[P_STRESS_V_PER_MPA] * (sigma - params[P_PRESSURE])
+        j0 = chi * params[P_J0_NA]
+        if lattice[e] == SEI:  # PHYSICS §4: SEI is electrolyte with a lower j0
+            j0 *= params[P_SEI_J0_RATIO]
+        return KIND_PLATE, j0, -params[P_STRESS_V_PER_MPA] * (sigma - params[P_PRESSURE])
     cs = col_state[col]
     if cs == CC_AU:
         return KIND_ALLOY, params[P_J0_AU], params[P_U_ALLOY]
@@ -109,11 +120,14 @@ def face_weights(c, e, lattice, col_state, col_support, phi, params, nx, ny):
     kind, j0, u = face_kinetics(c, e, lattice, col_state, col_support, params, nx, ny)
     eta = params[P_VT] - phi[e % (nx * ny)] - u
     area = params[P_FACE_AREA]
+    if kind == KIND_BLOCKED:
+        return 0.0, 0.0, 0.0
     if kind == KIND_BARE:
         if eta >= 0.0:
             return 0.0, 0.0, 0.0
         return 0.0, 0.0, area * params[P_J0_NUC] * np.exp(-params[P_B_NUC] / (eta * eta))
-    w = max(0.0, butler_volmer(eta, j0, params[P_ALPHA], params[P_F])) * area
+    w = butler_volmer(eta, j0, params[P_ALPHA], params[P_F]) * area * params[P_DIRECTION]
+    w = max(0.0, w)  # the faces' current in the cell current's direction (A); none against it
     if kind == KIND_ALLOY:
         return 0.0, w, 0.0
     return w, 0.0, 0.0

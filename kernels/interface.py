@@ -145,7 +145,9 @@ def lift_collector(lattice, nx, ny, nz, cc_bottom):
     """
     nxy = nx * ny
     for col in range(nxy):
-        if cc_bottom[col] >= nz - 1:
+        # The top layer is shifted out of the domain: refuse while it holds Na (in a pore of the
+        # collector body), which would otherwise vanish.
+        if cc_bottom[col] >= nz - 1 or lattice[col + (nz - 1) * nxy] == NA:
             return False
     for col in range(nxy):
         b = cc_bottom[col]
@@ -245,3 +247,31 @@ def electrolyte_face_counts(lattice, site_class, nx, ny, nz, site_lo, site_hi, o
                 out[2] += 1
             elif st == GAP:
                 out[3] += 1
+
+
+@njit(cache=True)
+def lower_collector_into_layer(lattice, nx, ny, nz, cc_bottom):
+    """Lower the CC body one voxel into what lies under it — Na or gap in every column — as loaded
+    Na that has flowed into interface voids lets the collector settle (``moves``: loaded flow takes
+    its volume from the layer). The Na voxels under the collector are removed with it.
+
+    Returns how many Na voxels were removed, or −1 (and changes nothing) if some column has the
+    electrolyte (or the domain bottom) right under the collector: the rigid body cannot descend."""
+    nxy = nx * ny
+    for col in range(nxy):
+        b = cc_bottom[col]
+        if b <= 0:
+            return -1
+        st = lattice[col + (b - 1) * nxy]
+        if st != NA and st != GAP:
+            return -1
+    removed = 0
+    for col in range(nxy):
+        b = cc_bottom[col]
+        if lattice[col + (b - 1) * nxy] == NA:
+            removed += 1
+        for z in range(b - 1, nz - 1):
+            lattice[col + z * nxy] = lattice[col + (z + 1) * nxy]
+        lattice[col + (nz - 1) * nxy] = CC  # the body continues above the domain
+        cc_bottom[col] = b - 1
+    return removed

@@ -14,6 +14,15 @@ column, 0 elsewhere; a gap carries none), three channels add up:
 - **E4c vacancy diffusion**: ``D* V_m Δσ/(R T a²)`` with ``Δσ = σ_s − σ_t > 0``: the refill channel
   that is not creep.
 
+Execution: a capillary move relocates the voxel (s becomes GAP, t Na). Creep and diffusion are
+the flow of *loaded* Na, a column of metal under compression between electrolyte and collector:
+it fills t from the loaded layer as a whole — the column shortens and the collector settles, it is
+not left with a hole — so s stays Na and the volume is taken from the layer (the battery kernel's
+pending volume; whole layers are then removed under the descending collector). This is how
+interface voids refill under load (E4a, E4c); read as relocations, the column model of the stress
+would only move a void from column to column (each move unloads the column it leaves), never
+closing it.
+
 The stress is frozen between field solves, like V and φ (the batch stops when the load-bearing
 columns have changed by more than the re-solve fraction).
 """
@@ -42,6 +51,7 @@ M_CREEP_N = 3  #: stress exponent n
 M_STRESS_PER_E = 4  #: E_eff/a³ in MPa: converts ΔE/E_eff to a stress
 M_DIFF_PER_MPA = 5  #: D* V_m/(R T a²) (1/(s MPa))
 M_SIGMA_NA = 6  #: σ_Na of the Na supports (MPa), frozen at the solve
+M_LOADED_FLOW = 7  #: 1 if loaded flow may take volume from the layer; 0 while the collector cannot settle
 N_MOVE_PARAMS = 8
 
 
@@ -51,18 +61,28 @@ def site_stress(s, col_support, nxy, move_params):
 
 
 @njit(cache=True)
-def move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
-    """Total rate (1/s) of moving the Na voxel s into the GAP t: creep + capillary + diffusion."""
+def move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
+    """(capillary, loaded) rates (1/s) of moving Na into the GAP t from the Na voxel s: the capillary
+    relocation of s (E4b), and the creep + diffusion flow of loaded Na (E4a, E4c; 0 unless s is
+    loaded)."""
     de = move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr)
     nu = move_params[M_NU_CAP]
-    rate = nu if de <= 0.0 else nu * np.exp(-de)
+    capillary = nu if de <= 0.0 else nu * np.exp(-de)
+    loaded = 0.0
     sigma = site_stress(s, col_support, nx * ny, move_params)
-    if sigma > 0.0:
+    if sigma > 0.0 and move_params[M_LOADED_FLOW] > 0.0:
         drive = sigma - de * move_params[M_STRESS_PER_E]
         if drive > 0.0:
-            rate += move_params[M_CREEP_K] * (drive / move_params[M_SIGMA_REF]) ** move_params[M_CREEP_N]
-        rate += move_params[M_DIFF_PER_MPA] * sigma
-    return rate
+            loaded += move_params[M_CREEP_K] * (drive / move_params[M_SIGMA_REF]) ** move_params[M_CREEP_N]
+        loaded += move_params[M_DIFF_PER_MPA] * sigma
+    return capillary, loaded
+
+
+@njit(cache=True)
+def move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
+    """Total rate (1/s) of moving Na into the GAP t from the Na voxel s: creep + capillary + diffusion."""
+    capillary, loaded = move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr)
+    return capillary + loaded
 
 
 @njit(cache=True)
@@ -80,18 +100,24 @@ def move_propensity(s, lattice, au_column, col_support, nx, ny, nz, eps, move_pa
 
 @njit(cache=True)
 def pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp):
-    """The GAP neighbour of s on which the residual falls (rates summed in ``move_propensity`` order)."""
+    """The GAP neighbour t of s on which the residual falls (rates summed in ``move_propensity``
+    order, each split capillary then loaded), and whether it fell on the loaded channel."""
     neighbors6(s, nx, ny, nz, False, nbr_s)
     acc = 0.0
     last = -1
     for d in range(N_NEIGHBORS):
         t = nbr_s[d]
         if t >= 0 and lattice[t] == GAP:
-            acc += move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_tmp)
+            capillary, loaded = move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params,
+                                           nbr_tmp)
+            acc += capillary
             last = t
             if residual < acc:
-                return t
-    return last
+                return t, False
+            acc += loaded
+            if residual < acc:
+                return t, True
+    return last, False
 
 
 @njit(cache=True)
@@ -110,17 +136,24 @@ def fill_move_leaves(tree, lattice, au_column, col_support, nx, ny, nz, eps, mov
 @njit(cache=True)
 def execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, tree, offsets,
                  nbr_s, nbr_tmp, stencil, scratch, seen, mark):
-    """Move the Na voxel s into the gap the residual picks and update the move tree; returns t."""
-    t = pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
+    """Execute the move of Na voxel s the residual picks and update the move tree; returns
+    ``(t, loaded)``: the gap filled, and whether by loaded flow.
+
+    A capillary move relocates the voxel (s becomes GAP). Loaded flow (creep, diffusion) fills t
+    from the loaded layer as a whole — a loaded column is continuous metal under compression, which
+    shortens (the collector settles) rather than leaving a hole — so s stays Na and the caller
+    takes the voxel from the layer's volume (``kmc.kernels.battery``: the pending volume)."""
+    t, loaded = pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
     lattice[t] = NA
-    lattice[s] = GAP
+    if not loaded:
+        lattice[s] = GAP
     n = stencil_two_steps(s, t, nx, ny, nz, stencil, nbr_s, nbr_tmp, seen)
     for a in range(n):
         k = stencil[a]
         seen[k] = 0
         tree[k] = move_propensity(k, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
     tree_update_many(tree, offsets, stencil, n, scratch, mark)
-    return t
+    return t, loaded
 
 
 @njit(cache=True, nogil=True)
@@ -145,7 +178,7 @@ def run_moves(lattice, au_column, col_support, eps, move_params, tree, offsets, 
             return STOP_TIME
         s, residual = tree_select(tree, offsets, rng.random() * total)
         execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, tree, offsets,
-                     nbr_s, nbr_tmp, stencil, scratch, seen, mark)
+                     nbr_s, nbr_tmp, stencil, scratch, seen, mark)  # unloaded here: capillary only
         clock[0] += dt
         counters[0] += 1
         done += 1

@@ -51,6 +51,7 @@ from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED, 
 from kmc.kernels.interface import (
     COLUMN_CC_CONTACT,
     COLUMN_NA_SUPPORT,
+    FACE_NA,
     column_support,
     contact_faces,
     count_contact_faces,
@@ -60,7 +61,6 @@ from kmc.kernels.interface import (
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build, tree_new
 from kmc.state import State
 
-SUPPORTED_STEPS = ("plate", "rest", "hold")
 
 # Indices of the driver's float64 "scalars" field.
 S_VOLTAGE = 0  #: cell voltage V (V)
@@ -70,7 +70,7 @@ S_NEED_SOLVE = 3  #: 1 if the next batch needs a new field solve
 S_CARRIED = 4  #: 1 if the faces carry I at the last solve (else the double layer takes the excess)
 S_I_FAR = 5  #: faradaic current at the last solve (A)
 S_R_INT = 6  #: interfacial resistance at the last solve (Ω·cm²)
-S_STEP = 7  #: protocol step index
+S_STEP = 7  #: index of the current step in the flattened protocol
 S_STEP_START = 8  #: time the step started (s)
 S_ENDED = 9  #: 1 when the protocol has ended
 S_NA0 = 10  #: Na voxels at the start
@@ -78,7 +78,14 @@ S_VMIN = 11  #: lowest V since the last sample (V)
 S_VMAX = 12  #: highest V since the last sample (V)
 S_CURRENT = 13  #: cell current (A, reduction positive): the step's, or the faradaic current of a hold
 S_HOLD_ABOVE = 14  #: 1 once a hold's current has reached its min_current (it may then end)
-N_SCALARS = 16
+S_CYCLE = 15  #: cycles completed
+S_CYCLE_PLATED = 16  #: reduction charge passed in the current cycle (C)
+S_CYCLE_STRIPPED = 17  #: oxidation charge passed in the current cycle (C)
+S_CYCLES_REPORTED = 18  #: cycles already handed to the store (``records``)
+S_SEI0 = 19  #: SEI voxels at the start
+S_END_OBSERVED = 20  #: 1 once the state where the protocol ended early has been observed
+S_SEI_PAID = 21  #: Na voxels taken from the metal by E7 (as SEI voxels, or gaps for a thin interphase)
+N_SCALARS = 24
 
 
 class BatteryModel:
@@ -128,6 +135,14 @@ class BatteryModel:
         p[kf.P_FACE_AREA] = (self.voxel_um * 1e-4) ** 2
         p[kf.P_J0_NUC] = float(metal["nucleation_prefactor_cm2_s"])
         p[kf.P_B_NUC] = float(metal["nucleation_barrier_v2"])
+        p[kf.P_DIRECTION] = 1.0
+        p[kf.P_SEI_J0_RATIO] = float(el["sei_exchange_ratio"])
+        # E7: the interphase on a Na face grows as dδ/dt = k/(1 + δ/δ0) (self-limiting) or k
+        # (continuous), δ the thickness of Na consumed, k = k_sei V_m/F.
+        self.sei_nm_per_s = float(el["sei_rate_ma_cm2"]) * 1e-3 * vm / units.F * 1e7
+        self.sei_limit_nm = float(el["sei_limit_nm"])
+        self.sei_continuous = el["sei_kind"] == "continuous"
+        self.voxel_nm = self.voxel_um * 1e3
         self.params0 = p
         scale = float(na["capillary_energy_scale_j_m2"])
         eps = np.zeros(EPS_SIZE)
@@ -162,9 +177,12 @@ class BatteryModel:
         self.resolve_dv_v = float(num["resolve_dv_mv"]) * 1e-3
         self.solver_rtol = float(num["solver_rtol"])
         self.duration_s = sum(s["duration_s"] for s in self.steps)
+        self.n_cycles = sum(1 for s in self.steps if s["ends_cycle"])
         out = d["output"]
         self.sample_every_s = float(out.get("sample_every_s") or self.duration_s / 500.0)
-        self.n_samples = int(math.floor(self.duration_s / self.sample_every_s * (1 + 1e-12))) + 1
+        # Samples at 0, Δt, 2Δt, ... up to the first at or past the protocol's end (whose state the
+        # last sample then holds: ``advance_sample``).
+        self.n_samples = int(math.ceil(self.duration_s / self.sample_every_s * (1 - 1e-12))) + 1
         self.map_every = int(out.get("map_every_samples") or 0)
         self.snapshot_every = int(out.get("snapshot_every_samples") or 0)
         self.n_frames = -(-self.n_samples // self.map_every) if self.map_every else 0
@@ -175,27 +193,44 @@ class BatteryModel:
 
     # -- protocol ---------------------------------------------------------------------------------
     def _flatten(self, steps):
+        """The protocol as a flat list of steps (a ``cycle`` repeated out), each with its signed
+        current (A, reduction positive), its time bound (s), its cut-off, the top-level protocol
+        index it comes from, and whether it ends a cycle (every strip step does: the Coulombic
+        efficiency of a cycle is the charge stripped over the charge plated since the last one)."""
         flat = []
         for i, step in enumerate(steps):
             kind = step["kind"]
-            if kind not in SUPPORTED_STEPS:
-                raise KmcError(f"protocol.{i}.kind = {kind!r} is not modelled yet: this version plates and "
-                               f"rests ({', '.join(SUPPORTED_STEPS)}); stripping and cycling come next")
-            if kind == "plate":
-                i_ma = float(step["current_ma_cm2"])
-                bounds = [float(step["max_duration_s"])] if step.get("max_duration_s") else []
-                if step.get("capacity_mah_cm2"):
-                    bounds.append(float(step["capacity_mah_cm2"]) / i_ma * 3600.0)
-                flat.append({"kind": kind, "current_a": i_ma * 1e-3 * self.area_cm2, "duration_s": min(bounds),
-                             "cutoff_v": step.get("cutoff_v")})
-            elif kind == "hold":
-                i_min = step.get("min_current_ma_cm2")
-                flat.append({"kind": kind, "current_a": 0.0, "duration_s": float(step["max_duration_s"]),
-                             "cutoff_v": None, "voltage_v": float(step["voltage_v"]),
-                             "min_current_a": None if i_min is None else float(i_min) * 1e-3 * self.area_cm2})
+            if kind == "cycle":
+                for _ in range(int(step["count"])):
+                    for sub in step["steps"]:
+                        flat.append(self._flat_step(sub, i, f"protocol.{i}.steps"))
+            elif kind == "ccd":
+                raise KmcError(f"protocol.{i}.kind = 'ccd' is not modelled yet: it needs short circuits "
+                               f"(filaments, E8), which come next; use plate/strip/rest/hold/cycle")
             else:
-                flat.append({"kind": kind, "current_a": 0.0, "duration_s": float(step["duration_s"]), "cutoff_v": None})
+                flat.append(self._flat_step(step, i, f"protocol.{i}"))
         return flat
+
+    def _flat_step(self, step, index, path):
+        kind = step["kind"]
+        out = {"kind": kind, "protocol_index": index, "current_a": 0.0, "cutoff_v": None, "ends_cycle": False}
+        if kind in ("plate", "strip"):
+            i_ma = float(step["current_ma_cm2"])
+            bounds = [float(step["max_duration_s"])] if step.get("max_duration_s") else []
+            if step.get("capacity_mah_cm2"):
+                bounds.append(float(step["capacity_mah_cm2"]) / i_ma * 3600.0)
+            sign = 1.0 if kind == "plate" else -1.0
+            out.update(current_a=sign * i_ma * 1e-3 * self.area_cm2, duration_s=min(bounds),
+                       cutoff_v=step.get("cutoff_v"), ends_cycle=kind == "strip")
+        elif kind == "hold":
+            i_min = step.get("min_current_ma_cm2")
+            out.update(duration_s=float(step["max_duration_s"]), voltage_v=float(step["voltage_v"]),
+                       min_current_a=None if i_min is None else float(i_min) * 1e-3 * self.area_cm2)
+        elif kind == "rest":
+            out.update(duration_s=float(step["duration_s"]))
+        else:
+            raise KmcError(f"{path}.kind = {kind!r} is not modelled by the battery model")
+        return out
 
     # -- store layout -----------------------------------------------------------------------------
     SAMPLE_VARS = (
@@ -212,12 +247,14 @@ class BatteryModel:
         ("nucleation_density", "float64", "cm-2", "Na clusters touching the electrolyte per area"),
         ("thickness_mean", "float64", "um", "mean Na thickness"),
         ("thickness_cv", "float64", "1", "coefficient of variation of the Na thickness over columns"),
-        ("max_current_density", "float64", "mA cm-2", "largest local (pixel) current density"),
+        ("max_current_density", "float64", "mA cm-2", "largest local (pixel) current density, in magnitude"),
         ("interfacial_resistance", "float64", "ohm cm2", "interfacial resistance (|V+U_CE| - |j| L/sigma)/|j|"),
         ("plated", "float64", "mA h cm-2", "charge of Na plated (metal and alloy)"),
+        ("stripped", "float64", "mA h cm-2", "charge of Na stripped"),
         ("dead_na", "float64", "mA h cm-2", "Na not connected to the collector"),
         ("trapped_na", "float64", "mA h cm-2", "Na connected to the collector with no electrolyte contact"),
         ("alloy_na", "float64", "mA h cm-2", "Na held in the Au alloy"),
+        ("sei_na", "float64", "mA h cm-2", "Na consumed by the solid-electrolyte interphase"),
     )
 
     def layout(self):
@@ -229,6 +266,12 @@ class BatteryModel:
         a = self.voxel_um
         coords = {"x": (("x",), (np.arange(self.nx) + 0.5) * a, {"units": "um", "long_name": "x"}),
                   "y": (("y",), (np.arange(self.ny) + 0.5) * a, {"units": "um", "long_name": "y"})}
+        if self.n_cycles:
+            sizes["cycle"] = self.n_cycles
+            v += [Var("coulombic_efficiency", ("run", "cycle"), "float64", "1",
+                      "Coulombic efficiency: charge stripped / charge plated in the cycle"),
+                  Var("charge_plated", ("run", "cycle"), "float64", "mA h cm-2", "charge plated in the cycle"),
+                  Var("charge_stripped", ("run", "cycle"), "float64", "mA h cm-2", "charge stripped in the cycle")]
         if self.n_frames:
             sizes["frame"] = self.n_frames
             v += [Var("thickness_map", ("run", "frame", "y", "x"), "float32", "um", "Na thickness per column"),
@@ -255,6 +298,7 @@ class BatteryModel:
         scalars[S_VOLTAGE] = scalars[S_VMIN] = scalars[S_VMAX] = -self.u_ce_v  # at rest: V + U_CE = 0
         scalars[S_NEED_SOLVE] = 1.0
         scalars[S_NA0] = float((lattice == NA).sum())
+        scalars[S_SEI0] = float((lattice == SEI).sum())
         fields = {
             "tree_alloy": np.zeros_like(plate), "tree_nucleate": np.zeros_like(plate), "tree_moves": np.zeros_like(plate),
             "move_params": self.move_params0.copy(),
@@ -264,6 +308,10 @@ class BatteryModel:
             "au_column": (geo.au_nm.ravel() > 0).astype(np.uint8),
             "phi": np.zeros(self.n_cols), "pixel_current": np.zeros(self.n_cols), "params": self.params0.copy(),
             "tally": np.zeros(kb.N_TALLY), "limits": np.zeros(6), "state_counts": np.zeros(3),
+            "cycle_table": np.full((max(self.n_cycles, 1), 3), np.nan),  # CE, plated, stripped (mAh/cm²)
+            "sei_nm": np.zeros(self.n_cols),  # E7: interphase (Na consumed) on each column's Na faces, nm
+            "sei_debt": np.zeros(self.n_cols),  # Na consumed by E7 not yet taken from the lattice, voxels
+            "na_faces_col": np.zeros(self.n_cols),  # Na-electrolyte faces per column at the last solve
             "scalars": scalars,
         }
         return State(model="battery", shape=(self.nx, self.ny, self.nz), z_periodic=False, lattice=lattice,
@@ -303,7 +351,93 @@ class BatteryModel:
         u = np.empty(n)
         kf.face_table(cond, elec, n, state.lattice, f["col_state"], f["col_support"], f["params"], self.nx, self.ny,
                       fk, j0, u)
+        f["na_faces_col"][:] = np.bincount(pix[kind == FACE_NA], minlength=self.n_cols)
         return field.Faces(pix, self.params0[kf.P_FACE_AREA], j0, self.params0[kf.P_ALPHA], u), n
+
+    def _grow_sei(self, state, dt):
+        """E7 over dt (s) on the Na faces of the last solve: per column, the interphase thickness δ
+        (nm of Na consumed per face) grows by dδ/dt = k/(1 + δ/δ0) — integrated exactly:
+        (δ0 + δ)² grows by 2 δ0 k dt — or by k dt when continuous; the Na it consumes (faces × Δδ)
+        becomes debt, taken from the lattice at the next solve."""
+        if dt <= 0 or self.sei_nm_per_s <= 0:
+            return
+        f = state.fields
+        n = f["na_faces_col"]
+        on = n > 0
+        if not on.any():
+            return
+        d0 = f["sei_nm"][on]
+        k_dt = self.sei_nm_per_s * dt
+        if self.sei_continuous:
+            d1 = d0 + k_dt
+        else:
+            lim = self.sei_limit_nm
+            d1 = np.sqrt((lim + d0) ** 2 + 2.0 * lim * k_dt) - lim
+        f["sei_nm"][on] = d1
+        f["sei_debt"][on] += n[on] * (d1 - d0) / self.voxel_nm
+
+    def _pay_sei_debt(self, state):
+        """Take whole voxels of E7 debt from the metal, so the Na the interphase consumed is not left to
+        strip. The debt is summed over columns (a self-limiting interphase owes far less than a voxel
+        per column); each whole voxel takes the Na voxel that touches the electrolyte lowest in the
+        column owing most, and clears that much debt from the most indebted columns first.
+
+        A continuous interphase (Na3PS4 → Na3P, Na2S) grows µm thick: the voxel becomes SEI, the
+        reduced electrolyte growing into the metal. A self-limiting one stays nm thin (``sei_nm``, per
+        column), far below a voxel: the voxel becomes a gap — the metal it consumed is gone, and loaded
+        Na flows in as into any interface void — rather than a 0.5 µm block of interphase."""
+        f = state.fields
+        debt = f["sei_debt"]
+        if debt.sum() < 1.0:
+            return
+        lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)
+        el = (lat3 == SE) | (lat3 == SEI)
+        na = lat3 == NA
+        touching = np.zeros_like(na)  # Na with an electrolyte face
+        touching[1:] |= el[:-1]
+        touching[:-1] |= el[1:]
+        for axis in (1, 2):
+            for shift in (1, -1):
+                touching |= np.roll(el, shift, axis)
+        touching &= na
+        touching = touching.reshape(self.nz, self.n_cols)
+        lat = state.lattice.reshape(self.nz, self.n_cols)
+        while debt.sum() >= 1.0:
+            cols = np.flatnonzero(touching.any(axis=0))
+            if cols.size == 0:
+                break  # no metal touches the electrolyte: the debt waits
+            col = int(cols[np.argmax(debt[cols])])
+            z = int(np.flatnonzero(touching[:, col])[0])
+            lat[z, col] = SEI if self.sei_continuous else GAP
+            f["scalars"][S_SEI_PAID] += 1.0
+            touching[z, col] = False
+            x, y = col % self.nx, col // self.nx
+            for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % self.nx + self.nx * y),
+                           (z, (x - 1) % self.nx + self.nx * y), (z, x + self.nx * ((y + 1) % self.ny)),
+                           (z, x + self.nx * ((y - 1) % self.ny))):
+                if 0 <= zz < self.nz and lat[zz, cc] == NA:
+                    touching[zz, cc] = True
+            remaining = 1.0
+            for c in np.argsort(-debt, kind="stable"):
+                take = min(debt[c], remaining)
+                debt[c] -= take
+                remaining -= take
+                if remaining <= 0:
+                    break
+        f["tally"][kb.T_SEALED] = 0.0
+
+    def _collector_can_settle(self, state):
+        """False once a whole layer's volume has flowed into gaps (pending ≤ −nx·ny) and the collector
+        cannot descend (it rests on the electrolyte somewhere): loaded flow then has no volume to
+        give, and stops until the lattice changes."""
+        if state.fields["tally"][kb.T_PENDING] > -self.n_cols:
+            return True
+        lat = state.lattice.reshape(self.nz, self.n_cols)
+        b = state.fields["cc_bottom"]
+        if (b <= 0).any():
+            return False
+        under = lat[b - 1, np.arange(self.n_cols)]
+        return bool(((under == NA) | (under == GAP)).all())
 
     def _warm_guess(self, state):
         """The last solve's V and pixel currents as a warm start, rebuilt from the state (so a run
@@ -319,8 +453,18 @@ class BatteryModel:
         t_start = time.perf_counter()
         f = state.fields
         sc = f["scalars"]
-        guess = self._warm_guess(state)
+        if voltage_v is None or current_a != 0.0:
+            f["params"][kf.P_DIRECTION] = -1.0 if current_a < 0 else 1.0
+        else:  # a hold: plating below the counter electrode's potential, stripping above
+            f["params"][kf.P_DIRECTION] = -1.0 if voltage_v + self.u_ce_v > 0 else 1.0
+        # Warm start from the last solve, unless the current has reversed (its pattern is no guide).
+        guess = self._warm_guess(state) if sc[S_I_FAR] * f["params"][kf.P_DIRECTION] > 0 else None
+        f["move_params"][km.M_LOADED_FLOW] = 1.0 if self._collector_can_settle(state) else 0.0
+        self._pay_sei_debt(state)
         self._classify(state)
+        lat2 = state.lattice.reshape(self.nz, self.n_cols)
+        b = f["cc_bottom"]
+        f["tally"][kb.T_UNDER_CC] = float((lat2[np.maximum(b - 1, 0), np.arange(self.n_cols)] == NA)[b > 0].sum())
         n_cc, n_na = column_support(state.lattice, self.nx, self.ny, self.nz, f["col_support"])
         params = f["params"]
         params[kf.P_SIGMA_NA] = na_stress_mpa(self.pressure_mpa, self.hardness_mpa, n_cc, n_na, self.n_cols)
@@ -341,8 +485,10 @@ class BatteryModel:
         i_far = float(f["pixel_current"].sum() * self.params0[kf.P_FACE_AREA])
         sc[S_I_FAR] = i_far if (voltage_v is not None or carried) else 0.0
         sc[S_CARRIED] = 1.0 if carried else 0.0
-        if carried and current_a > 0:
+        if carried and current_a != 0:
             sc[S_R_INT] = field.interfacial_resistance_ohm_cm2(sol, self.plane, current_a, self.u_ce_v)
+        elif voltage_v is None:
+            sc[S_R_INT] = math.nan  # at rest, or the faces cannot carry the current: undefined
         params[kf.P_VT] = sc[S_VOLTAGE] + self.u_ce_v
         kf.fill_weights(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["phi"], params,
                         self.nx, self.ny, self.nz, state.tree, f["tree_alloy"], f["tree_nucleate"], *face_band)
@@ -376,8 +522,17 @@ class BatteryModel:
         return kb.run_batch(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["cc_bottom"], f["phi"],
                             f["params"], self.eps, f["au_column"], f["move_params"], self.nx, self.ny, self.nz,
                             state.tree, f["tree_alloy"], f["tree_nucleate"], f["tree_moves"], state.tree_offsets,
-                            i_far, self.q_v_c, self.c_au, state.clock, state.counters, f["tally"], state.rng,
+                            abs(i_far), self.q_v_c, self.c_au, state.clock, state.counters, f["tally"], state.rng,
                             self.EVENTS_PER_CALL, t_end, f["limits"], f["state_counts"], *self._scratch)
+
+    @staticmethod
+    def _pass_charge(sc, dq):
+        """Charge dq (C, reduction positive) through the external circuit."""
+        sc[S_CHARGE] += dq
+        if dq > 0:
+            sc[S_CYCLE_PLATED] += dq
+        else:
+            sc[S_CYCLE_STRIPPED] -= dq
 
     @staticmethod
     def _set_voltage(sc, v):
@@ -400,7 +555,8 @@ class BatteryModel:
                 self._solve(state, current)
             if sc[S_CARRIED]:
                 code = self._batch(state, current, t_end)
-                sc[S_CHARGE] += current * (state.time_s - t0)
+                self._pass_charge(sc, current * (state.time_s - t0))
+                self._grow_sei(state, state.time_s - t0)
             else:
                 code = self._double_layer_step(state, current, t_end)
             if code == kb.STOP_FULL:
@@ -410,7 +566,8 @@ class BatteryModel:
                 state.clock[0] = t_end  # nothing can happen even at a freshly solved V: time passes
             elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
                 sc[S_NEED_SOLVE] = 1.0
-            if step["cutoff_v"] is not None and sc[S_VOLTAGE] < float(step["cutoff_v"]):
+            cutoff = step["cutoff_v"]
+            if cutoff is not None and (sc[S_VOLTAGE] - float(cutoff)) * current < 0:  # past it, either way
                 return True
         return False
 
@@ -436,7 +593,7 @@ class BatteryModel:
                     area_c = f["state_counts"][0] * self.params0[kf.P_FACE_AREA]
                     dq = -self.c_dl_f_cm2 * area_c * (v_hold - v_before)
                     sc[S_DL_CHARGE] += dq
-                    sc[S_CHARGE] += dq
+                    self._pass_charge(sc, dq)
                 sc[S_CURRENT] = sc[S_I_FAR]
                 i_min = step["min_current_a"]
                 if i_min is not None:
@@ -449,7 +606,9 @@ class BatteryModel:
             nuclei0 = state.counters[kb.C_NUCLEATE]
             code = self._batch(state, i_far, t_end)
             # At a held V a nucleus's charge is current beyond the faces' (which the events share).
-            sc[S_CHARGE] += i_far * (state.time_s - t0) + (state.counters[kb.C_NUCLEATE] - nuclei0) * self.q_v_c
+            self._pass_charge(sc, i_far * (state.time_s - t0)
+                              + (state.counters[kb.C_NUCLEATE] - nuclei0) * self.q_v_c)
+            self._grow_sei(state, state.time_s - t0)
             if code == kb.STOP_FULL:
                 raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
                                f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
@@ -465,7 +624,8 @@ class BatteryModel:
         sc = f["scalars"]
         v = sc[S_VOLTAGE]
         self._solve(state, current, voltage_v=v)
-        i_far = min(sc[S_I_FAR], current)
+        # The faces carry what they can in the current's direction (none against it).
+        i_far = math.copysign(min(abs(current), max(0.0, sc[S_I_FAR] * math.copysign(1.0, current))), current)
         n_faces = max(1.0, f["state_counts"][0])
         area_c = n_faces * self.params0[kf.P_FACE_AREA]
         dvdt = -(current - i_far) / (self.c_dl_f_cm2 * area_c)
@@ -477,11 +637,14 @@ class BatteryModel:
         if code == STOP_NO_EVENTS:  # nothing can happen at this V (zero hazard): the step still passes
             state.clock[0] = t0 + dt
         elapsed = state.time_s - t0
-        # A nucleus's voxel is reduced by charge the double layer had taken (it is not in i_far).
-        dq_dl = (current - i_far) * elapsed - (state.counters[kb.C_NUCLEATE] - nuclei0) * self.q_v_c
+        # A nucleus's voxel needs a q_v the double layer does not hold (C_dl A_c ΔV ~ 1e-4 q_v): it is
+        # owed, and the next faradaic events of the current pay it (kmc.kernels.battery).
+        state.fields["tally"][kb.T_NUC_DEBT] += state.counters[kb.C_NUCLEATE] - nuclei0
+        dq_dl = (current - i_far) * elapsed
         self._set_voltage(sc, v - dq_dl / (self.c_dl_f_cm2 * area_c))
         sc[S_DL_CHARGE] += dq_dl
-        sc[S_CHARGE] += current * elapsed
+        self._pass_charge(sc, current * elapsed)
+        self._grow_sei(state, elapsed)
         sc[S_NEED_SOLVE] = 1.0
         return code if code != STOP_TIME else kb.STOP_RESOLVE
 
@@ -495,15 +658,32 @@ class BatteryModel:
             step_end = sc[S_STEP_START] + step["duration_s"]
             cut = self._advance_step(state, step, min(t_k, step_end))
             if cut or state.time_s >= step_end:
+                if step["ends_cycle"]:
+                    self._end_cycle(state)
                 if i + 1 >= len(self.steps):
                     sc[S_ENDED] = 1.0
                 else:
                     sc[S_STEP] = i + 1
                     sc[S_STEP_START] = state.time_s
                     sc[S_NEED_SOLVE] = 1.0
+                    sc[S_HOLD_ABOVE] = 0.0
         if sc[S_ENDED] and state.time_s < t_k - 1e-9 * max(1.0, t_k):
-            return None
+            # The protocol ended between samples (a cut-off): one last sample at that moment, so
+            # the store holds the end state (the voltage at the cut-off); then the run is over.
+            if sc[S_END_OBSERVED]:
+                return None
+            sc[S_END_OBSERVED] = 1.0
         return self.observe(state)
+
+    def _end_cycle(self, state):
+        """Close a cycle: its Coulombic efficiency = charge stripped / charge plated since the last."""
+        sc = state.fields["scalars"]
+        i = int(sc[S_CYCLE])
+        per = 1.0 / self.area_cm2 / 3.6  # C -> mAh/cm²
+        plated, stripped = sc[S_CYCLE_PLATED] * per, sc[S_CYCLE_STRIPPED] * per
+        state.fields["cycle_table"][i] = (stripped / plated if plated > 0 else math.nan, plated, stripped)
+        sc[S_CYCLE] = i + 1
+        sc[S_CYCLE_PLATED] = sc[S_CYCLE_STRIPPED] = 0.0
 
     # -- observables ------------------------------------------------------------------------------
     def recount(self, state) -> dict:
@@ -516,25 +696,34 @@ class BatteryModel:
         counts = self._classify(state, site_class)
         na = int((state.lattice == NA).sum())
         alloyed = int(np.isin(f["col_state"], (kf.CC_AU_ALLOYED,)).sum()) if self.c_au > 0 else 0
+        # E7 inventory: the Na taken from the metal (voxels) plus the debt not yet taken. A thick
+        # interphase took it as SEI voxels, which the lattice recounts; a thin one as gaps.
+        paid = f["scalars"][S_SEI_PAID]
+        if self.sei_continuous and (state.lattice == SEI).sum() - f["scalars"][S_SEI0] != paid:
+            raise RuntimeError(f"SEI bookkeeping broken: {paid:.0f} voxels taken, "
+                               f"{(state.lattice == SEI).sum() - f['scalars'][S_SEI0]} SEI voxels in the lattice")
+        sei = float(paid + f["sei_debt"].sum())
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": int(counts[CLUSTER_TRAPPED]),
                 "dead": int(counts[CLUSTER_DEAD]), "clusters_on_electrolyte": int(counts[3]), "alloyed_columns": alloyed,
-                "site_class": site_class}
+                "site_class": site_class, "sei": sei}
 
     def check_bookkeeping(self, state, rc) -> None:
         """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
         c = state.counters
         sc = state.fields["scalars"]
-        by_events = c[kb.C_PLATE] + c[kb.C_NUCLEATE] + self.c_au * c[kb.C_ALLOY]
+        by_events = c[kb.C_PLATE] + c[kb.C_NUCLEATE] + self.c_au * c[kb.C_ALLOY] - c[kb.C_STRIP]
         tally = state.fields["tally"]
         by_lattice = (rc["na"] - sc[S_NA0] - tally[kb.T_NA_DEBT] + tally[kb.T_PENDING]
-                      + self.c_au * rc["alloyed_columns"])
+                      + self.c_au * rc["alloyed_columns"]
+                      + rc["sei"] - state.fields["sei_debt"].sum())  # E7 debt is still Na in the lattice
         if abs(by_events - by_lattice) > 1e-6 * max(1.0, by_events):
             raise RuntimeError(f"charge bookkeeping broken: {by_events} voxels by events, {by_lattice} by the lattice")
         passed = sc[S_CHARGE] / self.q_v_c
-        faradaic_dl = by_events + sc[S_DL_CHARGE] / self.q_v_c
+        faradaic_dl = by_events - tally[kb.T_NUC_DEBT] + sc[S_DL_CHARGE] / self.q_v_c
         # Galvanostatic events are drawn at rate I/q_v: their count matches the charge passed up to
         # Poisson noise; the double layer is exact.
-        if abs(passed - faradaic_dl) > 10.0 * math.sqrt(max(passed, 1.0)) + 2.0:
+        drawn = c[kb.C_PLATE] + c[kb.C_NUCLEATE] + c[kb.C_ALLOY] + c[kb.C_STRIP]
+        if abs(passed - faradaic_dl) > 6.0 * math.sqrt(max(drawn, 1.0)) + 2.0:
             raise RuntimeError(f"charge bookkeeping broken: {passed:.1f} voxels passed, {faradaic_dl:.1f} accounted")
 
     def observe(self, state) -> dict:
@@ -543,6 +732,9 @@ class BatteryModel:
             obs = self._observe(state)
             sc = state.fields["scalars"]
             sc[S_VMIN] = sc[S_VMAX] = sc[S_VOLTAGE]  # the next sample's extremes start here
+            # Cycles closed since the last sample go to the store with this sample's records.
+            self._new_cycles = range(int(sc[S_CYCLES_REPORTED]), int(sc[S_CYCLE]))
+            sc[S_CYCLES_REPORTED] = sc[S_CYCLE]
             return obs
         finally:
             self.timing["observe_s"] += time.perf_counter() - t_start
@@ -581,23 +773,30 @@ class BatteryModel:
             "nucleation_density": rc["clusters_on_electrolyte"] / self.area_cm2,
             "thickness_mean": mean_t,
             "thickness_cv": float(thickness.std() / mean_t) if mean_t > 0 else math.nan,
-            "max_current_density": float(f["pixel_current"].max()) * 1e3,
+            "max_current_density": float(np.abs(f["pixel_current"]).max()) * 1e3,
             "interfacial_resistance": float(sc[S_R_INT]) if sc[S_R_INT] else math.nan,
             "plated": plated,
+            "stripped": state.counters[kb.C_STRIP] * vox,
             "dead_na": rc["dead"] * vox,
             "trapped_na": rc["trapped"] * vox,
             "alloy_na": self.c_au * rc["alloyed_columns"] * vox,
-            "step": int(sc[S_STEP]),
+            "sei_na": rc["sei"] * vox,
+            "step": self.steps[int(sc[S_STEP])]["protocol_index"],
         }
 
     def records(self, state, k):
-        """Frames and snapshots due at sample k: (variable, index, value) triples."""
+        """Cycles closed, frames and snapshots due at sample k: (variable, index, value) triples."""
         out = []
+        table = state.fields["cycle_table"]
+        for i in getattr(self, "_new_cycles", ()):
+            out += [("coulombic_efficiency", i, float(table[i, 0])), ("charge_plated", i, float(table[i, 1])),
+                    ("charge_stripped", i, float(table[i, 2]))]
         if self.map_every and k % self.map_every == 0:
             i = k // self.map_every
             lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)
             f = state.fields
-            out += [("thickness_map", i, ((lat3 == NA).sum(axis=0) * self.voxel_um).astype(np.float32)),
+            pending = f["tally"][kb.T_PENDING] / self.n_cols  # a sealed layer's volume, spread evenly
+            out += [("thickness_map", i, (((lat3 == NA).sum(axis=0) + pending) * self.voxel_um).astype(np.float32)),
                     ("contact_map", i, (f["pixel_current"].reshape(self.ny, self.nx) > 0).astype(np.float32)),
                     ("current_map", i, (f["pixel_current"].reshape(self.ny, self.nx) * 1e3).astype(np.float32)),
                     ("frame_time", i, state.time_s)]

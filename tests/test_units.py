@@ -22,7 +22,7 @@ _SE = {
     "conductivity_s_cm": "+", "conductivity_activation_ev": "+", "conductivity_reference_c": "+",
     "j0_ma_cm2": "+", "transfer_coefficient": "+", "k_ic_mpa_m05": "+", "roughness_um": "+",
     "correlation_length_um": "+", "contact_stress_mpa": "+", "unloaded_contact_quality": "+", "double_layer_capacitance_uf_cm2": "+",
-    "sei_rate_ma_cm2": "+", "sei_limit_nm": "+", "sei_kind": str, "flaw_density_cm2": "+",
+    "sei_rate_ma_cm2": "+", "sei_limit_nm": "+", "sei_kind": str, "sei_exchange_ratio": "+", "flaw_density_cm2": "+",
     "flaw_scale_um": "+", "flaw_shape": "+", "crack_opening_um": "+",
 }
 _CC = {"foil_hardness_mpa": "+", "pellet_hardness_mpa": "+", "pellet_roughness_um": "+",
