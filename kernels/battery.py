@@ -357,11 +357,16 @@ def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, param
         counters[C_EVENTS] += 1
         done += 1
         if u < r_p and params[P_DIRECTION] < 0.0:  # E6: strip the Na voxel at an anodic face
+            counters[C_STRIP] += 1
+            if tally[T_PENDING] >= 1.0:
+                # A sealed layer's pending volume (less than a layer, plated but not yet laid down) goes
+                # first: the layer thins evenly, as it grew.
+                tally[T_PENDING] -= 1.0
+                continue
             c, res = tree_select(plate_tree, offsets, u / r_p * s_p)
             # A void nucleus at the interface; loaded Na refills it (E4a, E4c). Removing c may cut a
             # cluster off the collector: the classes are redone at the next solve.
             _remove_na(c, lattice, site_class, cc_bottom, nx, ny, nz, tally, state_counts, nbr)
-            counters[C_STRIP] += 1
             _changed(c, c, lattice, site_class, col_state, col_support, phi, params, au_column, eps, move_params,
                      nx, ny, nz, plate_tree, alloy_tree, nuc_tree, move_tree, offsets, state_counts,
                      nbr, nbr2, stencil, scratch, seen, mark, buf)

@@ -39,7 +39,8 @@ import time
 
 import numpy as np
 
-from kmc import field, units
+from kmc import field, flaws, units
+from kmc.config import ccd_currents_ma_cm2
 from kmc.errors import KmcError
 from kmc.geometry import collector_hardness_mpa, from_scenario
 from kmc.kernels import battery as kb
@@ -60,7 +61,6 @@ from kmc.kernels.interface import (
 )
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build, tree_new
 from kmc.state import State
-
 
 # Indices of the driver's float64 "scalars" field.
 S_VOLTAGE = 0  #: cell voltage V (V)
@@ -85,7 +85,13 @@ S_CYCLES_REPORTED = 18  #: cycles already handed to the store (``records``)
 S_SEI0 = 19  #: SEI voxels at the start
 S_END_OBSERVED = 20  #: 1 once the state where the protocol ended early has been observed
 S_SEI_PAID = 21  #: Na voxels taken from the metal by E7 (as SEI voxels, or gaps for a thin interphase)
-N_SCALARS = 24
+S_SHORTED = 22  #: 1 once a filament has shorted the cell (E8)
+S_SHORT_TIME = 23  #: time of the short (s)
+S_SHORT_CHARGE = 24  #: charge passed at the short (mAh/cm²)
+S_CCD = 25  #: current density of the ccd level that shorted (mA/cm²)
+S_FLAW_PAID = 26  #: Na voxels taken from the metal into flaws (E8)
+S_SHORT_REPORTED = 27  #: 1 once the short has been handed to the store
+N_SCALARS = 32
 
 
 class BatteryModel:
@@ -143,6 +149,16 @@ class BatteryModel:
         self.sei_limit_nm = float(el["sei_limit_nm"])
         self.sei_continuous = el["sei_kind"] == "continuous"
         self.voxel_nm = self.voxel_um * 1e3
+        # E8 (kmc.flaws): sub-grid flaws of the electrolyte surface and the Na pressed into them.
+        self.flaws_per_pixel = float(el["flaw_density_cm2"]) * (self.voxel_um * 1e-4) ** 2
+        self.flaw_scale_um = float(el["flaw_scale_um"])
+        self.flaw_shape = float(el["flaw_shape"])
+        self.crack_opening_um = float(el["crack_opening_um"])
+        self.k_ic = float(el["k_ic_mpa_m05"])
+        self.molar_volume = vm
+        self.creep_sigma_ref = float(na["creep_flow_stress_mpa"])
+        self.creep_rate_ref = units.creep_strain_rate_s(self.creep_sigma_ref, na, self.temperature_k)
+        self.creep_n = float(na["creep_stress_exponent"])
         self.params0 = p
         scale = float(na["capillary_energy_scale_j_m2"])
         eps = np.zeros(EPS_SIZE)
@@ -205,8 +221,14 @@ class BatteryModel:
                     for sub in step["steps"]:
                         flat.append(self._flat_step(sub, i, f"protocol.{i}.steps"))
             elif kind == "ccd":
-                raise KmcError(f"protocol.{i}.kind = 'ccd' is not modelled yet: it needs short circuits "
-                               f"(filaments, E8), which come next; use plate/strip/rest/hold/cycle")
+                # Rising current levels, each plated then stripped at its capacity, until a short.
+                for level in ccd_currents_ma_cm2(step):
+                    for verb in ("plate", "strip"):
+                        flat_step = self._flat_step({"kind": verb, "current_ma_cm2": level,
+                                                     "capacity_mah_cm2": step["capacity_mah_cm2"]},
+                                                    i, f"protocol.{i}")
+                        flat_step["ccd_ma_cm2"] = level
+                        flat.append(flat_step)
             else:
                 flat.append(self._flat_step(step, i, f"protocol.{i}"))
         return flat
@@ -255,6 +277,8 @@ class BatteryModel:
         ("trapped_na", "float64", "mA h cm-2", "Na connected to the collector with no electrolyte contact"),
         ("alloy_na", "float64", "mA h cm-2", "Na held in the Au alloy"),
         ("sei_na", "float64", "mA h cm-2", "Na consumed by the solid-electrolyte interphase"),
+        ("flaw_na", "float64", "mA h cm-2", "Na pressed into surface flaws of the electrolyte"),
+        ("filament_depth", "float64", "um", "depth of Na in the deepest filled surface flaw"),
     )
 
     def layout(self):
@@ -262,6 +286,11 @@ class BatteryModel:
 
         v = [Var(name, ("run", "sample"), dtype, u, ln) for name, dtype, u, ln in self.SAMPLE_VARS]
         v.append(Var("step", ("run", "sample"), "int64", "1", "protocol step index", -1))
+        v += [Var("shorted", ("run",), "int8", "1", "1 if a filament shorted the cell", 0,
+                  {"flag_values": [0, 1], "flag_meanings": "no_short shorted"}),
+              Var("short_time", ("run",), "float64", "s", "simulated time of the short"),
+              Var("short_charge", ("run",), "float64", "mA h cm-2", "charge passed at the short"),
+              Var("ccd", ("run",), "float64", "mA cm-2", "critical current density: the ccd level that shorted")]
         sizes = {"sample": self.n_samples, "x": self.nx, "y": self.ny}
         a = self.voxel_um
         coords = {"x": (("x",), (np.arange(self.nx) + 0.5) * a, {"units": "um", "long_name": "x"}),
@@ -308,10 +337,15 @@ class BatteryModel:
             "au_column": (geo.au_nm.ravel() > 0).astype(np.uint8),
             "phi": np.zeros(self.n_cols), "pixel_current": np.zeros(self.n_cols), "params": self.params0.copy(),
             "tally": np.zeros(kb.N_TALLY), "limits": np.zeros(6), "state_counts": np.zeros(3),
-            "cycle_table": np.full((max(self.n_cycles, 1), 3), np.nan),  # CE, plated, stripped (mAh/cm²)
+            # CE, plated, stripped (mAh/cm²) of cycle i at [3i, 3i + 3): flat, as checkpoints store arrays
+            "cycle_table": np.full(3 * max(self.n_cycles, 1), np.nan),
             "sei_nm": np.zeros(self.n_cols),  # E7: interphase (Na consumed) on each column's Na faces, nm
             "sei_debt": np.zeros(self.n_cols),  # Na consumed by E7 not yet taken from the lattice, voxels
             "na_faces_col": np.zeros(self.n_cols),  # Na-electrolyte faces per column at the last solve
+            "flaw_depth_um": flaws.sample_flaw_depths_um(rng, self.n_cols, self.flaws_per_pixel, self.flaw_scale_um,
+                                                         self.flaw_shape),  # E8: deepest flaw per pixel, 0 if none
+            "flaw_fill": np.zeros(self.n_cols),  # Na in each pixel's flaw, voxels (full at depth/a)
+            "flaw_debt": np.zeros(self.n_cols),  # Na pressed into flaws not yet taken from the lattice, voxels
             "scalars": scalars,
         }
         return State(model="battery", shape=(self.nx, self.ny, self.nz), z_periodic=False, lattice=lattice,
@@ -375,21 +409,34 @@ class BatteryModel:
             d1 = np.sqrt((lim + d0) ** 2 + 2.0 * lim * k_dt) - lim
         f["sei_nm"][on] = d1
         f["sei_debt"][on] += n[on] * (d1 - d0) / self.voxel_nm
+        owed = np.floor(f["sei_debt"].sum())
+        if owed >= 1:
+            tally = f["tally"]
+            if not self.sei_continuous and tally[kb.T_SEALED] and tally[kb.T_PENDING] >= owed:
+                # A sealed layer's pending volume pays, as for the alloy: the layer is thinner, evenly.
+                tally[kb.T_PENDING] -= owed
+                f["scalars"][S_SEI_PAID] += owed
+                self._clear_debt(f["sei_debt"], owed)
+            else:
+                f["scalars"][S_NEED_SOLVE] = 1.0  # the next solve takes it from the metal
 
     def _pay_sei_debt(self, state):
         """Take whole voxels of E7 debt from the metal, so the Na the interphase consumed is not left to
-        strip. The debt is summed over columns (a self-limiting interphase owes far less than a voxel
-        per column); each whole voxel takes the Na voxel that touches the electrolyte lowest in the
-        column owing most, and clears that much debt from the most indebted columns first.
+        strip (``_take_from_metal``). A continuous interphase (Na3PS4 → Na3P, Na2S) grows µm thick: the
+        voxel becomes SEI, the reduced electrolyte growing into the metal. A self-limiting one stays nm
+        thin (``sei_nm``, per column), far below a voxel: the voxel becomes a gap — the metal it
+        consumed is gone, and loaded Na flows in as into any interface void — rather than a 0.5 µm
+        block of interphase."""
+        sc = state.fields["scalars"]
+        sc[S_SEI_PAID] += self._take_from_metal(state, state.fields["sei_debt"], SEI if self.sei_continuous else GAP)
 
-        A continuous interphase (Na3PS4 → Na3P, Na2S) grows µm thick: the voxel becomes SEI, the
-        reduced electrolyte growing into the metal. A self-limiting one stays nm thin (``sei_nm``, per
-        column), far below a voxel: the voxel becomes a gap — the metal it consumed is gone, and loaded
-        Na flows in as into any interface void — rather than a 0.5 µm block of interphase."""
-        f = state.fields
-        debt = f["sei_debt"]
+    def _take_from_metal(self, state, debt, becomes):
+        """Pay whole voxels of a per-column debt (voxels of Na owed by the metal) from the lattice;
+        returns how many. The debt is summed over columns (it may be far below a voxel per column);
+        each whole voxel takes the Na voxel touching the electrolyte lowest in the column owing most
+        (it ``becomes`` GAP or SEI), and clears that much debt from the most indebted columns first."""
         if debt.sum() < 1.0:
-            return
+            return 0
         lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)
         el = (lat3 == SE) | (lat3 == SEI)
         na = lat3 == NA
@@ -402,29 +449,94 @@ class BatteryModel:
         touching &= na
         touching = touching.reshape(self.nz, self.n_cols)
         lat = state.lattice.reshape(self.nz, self.n_cols)
+        paid = 0
         while debt.sum() >= 1.0:
             cols = np.flatnonzero(touching.any(axis=0))
             if cols.size == 0:
                 break  # no metal touches the electrolyte: the debt waits
             col = int(cols[np.argmax(debt[cols])])
             z = int(np.flatnonzero(touching[:, col])[0])
-            lat[z, col] = SEI if self.sei_continuous else GAP
-            f["scalars"][S_SEI_PAID] += 1.0
+            lat[z, col] = becomes
+            paid += 1
             touching[z, col] = False
-            x, y = col % self.nx, col // self.nx
-            for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % self.nx + self.nx * y),
-                           (z, (x - 1) % self.nx + self.nx * y), (z, x + self.nx * ((y + 1) % self.ny)),
-                           (z, x + self.nx * ((y - 1) % self.ny))):
-                if 0 <= zz < self.nz and lat[zz, cc] == NA:
-                    touching[zz, cc] = True
-            remaining = 1.0
-            for c in np.argsort(-debt, kind="stable"):
-                take = min(debt[c], remaining)
-                debt[c] -= take
-                remaining -= take
-                if remaining <= 0:
-                    break
-        f["tally"][kb.T_SEALED] = 0.0
+            if becomes == SEI:  # new electrolyte: the metal around it now touches it (a gap does not)
+                x, y = col % self.nx, col // self.nx
+                for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % self.nx + self.nx * y),
+                               (z, (x - 1) % self.nx + self.nx * y), (z, x + self.nx * ((y + 1) % self.ny)),
+                               (z, x + self.nx * ((y - 1) % self.ny))):
+                    if 0 <= zz < self.nz and lat[zz, cc] == NA:
+                        touching[zz, cc] = True
+            self._clear_debt(debt, 1.0)
+        if paid:
+            state.fields["tally"][kb.T_SEALED] = 0.0
+        return paid
+
+    @staticmethod
+    def _clear_debt(debt, amount):
+        """Clear ``amount`` voxels of a per-column debt, from the most indebted columns first."""
+        for c in np.argsort(-debt, kind="stable"):
+            take = min(debt[c], amount)
+            debt[c] -= take
+            amount -= take
+            if amount <= 0:
+                break
+
+    # -- E8: flaws and shorts ----------------------------------------------------------------------
+    def _filling_flaws(self, state):
+        """Pixels whose flaw is filling now: a flaw not yet full under a plating Na face."""
+        f = state.fields
+        full = f["flaw_fill"] * self.voxel_um >= f["flaw_depth_um"] - 1e-12
+        return np.flatnonzero((f["flaw_depth_um"] > 0) & ~full & (f["na_faces_col"] > 0) & (f["pixel_current"] > 0))
+
+    def _time_to_fill_s(self, state):
+        """Time until the first filling flaw is full at the frozen pixel currents (inf if none)."""
+        f = state.fields
+        cols = self._filling_flaws(state)
+        if cols.size == 0:
+            return math.inf
+        left = f["flaw_depth_um"][cols] / self.voxel_um - f["flaw_fill"][cols]
+        rate = f["pixel_current"][cols] * (self.voxel_um * 1e-4) ** 2 / self.q_v_c  # voxels/s
+        return float(np.min(left / rate))
+
+    def _advance_flaws(self, state, dt):
+        """Fill flaws over dt at the pixel currents (the Na comes out of the plated metal: a debt), then
+        test every full flaw against Griffith–Inglis; True if one cracked (the cell has shorted)."""
+        f = state.fields
+        sc = f["scalars"]
+        if dt > 0:
+            cols = self._filling_flaws(state)
+            if cols.size:
+                full_at = f["flaw_depth_um"][cols] / self.voxel_um
+                add = np.minimum(f["pixel_current"][cols] * (self.voxel_um * 1e-4) ** 2 / self.q_v_c * dt,
+                                 full_at - f["flaw_fill"][cols])
+                # Reaching the end of the fill by the batch's time bound lands on it exactly.
+                add = np.where(full_at - f["flaw_fill"][cols] - add < 1e-9 * full_at, full_at - f["flaw_fill"][cols], add)
+                f["flaw_fill"][cols] += add
+                f["flaw_debt"][cols] += add
+        full = np.flatnonzero((f["flaw_depth_um"] > 0) & (f["flaw_fill"] * self.voxel_um >= f["flaw_depth_um"] - 1e-9)
+                              & (f["pixel_current"] > 0))
+        for col in full:
+            c_um = f["flaw_depth_um"][col]
+            eta = sc[S_VOLTAGE] + self.u_ce_v - f["phi"][col]
+            p = min(flaws.overpotential_pressure_mpa(eta, self.molar_volume),
+                    flaws.extrusion_pressure_mpa(c_um, f["pixel_current"][col], self.crack_opening_um,
+                                                 self.creep_sigma_ref, self.creep_rate_ref, self.creep_n,
+                                                 self.molar_volume))
+            if flaws.stress_intensity_mpa_m05(p, c_um) >= self.k_ic:
+                self._short(state)
+                return True
+        return False
+
+    def _short(self, state):
+        """A filament crosses the electrolyte: record it, the voltage collapses, the run ends."""
+        sc = state.fields["scalars"]
+        sc[S_SHORTED] = 1.0
+        sc[S_SHORT_TIME] = state.time_s
+        sc[S_SHORT_CHARGE] = sc[S_CHARGE] / self.area_cm2 / 3.6
+        step = self.steps[int(sc[S_STEP])]
+        sc[S_CCD] = step.get("ccd_ma_cm2", math.nan)
+        self._set_voltage(sc, 0.0)
+        sc[S_ENDED] = 1.0
 
     def _collector_can_settle(self, state):
         """False once a whole layer's volume has flowed into gaps (pending ≤ −nx·ny) and the collector
@@ -461,6 +573,7 @@ class BatteryModel:
         guess = self._warm_guess(state) if sc[S_I_FAR] * f["params"][kf.P_DIRECTION] > 0 else None
         f["move_params"][km.M_LOADED_FLOW] = 1.0 if self._collector_can_settle(state) else 0.0
         self._pay_sei_debt(state)
+        f["scalars"][S_FLAW_PAID] += self._take_from_metal(state, f["flaw_debt"], GAP)
         self._classify(state)
         lat2 = state.lattice.reshape(self.nz, self.n_cols)
         b = f["cc_bottom"]
@@ -553,17 +666,29 @@ class BatteryModel:
             fresh = bool(sc[S_NEED_SOLVE])
             if fresh:
                 self._solve(state, current)
+            t_stop = min(t_end, t0 + self._time_to_fill_s(state)) if current > 0 else t_end  # a flaw fills up
             if sc[S_CARRIED]:
-                code = self._batch(state, current, t_end)
+                code = self._batch(state, current, t_stop)
                 self._pass_charge(sc, current * (state.time_s - t0))
                 self._grow_sei(state, state.time_s - t0)
+                if self._advance_flaws(state, state.time_s - t0):
+                    return True
+            elif (current < 0 and not f["na_faces_col"].any()) or f["state_counts"][0] == 0:
+                # Nothing can ever carry the current: stripping with no Na left at the electrolyte, or
+                # no conductor touching it at all. The double layer on the contact area (C_dl A_c ~ 1e-4
+                # of a voxel's charge per volt) takes the voltage to the cut-off at once — or to the
+                # solver's bound, which ends the step.
+                cutoff = step["cutoff_v"]
+                bound = math.copysign(field.VOLTAGE_BOUND_V, -current)
+                self._set_voltage(sc, float(cutoff) if cutoff is not None else bound)
+                return True
             else:
                 code = self._double_layer_step(state, current, t_end)
             if code == kb.STOP_FULL:
                 raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
                                f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
             if code == STOP_NO_EVENTS and fresh and sc[S_CARRIED]:
-                state.clock[0] = t_end  # nothing can happen even at a freshly solved V: time passes
+                state.clock[0] = t_stop  # nothing can happen even at a freshly solved V: time passes
             elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
                 sc[S_NEED_SOLVE] = 1.0
             cutoff = step["cutoff_v"]
@@ -604,16 +729,19 @@ class BatteryModel:
                         return True
             i_far = sc[S_I_FAR]
             nuclei0 = state.counters[kb.C_NUCLEATE]
-            code = self._batch(state, i_far, t_end)
+            t_stop = min(t_end, t0 + self._time_to_fill_s(state)) if i_far > 0 else t_end  # a flaw fills up
+            code = self._batch(state, i_far, t_stop)
             # At a held V a nucleus's charge is current beyond the faces' (which the events share).
             self._pass_charge(sc, i_far * (state.time_s - t0)
                               + (state.counters[kb.C_NUCLEATE] - nuclei0) * self.q_v_c)
             self._grow_sei(state, state.time_s - t0)
+            if self._advance_flaws(state, state.time_s - t0):
+                return True
             if code == kb.STOP_FULL:
                 raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
                                f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
             if code == STOP_NO_EVENTS and fresh:
-                state.clock[0] = t_end  # nothing can happen at this V: time passes
+                state.clock[0] = t_stop  # nothing can happen at this V: time passes
             elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
                 sc[S_NEED_SOLVE] = 1.0
         return False
@@ -657,6 +785,8 @@ class BatteryModel:
             step = self.steps[i]
             step_end = sc[S_STEP_START] + step["duration_s"]
             cut = self._advance_step(state, step, min(t_k, step_end))
+            if sc[S_SHORTED]:
+                break  # the run ends at the short (``_short``)
             if cut or state.time_s >= step_end:
                 if step["ends_cycle"]:
                     self._end_cycle(state)
@@ -667,9 +797,9 @@ class BatteryModel:
                     sc[S_STEP_START] = state.time_s
                     sc[S_NEED_SOLVE] = 1.0
                     sc[S_HOLD_ABOVE] = 0.0
-        if sc[S_ENDED] and state.time_s < t_k - 1e-9 * max(1.0, t_k):
-            # The protocol ended between samples (a cut-off): one last sample at that moment, so
-            # the store holds the end state (the voltage at the cut-off); then the run is over.
+        if sc[S_ENDED]:
+            # The protocol has ended (at a sample, or between samples: a cut-off, a short): one last
+            # sample of the end state (the voltage at the cut-off), then the run is over.
             if sc[S_END_OBSERVED]:
                 return None
             sc[S_END_OBSERVED] = 1.0
@@ -681,7 +811,7 @@ class BatteryModel:
         i = int(sc[S_CYCLE])
         per = 1.0 / self.area_cm2 / 3.6  # C -> mAh/cm²
         plated, stripped = sc[S_CYCLE_PLATED] * per, sc[S_CYCLE_STRIPPED] * per
-        state.fields["cycle_table"][i] = (stripped / plated if plated > 0 else math.nan, plated, stripped)
+        state.fields["cycle_table"][3 * i:3 * i + 3] = (stripped / plated if plated > 0 else math.nan, plated, stripped)
         sc[S_CYCLE] = i + 1
         sc[S_CYCLE_PLATED] = sc[S_CYCLE_STRIPPED] = 0.0
 
@@ -703,9 +833,13 @@ class BatteryModel:
             raise RuntimeError(f"SEI bookkeeping broken: {paid:.0f} voxels taken, "
                                f"{(state.lattice == SEI).sum() - f['scalars'][S_SEI0]} SEI voxels in the lattice")
         sei = float(paid + f["sei_debt"].sum())
+        flaw = float(f["flaw_fill"].sum())
+        if abs(flaw - f["scalars"][S_FLAW_PAID] - f["flaw_debt"].sum()) > 1e-6 * max(1.0, flaw):
+            raise RuntimeError(f"flaw bookkeeping broken: {flaw} voxels in flaws, "
+                               f"{f['scalars'][S_FLAW_PAID]} taken + {f['flaw_debt'].sum()} owed")
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": int(counts[CLUSTER_TRAPPED]),
                 "dead": int(counts[CLUSTER_DEAD]), "clusters_on_electrolyte": int(counts[3]), "alloyed_columns": alloyed,
-                "site_class": site_class, "sei": sei}
+                "site_class": site_class, "sei": sei, "flaw": flaw}
 
     def check_bookkeeping(self, state, rc) -> None:
         """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
@@ -715,7 +849,8 @@ class BatteryModel:
         tally = state.fields["tally"]
         by_lattice = (rc["na"] - sc[S_NA0] - tally[kb.T_NA_DEBT] + tally[kb.T_PENDING]
                       + self.c_au * rc["alloyed_columns"]
-                      + rc["sei"] - state.fields["sei_debt"].sum())  # E7 debt is still Na in the lattice
+                      + rc["sei"] - state.fields["sei_debt"].sum()  # E7 debt is still Na in the lattice
+                      + rc["flaw"] - state.fields["flaw_debt"].sum())  # as is E8's
         if abs(by_events - by_lattice) > 1e-6 * max(1.0, by_events):
             raise RuntimeError(f"charge bookkeeping broken: {by_events} voxels by events, {by_lattice} by the lattice")
         passed = sc[S_CHARGE] / self.q_v_c
@@ -735,6 +870,8 @@ class BatteryModel:
             # Cycles closed since the last sample go to the store with this sample's records.
             self._new_cycles = range(int(sc[S_CYCLES_REPORTED]), int(sc[S_CYCLE]))
             sc[S_CYCLES_REPORTED] = sc[S_CYCLE]
+            self._new_short = bool(sc[S_SHORTED] and not sc[S_SHORT_REPORTED])
+            sc[S_SHORT_REPORTED] = sc[S_SHORTED]
             return obs
         finally:
             self.timing["observe_s"] += time.perf_counter() - t_start
@@ -781,6 +918,8 @@ class BatteryModel:
             "trapped_na": rc["trapped"] * vox,
             "alloy_na": self.c_au * rc["alloyed_columns"] * vox,
             "sei_na": rc["sei"] * vox,
+            "flaw_na": rc["flaw"] * vox,
+            "filament_depth": float((f["flaw_fill"] * self.voxel_um).max()) if self.n_cols else 0.0,
             "step": self.steps[int(sc[S_STEP])]["protocol_index"],
         }
 
@@ -788,9 +927,13 @@ class BatteryModel:
         """Cycles closed, frames and snapshots due at sample k: (variable, index, value) triples."""
         out = []
         table = state.fields["cycle_table"]
+        if getattr(self, "_new_short", False):  # per-run values (index None)
+            sc = state.fields["scalars"]
+            out += [("shorted", None, 1), ("short_time", None, float(sc[S_SHORT_TIME])),
+                    ("short_charge", None, float(sc[S_SHORT_CHARGE])), ("ccd", None, float(sc[S_CCD]))]
         for i in getattr(self, "_new_cycles", ()):
-            out += [("coulombic_efficiency", i, float(table[i, 0])), ("charge_plated", i, float(table[i, 1])),
-                    ("charge_stripped", i, float(table[i, 2]))]
+            out += [("coulombic_efficiency", i, float(table[3 * i])), ("charge_plated", i, float(table[3 * i + 1])),
+                    ("charge_stripped", i, float(table[3 * i + 2]))]
         if self.map_every and k % self.map_every == 0:
             i = k // self.map_every
             lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)

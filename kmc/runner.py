@@ -126,7 +126,10 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
             for name, value in observed.items():
                 buffer.setdefault(name, []).append(value)
             for name, index, values in model.records(state, k):
-                writer.write_at(name, index, values)
+                if index is None:  # a per-run value
+                    writer.set(**{name: values})
+                else:
+                    writer.write_at(name, index, values)
             if progress is not None:
                 progress(k + 1)
             now = time.perf_counter()

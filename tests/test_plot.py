@@ -14,7 +14,7 @@ SCENARIOS = os.path.join(os.path.dirname(__file__), "..", "scenarios")
 T2_SMALL = ["lattice.nx=16", "lattice.ny=16", "protocol.0.capacity_mah_cm2=0.2", "output.sample_every_s=60",
             "output.map_every_samples=2", "output.snapshot_every_samples=4"]
 EXPECTED = ["voltage_vs_charge.png", "contact_void_vs_charge.png", "thickness_map_run0.png",
-            "current_map_run0.png", "lattice_cut_run0.png"]
+            "current_map_run0.png", "lattice_cut_run0.png", "short_survival.png"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ def test_plot_writes_every_figure_of_a_battery_store(battery_store, tmp_path):
         assert png.is_file() and png.stat().st_size > 1000, name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"wrote {png}" in result.output
-    # Only those: the store has no cycles, CCD or shorts.
+    # Only those: a plating store has no cycles and no CCD (its short variables give a survival curve,
+    # flat at 1 when no run shorted).
     assert sorted(p.name for p in out.iterdir()) == sorted(EXPECTED)
 
 

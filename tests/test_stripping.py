@@ -70,7 +70,7 @@ def validation(name, **overrides):
 
 
 def ce_of(state):
-    return float(state.fields["cycle_table"][0, 0])
+    return float(state.fields["cycle_table"][0])
 
 
 # -- a wetted interface gives everything back ------------------------------------------------------
@@ -99,7 +99,7 @@ capacity_mah_cm2 = 0.4
     assert (state.lattice == NA).sum() == 0  # recounted: no Na left anywhere
     assert abs(state.fields["tally"][1]) < 1.0  # and none held as a sealed layer's pending volume
     assert end["alloy_na"] > 0.02 and end["sei_na"] > 0  # the Au took its share; NASICON's thin SEI
-    plated = state.fields["cycle_table"][0, 1]
+    plated = state.fields["cycle_table"][1]
     expected = 1.0 - (end["alloy_na"] + end["sei_na"]) / plated
     n_events = state.counters[1] + state.counters[8]  # plating and stripping events
     assert ce_of(state) == pytest.approx(expected, abs=4.0 / np.sqrt(n_events))
@@ -119,8 +119,8 @@ capacity_mah_cm2 = 0.15
 def na_foil_cell(tmp_path, j, every, name):
     """A Na-foil electrode: 5 µm of Na in full, loaded contact on NASICON at 0.2 MPa; a thin (20 µm)
     electrolyte so that even fast stripping stays far from the cut-off."""
-    sc = cell(tmp_path, STRIP_NA_FOIL.format(j=j), every, p=0.2, seed='seed_layer = "none"\ninitial_na_um = 5.0',
-              name=name)
+    cell(tmp_path, STRIP_NA_FOIL.format(j=j), every, p=0.2, seed='seed_layer = "none"\ninitial_na_um = 5.0',
+         name=name)  # writes the file
     return kmc.load_scenario(tmp_path / f"{name}.toml", overrides={"electrolyte.thickness_um": 20.0})
 
 
