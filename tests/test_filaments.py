@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from battery_runs import advance_all
 
 import kmc
 from kmc import flaws, units
@@ -55,14 +56,6 @@ def scenario(tmp_path, protocol, every, n=12, nz=36, na_um=2.0, density=0.0, sca
     return kmc.load_scenario(path)
 
 
-def run(model, state):
-    out, k = [], 0
-    while (obs := model.advance_sample(state, k)) is not None:
-        out.append(obs)
-        k += 1
-    return out
-
-
 def plate(j, q):
     return f'[[protocol]]\nkind = "plate"\ncurrent_ma_cm2 = {j}\ncapacity_mah_cm2 = {q}'
 
@@ -104,7 +97,7 @@ def test_one_flaw_shorts_after_its_fill_time_above_the_griffith_current(tmp_path
     col = 5 + 12 * 6
     state.fields["flaw_depth_um"][:] = 0.0
     state.fields["flaw_depth_um"][col] = depth
-    out = run(model, state)
+    out = advance_all(model, state)
     sc = state.fields["scalars"]
     if not shorts:
         assert not sc[S_SHORTED]
@@ -125,7 +118,7 @@ def test_no_flaws_no_short_through_a_ccd(tmp_path):
                 'capacity_mah_cm2 = 0.05')
     model = BatteryModel(scenario(tmp_path, protocol, 2.0, density=0.0))
     state = model.new_state(1)
-    out = run(model, state)
+    out = advance_all(model, state)
     assert not state.fields["scalars"][S_SHORTED]
     assert model.n_cycles == 7 and int(state.fields["scalars"][15]) == 7  # every level plated and stripped
     assert max(o["current_density"] for o in out) == pytest.approx(50.0)
@@ -174,7 +167,7 @@ capacity_mah_cm2 = 0.5
         q = []
         for seed in range(1, 5):
             state = model.new_state(seed)
-            run(model, state)
+            advance_all(model, state)
             sc = state.fields["scalars"]
             q.append(sc[S_SHORT_CHARGE] if sc[S_SHORTED] else 0.5)  # unshorted runs: censored at the bound
         charges[j] = np.median(q)

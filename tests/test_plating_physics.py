@@ -11,19 +11,16 @@ T2, T3, D4), run through the production driver (``kmc.battery.BatteryModel``) an
   ``slow``.
 """
 import math
-import os
 
 import numpy as np
 import pytest
+from battery_runs import run, validation
 
 import kmc
 from kmc import units
 from kmc.battery import BatteryModel
 from kmc.kernels.cell import CC, SE
 from kmc.kernels.faradaic import CC_NUCLEATED
-
-HERE = os.path.dirname(__file__)
-VALIDATION = os.path.join(HERE, "..", "scenarios", "validation")
 
 UNIFORM = """
 [scenario]
@@ -58,20 +55,6 @@ def uniform_contact(tmp_path, n, protocol, every, au_nm=0.0, nz=24):
     path = tmp_path / f"uniform-{n}-{abs(hash(protocol))}-{au_nm}.toml"
     path.write_text(UNIFORM.format(n=n, nz=nz, seed_layer=seed_layer, protocol=protocol, every=every))
     return kmc.load_scenario(path)
-
-
-def run(model, seed):
-    """(state, observables of every sample) of one whole run."""
-    state = model.new_state(seed)
-    out, k = [], 0
-    while (obs := model.advance_sample(state, k)) is not None:
-        out.append(obs)
-        k += 1
-    return state, out
-
-
-def validation(name, **overrides):
-    return kmc.load_scenario(os.path.join(VALIDATION, f"{name}.toml"), overrides=overrides)
 
 
 def nuclei(state):

@@ -8,18 +8,15 @@ Coulombic efficiency), through the production driver (``kmc.battery.BatteryModel
   every sample; a violation fails the run), and the per-cycle charges add up to the charge passed.
 - Quick versions of T4, D1 (pellet above foil) and D3; the voxel-size convergence of CE is ``slow``.
 """
-import os
 
 import numpy as np
 import pytest
+from battery_runs import run, validation
 
 import kmc
 from kmc import units
 from kmc.battery import BatteryModel
 from kmc.kernels.cell import NA
-
-HERE = os.path.dirname(__file__)
-VALIDATION = os.path.join(HERE, "..", "scenarios", "validation")
 
 CELL = """
 [scenario]
@@ -54,19 +51,6 @@ def cell(tmp_path, protocol, every, n=16, nz=24, form="foil", p=5.6, seed='seed_
     path.write_text(CELL.format(n=n, nz=nz, form=form, p=p, seed=seed, protocol=protocol, every=every,
                                 snaps=snaps or 1000000))
     return kmc.load_scenario(path)
-
-
-def run(model, seed=1):
-    state = model.new_state(seed)
-    out, k = [], 0
-    while (obs := model.advance_sample(state, k)) is not None:
-        out.append(obs)
-        k += 1
-    return state, out
-
-
-def validation(name, **overrides):
-    return kmc.load_scenario(os.path.join(VALIDATION, f"{name}.toml"), overrides=overrides)
 
 
 def ce_of(state):
