@@ -51,9 +51,10 @@ def main():
 
     \b
     A first session:
-      kmc run scenarios/hop.toml -o hop.zarr --replicas 4
-      kmc status hop.zarr
-      python -c "import kmc; print(kmc.open('hop.zarr'))"
+      kmc run scenarios/validation/T2.toml -o T2.zarr --replicas 4   # Au-Al on NASICON, 2 mAh/cm2
+      kmc status T2.zarr
+      kmc plot T2.zarr -o T2_figures
+      python -c "import kmc; print(kmc.open('T2.zarr').kmc.summary())"
 
     Run `kmc COMMAND --help` for the options of a command. Exit codes: 0 success, 1 a run failed,
     2 bad input (nothing written), 3 stopped by a signal after a checkpoint.
