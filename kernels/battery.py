@@ -57,7 +57,15 @@ from kmc.kernels.interface import (
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.moves import M_LOADED_FLOW, execute_move, move_propensity
 from kmc.kernels.plating import insertion_site
-from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, STOP_TIME, tree_select, tree_total, tree_update_many
+from kmc.kernels.solver import (
+    STOP_EVENTS,
+    STOP_NO_EVENTS,
+    STOP_TIME,
+    tree_select,
+    tree_total,
+    tree_update_many,
+    waiting_time,
+)
 
 STOP_RESOLVE = 3  #: faces, supports or the collector changed enough to need a new field solve
 STOP_FULL = 4  #: no room left for Na (lattice.nz too small for the plated capacity)
@@ -348,7 +356,7 @@ def run_batch(lattice, site_class, col_state, col_support, cc_bottom, phi, param
         total = r_p + r_a + r_nuc + r_m
         if total <= 0.0:
             return STOP_NO_EVENTS
-        dt = -np.log(1.0 - rng.random()) / total
+        dt = waiting_time(rng, total)
         if clock[0] + dt > t_end:
             clock[0] = t_end
             return STOP_TIME

@@ -666,12 +666,10 @@ class BatteryModel:
             fresh = bool(sc[S_NEED_SOLVE])
             if fresh:
                 self._solve(state, current)
-            t_stop = min(t_end, t0 + self._time_to_fill_s(state)) if current > 0 else t_end  # a flaw fills up
+            t_stop = self._batch_end(state, t_end, current)
             if sc[S_CARRIED]:
                 code = self._batch(state, current, t_stop)
-                self._pass_charge(sc, current * (state.time_s - t0))
-                self._grow_sei(state, state.time_s - t0)
-                if self._advance_flaws(state, state.time_s - t0):
+                if self._book_batch(state, t0, current * (state.time_s - t0)):
                     return True
             elif (current < 0 and not f["na_faces_col"].any()) or f["state_counts"][0] == 0:
                 # Nothing can ever carry the current: stripping with no Na left at the electrolyte, or
@@ -684,13 +682,7 @@ class BatteryModel:
                 return True
             else:
                 code = self._double_layer_step(state, current, t_end)
-            if code == kb.STOP_FULL:
-                raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
-                               f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
-            if code == STOP_NO_EVENTS and fresh and sc[S_CARRIED]:
-                state.clock[0] = t_stop  # nothing can happen even at a freshly solved V: time passes
-            elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
-                sc[S_NEED_SOLVE] = 1.0
+            self._follow_stop(state, code, fresh and sc[S_CARRIED], t_stop)
             cutoff = step["cutoff_v"]
             if cutoff is not None and (sc[S_VOLTAGE] - float(cutoff)) * current < 0:  # past it, either way
                 return True
@@ -729,22 +721,37 @@ class BatteryModel:
                         return True
             i_far = sc[S_I_FAR]
             nuclei0 = state.counters[kb.C_NUCLEATE]
-            t_stop = min(t_end, t0 + self._time_to_fill_s(state)) if i_far > 0 else t_end  # a flaw fills up
+            t_stop = self._batch_end(state, t_end, i_far)
             code = self._batch(state, i_far, t_stop)
             # At a held V a nucleus's charge is current beyond the faces' (which the events share).
-            self._pass_charge(sc, i_far * (state.time_s - t0)
-                              + (state.counters[kb.C_NUCLEATE] - nuclei0) * self.q_v_c)
-            self._grow_sei(state, state.time_s - t0)
-            if self._advance_flaws(state, state.time_s - t0):
+            if self._book_batch(state, t0, i_far * (state.time_s - t0)
+                                + (state.counters[kb.C_NUCLEATE] - nuclei0) * self.q_v_c):
                 return True
-            if code == kb.STOP_FULL:
-                raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
-                               f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
-            if code == STOP_NO_EVENTS and fresh:
-                state.clock[0] = t_stop  # nothing can happen at this V: time passes
-            elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
-                sc[S_NEED_SOLVE] = 1.0
+            self._follow_stop(state, code, fresh, t_stop)
         return False
+
+    def _batch_end(self, state, t_end, current):
+        """Where a batch must stop: ``t_end``, or earlier when a flaw fills up while plating (E8)."""
+        return min(t_end, state.time_s + self._time_to_fill_s(state)) if current > 0 else t_end
+
+    def _book_batch(self, state, t0, charge_c):
+        """After a batch that began at ``t0``: the charge it passed (C), and the SEI and flaws over its
+        time; True if a flaw cracked (the cell has shorted)."""
+        self._pass_charge(state.fields["scalars"], charge_c)
+        self._grow_sei(state, state.time_s - t0)
+        return self._advance_flaws(state, state.time_s - t0)
+
+    def _follow_stop(self, state, code, after_fresh_solve, t_stop):
+        """What a batch's stop code calls for: an error (no room), time passing (nothing could happen
+        even just after a solve), or a new solve."""
+        sc = state.fields["scalars"]
+        if code == kb.STOP_FULL:
+            raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
+                           f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
+        if code == STOP_NO_EVENTS and after_fresh_solve:
+            state.clock[0] = t_stop
+        elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
+            sc[S_NEED_SOLVE] = 1.0
 
     def _double_layer_step(self, state, current, t_end):
         """One double-layer step: V moves by at most resolve_dv; nucleation acts at the frozen V."""

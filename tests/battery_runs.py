@@ -24,3 +24,45 @@ def run(model, seed=1):
 def validation(name, **overrides):
     """A shipped validation scenario (scenarios/validation/<name>.toml) with overrides."""
     return kmc.load_scenario(os.path.join(VALIDATION, f"{name}.toml"), overrides=overrides)
+
+
+CELL = """
+[scenario]
+name = "{name}"
+[lattice]
+voxel_um = 0.5
+nx = {n}
+ny = {n}
+nz = {nz}
+[electrolyte]
+material = "nasicon"
+thickness_um = {thickness_um}
+[collector]
+form = "{form}"
+material = "al"
+{collector_extra}
+[counter]
+material = "na"
+[conditions]
+stack_pressure_mpa = {pressure_mpa}
+temperature_c = 25.0
+{protocol}
+[output]
+sample_every_s = {every}
+{output_extra}
+{materials}
+"""
+
+
+def cell_scenario(path, protocol, every, *, n, nz, form="foil", au_nm=0.0, initial_na_um=0.0, pressure_mpa=5.6,
+                  thickness_um=1000.0, snapshot_every=None, materials=""):
+    """Write and load a small NASICON cell (Al collector, Na counter, 25 °C): ``protocol`` is whole
+    ``[[protocol]]`` tables, ``materials`` any ``[materials.…]`` tables of the study."""
+    extra = f'seed_layer = "au"\nseed_layer_nm = {au_nm}' if au_nm else 'seed_layer = "none"'
+    if initial_na_um:
+        extra += f"\ninitial_na_um = {initial_na_um}"
+    path.write_text(CELL.format(name=path.stem, n=n, nz=nz, thickness_um=thickness_um, form=form, collector_extra=extra,
+                                pressure_mpa=pressure_mpa, protocol=protocol, every=every,
+                                output_extra=f"snapshot_every_samples = {snapshot_every}" if snapshot_every else "",
+                                materials=materials))
+    return kmc.load_scenario(path)

@@ -11,37 +11,14 @@ import math
 
 import numpy as np
 import pytest
-from battery_runs import advance_all
+from battery_runs import advance_all, cell_scenario
 
 import kmc
 from kmc import flaws, units
 from kmc.battery import S_SHORT_CHARGE, S_SHORT_TIME, S_SHORTED, BatteryModel
 from kmc.kernels import faradaic as kf
 
-NA_FOIL = """
-[scenario]
-name = "flaw-test"
-[lattice]
-voxel_um = 0.5
-nx = {n}
-ny = {n}
-nz = {nz}
-[electrolyte]
-material = "nasicon"
-thickness_um = 100.0
-[collector]
-form = "foil"
-material = "al"
-seed_layer = "none"
-initial_na_um = {na_um}
-[counter]
-material = "na"
-[conditions]
-stack_pressure_mpa = 5.6
-temperature_c = 25.0
-{protocol}
-[output]
-sample_every_s = {every}
+FLAWS = """
 [materials.nasicon]
 flaw_density_cm2 = {density}
 flaw_scale_um = {scale}
@@ -50,10 +27,9 @@ flaw_shape = {shape}
 
 
 def scenario(tmp_path, protocol, every, n=12, nz=36, na_um=2.0, density=0.0, scale=5.0, shape=1.0, name="f"):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(NA_FOIL.format(n=n, nz=nz, na_um=na_um, protocol=protocol, every=every, density=density,
-                                   scale=scale, shape=shape))
-    return kmc.load_scenario(path)
+    """A bare Al foil over a Na layer of ``na_um`` on a thin (100 µm) NASICON with the given flaws."""
+    return cell_scenario(tmp_path / f"{name}.toml", protocol, every, n=n, nz=nz, initial_na_um=na_um,
+                         thickness_um=100.0, materials=FLAWS.format(density=density, scale=scale, shape=shape))
 
 
 def plate(j, q):
@@ -159,11 +135,8 @@ capacity_mah_cm2 = 0.5
 """
     charges = {}
     for j in (1.0, 10.0):
-        path = tmp_path / f"t1-{j}.toml"
-        text = NA_FOIL.format(n=24, nz=24, na_um=0.0, protocol=protocol.format(j=j), every=0.5 / j * 3600 / 50,
-                              density=3e7, scale=20.0, shape=3.0)
-        path.write_text(text.replace("initial_na_um = 0.0\n", ""))
-        model = BatteryModel(kmc.load_scenario(path))
+        model = BatteryModel(scenario(tmp_path, protocol.format(j=j), 0.5 / j * 3600 / 50, n=24, nz=24, na_um=0.0,
+                                      density=3e7, scale=20.0, shape=3.0, name=f"t1-{j}"))
         q = []
         for seed in range(1, 5):
             state = model.new_state(seed)

@@ -14,47 +14,19 @@ import math
 
 import numpy as np
 import pytest
-from battery_runs import run, validation
+from battery_runs import cell_scenario, run, validation
 
-import kmc
 from kmc import units
 from kmc.battery import BatteryModel
 from kmc.kernels.cell import CC, SE
 from kmc.kernels.faradaic import CC_NUCLEATED
 
-UNIFORM = """
-[scenario]
-name = "uniform-contact"
-description = "a collector pellet conforming to the electrolyte: contact everywhere"
-[lattice]
-voxel_um = 0.5
-nx = {n}
-ny = {n}
-nz = {nz}
-[electrolyte]
-material = "nasicon"
-thickness_um = 1000.0
-[collector]
-form = "pellet"
-material = "al"
-{seed_layer}
-[counter]
-material = "na"
-[conditions]
-stack_pressure_mpa = 5.6
-temperature_c = 25.0
-[[protocol]]
-{protocol}
-[output]
-sample_every_s = {every}
-"""
-
 
 def uniform_contact(tmp_path, n, protocol, every, au_nm=0.0, nz=24):
-    seed_layer = f'seed_layer = "au"\nseed_layer_nm = {au_nm}' if au_nm else 'seed_layer = "none"'
+    """A collector pellet conforming to the electrolyte: contact everywhere. ``protocol`` is the body of
+    one ``[[protocol]]`` table."""
     path = tmp_path / f"uniform-{n}-{abs(hash(protocol))}-{au_nm}.toml"
-    path.write_text(UNIFORM.format(n=n, nz=nz, seed_layer=seed_layer, protocol=protocol, every=every))
-    return kmc.load_scenario(path)
+    return cell_scenario(path, "[[protocol]]\n" + protocol, every, n=n, nz=nz, form="pellet", au_nm=au_nm)
 
 
 def nuclei(state):

@@ -11,46 +11,18 @@ Coulombic efficiency), through the production driver (``kmc.battery.BatteryModel
 
 import numpy as np
 import pytest
-from battery_runs import run, validation
+from battery_runs import cell_scenario, run, validation
 
 import kmc
 from kmc import units
 from kmc.battery import BatteryModel
 from kmc.kernels.cell import NA
 
-CELL = """
-[scenario]
-name = "strip-test"
-[lattice]
-voxel_um = 0.5
-nx = {n}
-ny = {n}
-nz = {nz}
-[electrolyte]
-material = "nasicon"
-thickness_um = 1000.0
-[collector]
-form = "{form}"
-material = "al"
-{seed}
-[counter]
-material = "na"
-[conditions]
-stack_pressure_mpa = {p}
-temperature_c = 25.0
-{protocol}
-[output]
-sample_every_s = {every}
-snapshot_every_samples = {snaps}
-"""
 
-
-def cell(tmp_path, protocol, every, n=16, nz=24, form="foil", p=5.6, seed='seed_layer = "none"', snaps=0,
-         name="cell"):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(CELL.format(n=n, nz=nz, form=form, p=p, seed=seed, protocol=protocol, every=every,
-                                snaps=snaps or 1000000))
-    return kmc.load_scenario(path)
+def cell(tmp_path, protocol, every, n=16, nz=24, form="foil", p=5.6, au_nm=0.0, initial_na_um=0.0, snaps=None,
+         thickness_um=1000.0, name="cell"):
+    return cell_scenario(tmp_path / f"{name}.toml", protocol, every, n=n, nz=nz, form=form, au_nm=au_nm,
+                         initial_na_um=initial_na_um, pressure_mpa=p, thickness_um=thickness_um, snapshot_every=snaps)
 
 
 def ce_of(state):
@@ -75,8 +47,7 @@ current_ma_cm2 = 0.1
 cutoff_v = 1.0
 capacity_mah_cm2 = 0.4
 """
-    sc = cell(tmp_path, protocol, 600.0, n=24, form="pellet", p=20.0,
-              seed='seed_layer = "au"\nseed_layer_nm = 96.0')
+    sc = cell(tmp_path, protocol, 600.0, n=24, form="pellet", p=20.0, au_nm=96.0)
     state, out = run(BatteryModel(sc))
     end = out[-1]
     assert end["voltage"] >= 1.0  # stripped to the cut-off
@@ -103,9 +74,7 @@ capacity_mah_cm2 = 0.15
 def na_foil_cell(tmp_path, j, every, name):
     """A Na-foil electrode: 5 µm of Na in full, loaded contact on NASICON at 0.2 MPa; a thin (20 µm)
     electrolyte so that even fast stripping stays far from the cut-off."""
-    cell(tmp_path, STRIP_NA_FOIL.format(j=j), every, p=0.2, seed='seed_layer = "none"\ninitial_na_um = 5.0',
-         name=name)  # writes the file
-    return kmc.load_scenario(tmp_path / f"{name}.toml", overrides={"electrolyte.thickness_um": 20.0})
+    return cell(tmp_path, STRIP_NA_FOIL.format(j=j), every, p=0.2, initial_na_um=5.0, thickness_um=20.0, name=name)
 
 
 def test_interface_voids_grow_only_above_the_refill_threshold(tmp_path):
@@ -169,7 +138,7 @@ steps = [
     { kind = "strip", current_ma_cm2 = 1.0, cutoff_v = 1.0, capacity_mah_cm2 = 0.3 },
 ]
 """
-    sc = cell(tmp_path, protocol, 60.0, n=12, seed='seed_layer = "au"\nseed_layer_nm = 96.0', snaps=1)
+    sc = cell(tmp_path, protocol, 60.0, n=12, au_nm=96.0, snaps=1)
     ds = kmc.simulate(sc, seed=4).isel(run=0)
     assert int(ds.status) == 2, str(ds.error.values)
     n = int(ds.samples_written)
