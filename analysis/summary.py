@@ -7,7 +7,7 @@ from kmc.analysis.runs import last_valid, runs_to_use
 
 #: Per-sample variables whose final value (last non-NaN sample) the summary reports, as ``final_<name>``.
 FINAL = ("charge", "time", "voltage", "contact_fraction", "void_fraction", "thickness_mean", "thickness_cv",
-         "interfacial_resistance")
+         "interfacial_resistance", "short_probability")
 #: Per-run and per-cycle variables copied as they are.
 COPIED = ("status", "shorted", "short_time", "short_charge", "ccd", "coulombic_efficiency")
 
@@ -17,7 +17,8 @@ def summary(ds: xr.Dataset, only_done: bool = True) -> xr.Dataset:
 
     ``final_<name>`` is the last non-NaN sample of each per-sample variable in ``FINAL`` the store has
     (in its units); ``min_voltage`` the lowest cell voltage of the run (V, the nucleation overpotential
-    peak when plating, since plating voltages are negative); ``status``, ``shorted``, ``short_time``
+    peak when plating, since plating voltages are negative; from ``voltage_min``, the lowest between
+    samples, when the store has it); ``status``, ``shorted``, ``short_time``
     [s], ``short_charge`` [mA h cm-2], ``ccd`` [mA cm-2] and ``coulombic_efficiency`` per cycle are
     copied when present. Only finished runs unless ``only_done`` is false. The run coordinates (seed,
     replica, swept parameters) come along.
@@ -30,9 +31,11 @@ def summary(ds: xr.Dataset, only_done: bool = True) -> xr.Dataset:
             out[f"final_{name}"] = last_valid(src, "sample").assign_attrs(
                 units=src.attrs.get("units", "1"),
                 long_name=f"final {src.attrs.get('long_name', name)} (last sample the run defined)")
-    if "voltage" in ds and "sample" in ds["voltage"].dims:
-        out["min_voltage"] = ds["voltage"].min("sample", skipna=True).compute().assign_attrs(
-            units=ds["voltage"].attrs.get("units", "V"), long_name="lowest cell voltage of the run")
+    # The lowest voltage between samples when the store has it (a nucleation minimum lasts seconds).
+    low = "voltage_min" if "voltage_min" in ds else "voltage"
+    if low in ds and "sample" in ds[low].dims:
+        out["min_voltage"] = ds[low].min("sample", skipna=True).compute().assign_attrs(
+            units=ds[low].attrs.get("units", "V"), long_name="lowest cell voltage of the run")
     for name in COPIED:
         if name in ds:
             src = ds[name].compute()

@@ -1,7 +1,7 @@
-"""The battery model as a scenario (``[model] kind = "battery"``): plating, PHYSICS.md §§2–5, §7.
+"""The battery model as a scenario (``[model] kind = "battery"``): PHYSICS.md §§2–7.
 
-Protocol steps modelled here: ``plate`` (galvanostatic), ``rest`` and ``hold`` (potentiostatic);
-stripping, cycling and ``ccd`` come with the stripping issue and are refused with a message.
+Protocol steps: ``plate`` and ``strip`` (galvanostatic), ``rest``, ``hold`` (potentiostatic), and the
+``cycle`` and ``ccd`` protocols flattened into them.
 
 What one run does, per sample interval:
 
@@ -30,7 +30,8 @@ uniform layers as the collector rises. On a collector in full contact from the s
 first nucleus already seals the interface: its Na joins the pending layer, and until a whole layer
 (nx·ny voxels) is pending the current flows through the nucleated collector faces only.
 
-Not yet modelled in this version (later issues): stripping (E6), SEI (E7), flaws (E8).
+Stripping (E6) with refill by loaded flow, the interphase (E7) and the cell's flaw population (E8,
+``kmc.flaws``: a short ends the run) act between batches on the same frozen fields.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ from kmc.errors import KmcError
 from kmc.geometry import collector_hardness_mpa, from_scenario
 from kmc.kernels import battery as kb
 from kmc.kernels import faradaic as kf
+from kmc.kernels import flaws as kfl
 from kmc.kernels import moves as km
 from kmc.kernels.capillary import EPS_AU, EPS_SIZE
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, GAP, NA, SE, SEI
@@ -61,6 +63,9 @@ from kmc.kernels.interface import (
 )
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build, tree_new
 from kmc.state import State
+
+#: A double-layer step's stop code when the cell shorted in it (beyond the kernels' codes).
+STOP_SHORT = 99
 
 # Indices of the driver's float64 "scalars" field.
 S_VOLTAGE = 0  #: cell voltage V (V)
@@ -91,6 +96,8 @@ S_SHORT_CHARGE = 24  #: charge passed at the short (mAh/cm²)
 S_CCD = 25  #: current density of the ccd level that shorted (mA/cm²)
 S_FLAW_PAID = 26  #: Na voxels taken from the metal into flaws (E8)
 S_SHORT_REPORTED = 27  #: 1 once the short has been handed to the store
+S_FLAW_HAZARD = 28  #: Σ over pixels of the probability that a flaw under the pixel has cracked (E8)
+S_SHORT_DRAW = 29  #: the cell shorts when its expected number of cracked flaws reaches this Exp(1) draw
 N_SCALARS = 32
 
 
@@ -149,16 +156,22 @@ class BatteryModel:
         self.sei_limit_nm = float(el["sei_limit_nm"])
         self.sei_continuous = el["sei_kind"] == "continuous"
         self.voxel_nm = self.voxel_um * 1e3
-        # E8 (kmc.flaws): sub-grid flaws of the electrolyte surface and the Na pressed into them.
+        # E8 (kmc.flaws): the cell's population of sub-grid surface flaws, on the patch's pixels.
         self.flaws_per_pixel = float(el["flaw_density_cm2"]) * (self.voxel_um * 1e-4) ** 2
-        self.flaw_scale_um = float(el["flaw_scale_um"])
-        self.flaw_shape = float(el["flaw_shape"])
+        self.cell_flaws = float(el["flaw_density_cm2"]) * float(d["conditions"]["cell_area_cm2"])
         self.crack_opening_um = float(el["crack_opening_um"])
         self.k_ic = float(el["k_ic_mpa_m05"])
         self.molar_volume = vm
         self.creep_sigma_ref = float(na["creep_flow_stress_mpa"])
         self.creep_rate_ref = units.creep_strain_rate_s(self.creep_sigma_ref, na, self.temperature_k)
         self.creep_n = float(na["creep_stress_exponent"])
+        self.depth_grid = flaws.DepthGrid(float(el["flaw_scale_um"]), float(el["flaw_shape"]))
+        self.crack_need_mpa, self.crack_flow_mpa = flaws.crack_criterion_tables(
+            self.depth_grid, self.k_ic, self.crack_opening_um, self.creep_sigma_ref, self.creep_rate_ref,
+            self.creep_n, vm)
+        self.mpa_per_volt = flaws.overpotential_pressure_mpa(1.0, vm)
+        # Na reaches into a plating pixel's flaws as fast as its metal thickens: V_m/F per coulomb.
+        self.fill_um_per_c_cm2 = vm / units.F * 1e4
         self.params0 = p
         scale = float(na["capillary_energy_scale_j_m2"])
         eps = np.zeros(EPS_SIZE)
@@ -278,7 +291,9 @@ class BatteryModel:
         ("alloy_na", "float64", "mA h cm-2", "Na held in the Au alloy"),
         ("sei_na", "float64", "mA h cm-2", "Na consumed by the solid-electrolyte interphase"),
         ("flaw_na", "float64", "mA h cm-2", "Na pressed into surface flaws of the electrolyte"),
-        ("filament_depth", "float64", "um", "depth of Na in the deepest filled surface flaw"),
+        ("filament_depth", "float64", "um", "depth Na has reached in the surface flaws (deepest over pixels)"),
+        ("short_probability", "float64", "1",
+         "probability that the cell has shorted by now: 1 - exp(-expected cracked flaws over the cell area)"),
     )
 
     def layout(self):
@@ -328,6 +343,7 @@ class BatteryModel:
         scalars[S_NEED_SOLVE] = 1.0
         scalars[S_NA0] = float((lattice == NA).sum())
         scalars[S_SEI0] = float((lattice == SEI).sum())
+        scalars[S_SHORT_DRAW] = rng.exponential()  # E8: the cell's weakest link (kmc.flaws)
         fields = {
             "tree_alloy": np.zeros_like(plate), "tree_nucleate": np.zeros_like(plate), "tree_moves": np.zeros_like(plate),
             "move_params": self.move_params0.copy(),
@@ -342,9 +358,13 @@ class BatteryModel:
             "sei_nm": np.zeros(self.n_cols),  # E7: interphase (Na consumed) on each column's Na faces, nm
             "sei_debt": np.zeros(self.n_cols),  # Na consumed by E7 not yet taken from the lattice, voxels
             "na_faces_col": np.zeros(self.n_cols),  # Na-electrolyte faces per column at the last solve
-            "flaw_depth_um": flaws.sample_flaw_depths_um(rng, self.n_cols, self.flaws_per_pixel, self.flaw_scale_um,
-                                                         self.flaw_shape),  # E8: deepest flaw per pixel, 0 if none
-            "flaw_fill": np.zeros(self.n_cols),  # Na in each pixel's flaw, voxels (full at depth/a)
+            "na_current": np.zeros(self.n_cols),  # current density the column's Na faces carry (A/cm²)
+            # E8 (kmc.flaws, kmc.kernels.flaws): the depth Na has reached in each pixel's flaws (µm), the
+            # depth bins that have cracked there, and the highest run of them.
+            "flaw_front_um": np.zeros(self.n_cols),
+            "flaw_cracked": np.zeros(self.n_cols * self.depth_grid.n_bins, dtype=np.uint8),
+            "flaw_block": np.stack([np.zeros(self.n_cols, dtype=np.int64), np.full(self.n_cols, -1, dtype=np.int64)]).ravel(),
+            "flaw_fill": np.zeros(self.n_cols),  # expected Na in each pixel's flaws at the last sync, voxels
             "flaw_debt": np.zeros(self.n_cols),  # Na pressed into flaws not yet taken from the lattice, voxels
             "scalars": scalars,
         }
@@ -386,6 +406,7 @@ class BatteryModel:
         kf.face_table(cond, elec, n, state.lattice, f["col_state"], f["col_support"], f["params"], self.nx, self.ny,
                       fk, j0, u)
         f["na_faces_col"][:] = np.bincount(pix[kind == FACE_NA], minlength=self.n_cols)
+        self._face_pixel, self._face_is_na = pix, kind == FACE_NA  # for the Na current per pixel after the solve
         return field.Faces(pix, self.params0[kf.P_FACE_AREA], j0, self.params0[kf.P_ALPHA], u), n
 
     def _grow_sei(self, state, dt):
@@ -482,49 +503,68 @@ class BatteryModel:
                 break
 
     # -- E8: flaws and shorts ----------------------------------------------------------------------
-    def _filling_flaws(self, state):
-        """Pixels whose flaw is filling now: a flaw not yet full under a plating Na face."""
+    def _plating_pixels(self, state):
+        """The pixels whose Na plates now (their Na faces' current j > 0), the rate Na goes deeper into
+        their flaws (µm/s: as fast as that current thickens the metal), their |η| and j."""
         f = state.fields
-        full = f["flaw_fill"] * self.voxel_um >= f["flaw_depth_um"] - 1e-12
-        return np.flatnonzero((f["flaw_depth_um"] > 0) & ~full & (f["na_faces_col"] > 0) & (f["pixel_current"] > 0))
+        cols = np.flatnonzero(f["na_current"] > 0)
+        j = f["na_current"][cols]
+        eta = np.abs(f["scalars"][S_VOLTAGE] + self.u_ce_v - f["phi"][cols])
+        return cols, j * self.fill_um_per_c_cm2, eta, j
 
-    def _time_to_fill_s(self, state):
-        """Time until the first filling flaw is full at the frozen pixel currents (inf if none)."""
+    def _crack(self, state, dt, commit):
+        """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``."""
         f = state.fields
-        cols = self._filling_flaws(state)
+        cols, rate, eta, j = self._plating_pixels(state)
         if cols.size == 0:
+            return 0.0
+        g = self.depth_grid
+        block = f["flaw_block"]
+        return kfl.crack_population(cols, rate, dt, eta, j, self.mpa_per_volt, self.crack_need_mpa,
+                                    self.crack_flow_mpa, 1.0 / self.creep_n, g.weights, g.first_um, g.log_ratio,
+                                    f["flaw_front_um"], f["flaw_cracked"], block[:self.n_cols], block[self.n_cols:],
+                                    commit)
+
+    def _expected_cracks(self, sc, rise=0.0):
+        """Λ: the expected number of cracked flaws in the cell (n_flaw A_cell ⟨P_i⟩)."""
+        return self.cell_flaws * (sc[S_FLAW_HAZARD] + rise) / self.n_cols
+
+    def _time_to_short_s(self, state, dt_max):
+        """When, within ``dt_max`` at the frozen fields, Λ reaches the cell's draw (inf if it does not)."""
+        sc = state.fields["scalars"]
+        if self.cell_flaws == 0.0 or self._expected_cracks(sc, self._crack(state, dt_max, False)) < sc[S_SHORT_DRAW]:
             return math.inf
-        left = f["flaw_depth_um"][cols] / self.voxel_um - f["flaw_fill"][cols]
-        rate = f["pixel_current"][cols] * (self.voxel_um * 1e-4) ** 2 / self.q_v_c  # voxels/s
-        return float(np.min(left / rate))
+        lo, hi = 0.0, dt_max  # Λ(lo) < draw ≤ Λ(hi): Λ only grows with dt
+        if self._expected_cracks(sc, self._crack(state, 0.0, False)) >= sc[S_SHORT_DRAW]:
+            return 0.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            if self._expected_cracks(sc, self._crack(state, mid, False)) >= sc[S_SHORT_DRAW]:
+                hi = mid
+            else:
+                lo = mid
+            if hi - lo <= 1e-12 * max(hi, 1e-9):
+                break
+        return hi
+
+    def _flaw_na_vox(self, state):
+        """Expected Na in each pixel's flaws (voxels): n_flaw a² ∫₀^{d_i} (1 − F) dc / a."""
+        return self.flaws_per_pixel * self.depth_grid.mean_fill_um(state.fields["flaw_front_um"]) / self.voxel_um
+
+    def _sync_flaw_debt(self, state):
+        """What the flaws took since the last sync becomes a debt of the metal (paid at the next solve)."""
+        f = state.fields
+        now = self._flaw_na_vox(state)
+        f["flaw_debt"] += now - f["flaw_fill"]
+        f["flaw_fill"][:] = now
 
     def _advance_flaws(self, state, dt):
-        """Fill flaws over dt at the pixel currents (the Na comes out of the plated metal: a debt), then
-        test every full flaw against Griffith–Inglis; True if one cracked (the cell has shorted)."""
-        f = state.fields
-        sc = f["scalars"]
-        if dt > 0:
-            cols = self._filling_flaws(state)
-            if cols.size:
-                full_at = f["flaw_depth_um"][cols] / self.voxel_um
-                add = np.minimum(f["pixel_current"][cols] * (self.voxel_um * 1e-4) ** 2 / self.q_v_c * dt,
-                                 full_at - f["flaw_fill"][cols])
-                # Reaching the end of the fill by the batch's time bound lands on it exactly.
-                add = np.where(full_at - f["flaw_fill"][cols] - add < 1e-9 * full_at, full_at - f["flaw_fill"][cols], add)
-                f["flaw_fill"][cols] += add
-                f["flaw_debt"][cols] += add
-        full = np.flatnonzero((f["flaw_depth_um"] > 0) & (f["flaw_fill"] * self.voxel_um >= f["flaw_depth_um"] - 1e-9)
-                              & (f["pixel_current"] > 0))
-        for col in full:
-            c_um = f["flaw_depth_um"][col]
-            eta = sc[S_VOLTAGE] + self.u_ce_v - f["phi"][col]
-            p = min(flaws.overpotential_pressure_mpa(eta, self.molar_volume),
-                    flaws.extrusion_pressure_mpa(c_um, f["pixel_current"][col], self.crack_opening_um,
-                                                 self.creep_sigma_ref, self.creep_rate_ref, self.creep_n,
-                                                 self.molar_volume))
-            if flaws.stress_intensity_mpa_m05(p, c_um) >= self.k_ic:
-                self._short(state)
-                return True
+        """The flaw population over a batch of ``dt`` at the frozen fields; True if the cell has shorted."""
+        sc = state.fields["scalars"]
+        sc[S_FLAW_HAZARD] += self._crack(state, dt, True)
+        if self.cell_flaws > 0.0 and self._expected_cracks(sc) >= sc[S_SHORT_DRAW]:
+            self._short(state)
+            return True
         return False
 
     def _short(self, state):
@@ -573,6 +613,7 @@ class BatteryModel:
         guess = self._warm_guess(state) if sc[S_I_FAR] * f["params"][kf.P_DIRECTION] > 0 else None
         f["move_params"][km.M_LOADED_FLOW] = 1.0 if self._collector_can_settle(state) else 0.0
         self._pay_sei_debt(state)
+        self._sync_flaw_debt(state)
         f["scalars"][S_FLAW_PAID] += self._take_from_metal(state, f["flaw_debt"], GAP)
         self._classify(state)
         lat2 = state.lattice.reshape(self.nz, self.n_cols)
@@ -595,6 +636,12 @@ class BatteryModel:
             self._set_voltage(sc, sol.voltage_v)
         f["phi"][:] = np.asarray(sol.phi_v).ravel()
         f["pixel_current"][:] = np.asarray(sol.pixel_current_density_a_cm2).ravel()
+        # What the pixel's Na faces carry (A/cm² of pixel: a face has the pixel's area): E8 fills flaws
+        # from it, not from the collector's own (Au, bare) faces, which cover their flaws' mouths.
+        na = self._face_is_na
+        face_j = np.asarray(sol.face_current_density_a_cm2)
+        f["na_current"][:] = (np.bincount(self._face_pixel[na], weights=face_j[na], minlength=self.n_cols)
+                              if face_j.size else 0.0)
         i_far = float(f["pixel_current"].sum() * self.params0[kf.P_FACE_AREA])
         sc[S_I_FAR] = i_far if (voltage_v is not None or carried) else 0.0
         sc[S_CARRIED] = 1.0 if carried else 0.0
@@ -682,6 +729,8 @@ class BatteryModel:
                 return True
             else:
                 code = self._double_layer_step(state, current, t_end)
+                if code == STOP_SHORT:
+                    return True
             self._follow_stop(state, code, fresh and sc[S_CARRIED], t_stop)
             cutoff = step["cutoff_v"]
             if cutoff is not None and (sc[S_VOLTAGE] - float(cutoff)) * current < 0:  # past it, either way
@@ -731,8 +780,8 @@ class BatteryModel:
         return False
 
     def _batch_end(self, state, t_end, current):
-        """Where a batch must stop: ``t_end``, or earlier when a flaw fills up while plating (E8)."""
-        return min(t_end, state.time_s + self._time_to_fill_s(state)) if current > 0 else t_end
+        """Where a batch must stop: ``t_end``, or earlier when the cell would short while plating (E8)."""
+        return min(t_end, state.time_s + self._time_to_short_s(state, t_end - state.time_s)) if current > 0 else t_end
 
     def _book_batch(self, state, t0, charge_c):
         """After a batch that began at ``t0``: the charge it passed (C), and the SEI and flaws over its
@@ -765,6 +814,8 @@ class BatteryModel:
         area_c = n_faces * self.params0[kf.P_FACE_AREA]
         dvdt = -(current - i_far) / (self.c_dl_f_cm2 * area_c)
         dt = min(t_end - state.time_s, self.resolve_dv_v / abs(dvdt)) if dvdt != 0 else t_end - state.time_s
+        if i_far > 0:  # E8 acts on the faces' current at this V, as in a batch
+            dt = min(dt, self._time_to_short_s(state, dt))
         t0 = state.time_s
         f["limits"][3] = 1.0
         nuclei0 = state.counters[kb.C_NUCLEATE]
@@ -776,11 +827,13 @@ class BatteryModel:
         # owed, and the next faradaic events of the current pay it (kmc.kernels.battery).
         state.fields["tally"][kb.T_NUC_DEBT] += state.counters[kb.C_NUCLEATE] - nuclei0
         dq_dl = (current - i_far) * elapsed
-        self._set_voltage(sc, v - dq_dl / (self.c_dl_f_cm2 * area_c))
         sc[S_DL_CHARGE] += dq_dl
         self._pass_charge(sc, current * elapsed)
         self._grow_sei(state, elapsed)
         sc[S_NEED_SOLVE] = 1.0
+        if self._advance_flaws(state, elapsed):  # at the step's V, as it was predicted (the voltage collapses)
+            return STOP_SHORT
+        self._set_voltage(sc, v - dq_dl / (self.c_dl_f_cm2 * area_c))
         return code if code != STOP_TIME else kb.STOP_RESOLVE
 
     def advance_sample(self, state: State, k: int) -> dict | None:
@@ -840,13 +893,15 @@ class BatteryModel:
             raise RuntimeError(f"SEI bookkeeping broken: {paid:.0f} voxels taken, "
                                f"{(state.lattice == SEI).sum() - f['scalars'][S_SEI0]} SEI voxels in the lattice")
         sei = float(paid + f["sei_debt"].sum())
-        flaw = float(f["flaw_fill"].sum())
-        if abs(flaw - f["scalars"][S_FLAW_PAID] - f["flaw_debt"].sum()) > 1e-6 * max(1.0, flaw):
-            raise RuntimeError(f"flaw bookkeeping broken: {flaw} voxels in flaws, "
+        flaw_now = self._flaw_na_vox(state)
+        flaw = float(flaw_now.sum())
+        flaw_owed = float(f["flaw_debt"].sum() + (flaw_now - f["flaw_fill"]).sum())  # synced at the next solve
+        if abs(f["flaw_fill"].sum() - f["scalars"][S_FLAW_PAID] - f["flaw_debt"].sum()) > 1e-6 * max(1.0, flaw):
+            raise RuntimeError(f"flaw bookkeeping broken: {f['flaw_fill'].sum()} voxels in flaws, "
                                f"{f['scalars'][S_FLAW_PAID]} taken + {f['flaw_debt'].sum()} owed")
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": int(counts[CLUSTER_TRAPPED]),
                 "dead": int(counts[CLUSTER_DEAD]), "clusters_on_electrolyte": int(counts[3]), "alloyed_columns": alloyed,
-                "site_class": site_class, "sei": sei, "flaw": flaw}
+                "site_class": site_class, "sei": sei, "flaw": flaw, "flaw_owed": flaw_owed}
 
     def check_bookkeeping(self, state, rc) -> None:
         """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
@@ -857,7 +912,7 @@ class BatteryModel:
         by_lattice = (rc["na"] - sc[S_NA0] - tally[kb.T_NA_DEBT] + tally[kb.T_PENDING]
                       + self.c_au * rc["alloyed_columns"]
                       + rc["sei"] - state.fields["sei_debt"].sum()  # E7 debt is still Na in the lattice
-                      + rc["flaw"] - state.fields["flaw_debt"].sum())  # as is E8's
+                      + rc["flaw"] - rc["flaw_owed"])  # as is E8's
         if abs(by_events - by_lattice) > 1e-6 * max(1.0, by_events):
             raise RuntimeError(f"charge bookkeeping broken: {by_events} voxels by events, {by_lattice} by the lattice")
         passed = sc[S_CHARGE] / self.q_v_c
@@ -926,7 +981,8 @@ class BatteryModel:
             "alloy_na": self.c_au * rc["alloyed_columns"] * vox,
             "sei_na": rc["sei"] * vox,
             "flaw_na": rc["flaw"] * vox,
-            "filament_depth": float((f["flaw_fill"] * self.voxel_um).max()) if self.n_cols else 0.0,
+            "filament_depth": float(f["flaw_front_um"].max()) if self.n_cols else 0.0,
+            "short_probability": -math.expm1(-self._expected_cracks(sc)),
             "step": self.steps[int(sc[S_STEP])]["protocol_index"],
         }
 

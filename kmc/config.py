@@ -204,6 +204,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "stack_pressure_mpa": Key("float", "stack pressure P", 5.0, ge=0.0),
         # Na melts at 97.8 °C; below -50 °C no data constrain the creep and conductivity laws.
         "temperature_c": Key("float", "cell temperature", 25.0, gt=-50.0, lt=97.8),
+        # The domain is a patch of the cell: the cell shorts at the weakest of its flaws (kmc.flaws).
+        "cell_area_cm2": Key("float", "area of the cell's collector-electrolyte interface, of which the "
+                             "domain is a patch (sets the number of flaws that can short it)", 1.0, gt=0.0),
     },
     "output": {
         "sample_every_s": Key("float", f"sampling interval in simulated time (default: the run's time "

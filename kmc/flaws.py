@@ -1,11 +1,13 @@
 """Surface flaws of the electrolyte and filament initiation (PHYSICS.md §3 flaws, §5 E8).
 
-Each pixel of the electrolyte surface may hold sub-grid flaws: their number is Poisson with mean
-``n_flaw a²`` (areal density n_flaw), each of depth c drawn from a Weibull law (scale c0, shape m);
-a pixel keeps its deepest flaw (the one that decides whether that pixel can crack).
+The electrolyte surface holds sub-grid flaws, areal density n_flaw, each of depth c drawn from a
+Weibull law (scale c0, shape m): F(c) = 1 − exp(−(c/c0)^m).
 
 A flaw whose mouth is covered by Na that plates fills with Na at the pixel's plating current
-j_p: c/a voxels of Na, so the fill takes ``(c/a) q_v / (j_p a²)``. The Na in a filled flaw is pressed
+j_p: c/a voxels of Na, so the fill takes ``(c/a) q_v / (j_p a²)`` — Na goes down every flaw under the
+pixel as fast as the pixel's metal thickens. "Na-covered" is read on the lattice: j_p is the current
+the pixel's Na faces carry. A collector face (Au, alloyed Au, a nucleated bare collector) caps the flaw
+under it with the collector itself, and what it plates goes into the gap beside it. The Na in a filled flaw is pressed
 to the smaller of what the overpotential can give, ``F|η|/V_m`` (1 mV ≈ 4 MPa), and what Na flowing
 out of the flaw by creep allows, the extrusion pressure
 
@@ -14,6 +16,7 @@ out of the flaw by creep allows, the extrusion pressure
 (σ_ref, ε̇_ref) a point of Na's creep law at the temperature, δ_c the crack opening. Growth is unstable
 — a filament crosses the electrolyte and the cell shorts — when the Griffith–Inglis stress intensity
 of the pressurized edge crack reaches the toughness: ``1.12 p √(π c) ≥ K_IC`` (Porz et al. 2017).
+Which flaws of the cell these are, and when the cell shorts, is the population model below.
 """
 from __future__ import annotations
 
@@ -22,16 +25,6 @@ import math
 import numpy as np
 
 from kmc import units
-
-
-def sample_flaw_depths_um(rng: np.random.Generator, n_pixels: int, flaws_per_pixel: float, scale_um: float,
-                          shape: float) -> np.ndarray:
-    """Depth (µm) of each pixel's deepest flaw, 0 where it has none."""
-    counts = rng.poisson(flaws_per_pixel, n_pixels)
-    depth = np.zeros(n_pixels)
-    for pixel in np.flatnonzero(counts):
-        depth[pixel] = scale_um * rng.weibull(shape, counts[pixel]).max()
-    return depth
 
 
 def overpotential_pressure_mpa(eta_v: float, molar_volume_cm3_mol: float) -> float:
@@ -57,3 +50,76 @@ def stress_intensity_mpa_m05(pressure_mpa: float, depth_um: float) -> float:
 def fill_time_s(depth_um: float, voxel_um: float, voxel_charge_c: float, current_a_cm2: float) -> float:
     """(c/a) q_v / (j_p a²): the time a flaw of depth c takes to fill at the pixel current j_p."""
     return (depth_um / voxel_um) * voxel_charge_c / (current_a_cm2 * (voxel_um * 1e-4) ** 2)
+
+
+# -- the cell's flaw population (weakest link) ------------------------------------------------------
+#
+# The simulated domain is a patch of the cell: a few tens of µm across, it holds n_flaw·A_patch ≈ 1–10
+# flaws where a 1 cm² cell holds ~1e5, and the cell shorts at the first of them to crack. Sampling a
+# patch's own few flaws would make the short a property of the domain size (a replica would be a tiny
+# cell). Instead every pixel of the patch stands for the cell's flaws that sit under the same local
+# history (Na at the mouth, plating current j_p(t), overpotential η(t)): the cell's flaws are a Poisson
+# population of density n_flaw over A_cell, independent of one another, with depths from the Weibull law,
+# and their local histories are distributed as the patch's pixels' are (the domain is larger than the
+# contact spacing). A flaw of depth c under pixel i has cracked by t if, at some t' ≤ t, it was full
+# (c ≤ d_i(t'), the depth Na has reached in the pixel's flaws) and 1.12 p √(πc) ≥ K_IC at the pixel's η
+# and j_p. The number of cracked flaws in the cell by t is then Poisson with mean
+#
+#     Λ(t) = n_flaw A_cell ⟨P_i(t)⟩_i,    P_i(t) = Prob_c[ c in ∪_{t' ≤ t} [c*_i(t'), d_i(t')] ],
+#
+# c*_i the shallowest flaw that cracks at the pixel's state (K grows with c on both branches of the
+# pressure). The cell shorts at the first crack: its survival is exp(−Λ(t)), sampled exactly by drawing
+# E ~ Exp(1) at the start and shorting when Λ reaches E. The union over time is kept per pixel on a
+# logarithmic grid of depths anchored at c0 (bins of 5 %), each bin carrying its Weibull probability.
+# The Na the population holds is its expectation, n_flaw a² ∫₀^{d_i} (1 − F(c)) dc per pixel.
+
+DEPTH_BINS_PER_DECADE = 48  #: depth grid resolution: bins of 10^(1/48) ≈ 4.9 % in c (2.4 % in K)
+DEPTH_GRID_MIN_UM = 1e-3  #: shallower flaws never crack: K_IC needs p > 1 GPa·√(1 nm/c) even for NBH
+DEPTH_GRID_DECADES = 7  #: up to 1 cm: deeper than any electrolyte (the tail beyond goes to the last bin)
+
+
+class DepthGrid:
+    """Logarithmic grid of flaw depths (µm) with each bin's Weibull probability.
+
+    Centres c_b = c0 · r^(b − b0), r = 10^(1/48), spanning 1 nm to 1 cm whatever the law (so a state's
+    arrays keep their shape when c0 or m is swept), with c0 a centre (a narrow law puts its mass in one
+    bin). The probability beyond the last bin goes to it.
+    """
+
+    def __init__(self, scale_um: float, shape: float):
+        self.scale_um, self.shape = float(scale_um), float(shape)
+        self.log_ratio = math.log(10.0) / DEPTH_BINS_PER_DECADE
+        n = DEPTH_GRID_DECADES * DEPTH_BINS_PER_DECADE + 1
+        anchor = min(n - 1, max(0, math.ceil(math.log(scale_um / DEPTH_GRID_MIN_UM) / self.log_ratio - 1e-9)))
+        self.first_um = scale_um * math.exp(-anchor * self.log_ratio)
+        self.centres_um = self.first_um * np.exp(np.arange(n) * self.log_ratio)
+        edges = np.concatenate(([0.0], self.centres_um * math.exp(0.5 * self.log_ratio)))
+        edges[-1] = np.inf
+        with np.errstate(over="ignore"):  # far past the scale: F = 1
+            self.weights = np.diff(-np.exp(-(edges / scale_um) ** shape))  # F(e_{b+1}) − F(e_b)
+
+    @property
+    def n_bins(self) -> int:
+        return self.centres_um.size
+
+    def mean_fill_um(self, depth_um: np.ndarray) -> np.ndarray:
+        """∫₀^d (1 − F(c)) dc (µm): the mean Na depth in one flaw when Na has reached d in the pixel's flaws
+        (a flaw shallower than d is full)."""
+        from scipy.special import gamma, gammainc
+
+        a = 1.0 / self.shape
+        with np.errstate(over="ignore"):  # far past the scale: x = inf, P(a, inf) = 1
+            x = (np.asarray(depth_um, dtype=float) / self.scale_um) ** self.shape
+        return self.scale_um * a * gamma(a) * gammainc(a, x)
+
+
+def crack_criterion_tables(grid: DepthGrid, k_ic_mpa_m05: float, opening_um: float, sigma_ref_mpa: float,
+                           strain_rate_ref_s: float, stress_exponent: float, molar_volume_cm3_mol: float):
+    """Per-bin factors for the kernel's crack test at bin b: min(p_η, p_flow) · g_b ≥ K_IC with
+    g_b = 1.12 √(π c_b) and p_flow = f_b · j^(1/n) (j in A/cm²); returns (K_IC/g_b, f_b), so a bin cracks when
+    min(p_per_volt |η|, f_b j^(1/n)) ≥ K_IC/g_b."""
+    c = grid.centres_um
+    need_mpa = k_ic_mpa_m05 / (1.12 * np.sqrt(np.pi * c * 1e-6))
+    flow = np.array([extrusion_pressure_mpa(ci, 1.0, opening_um, sigma_ref_mpa, strain_rate_ref_s, stress_exponent,
+                                            molar_volume_cm3_mol) for ci in c])  # at j = 1 A/cm²
+    return need_mpa, flow

@@ -212,7 +212,7 @@ def test_defaults_are_filled_in(tmp_path):
     assert d["collector"] == {"form": "foil", "material": "al", "porosity": 0.0, "seed_layer": "none",
                               "seed_layer_nm": 0.0, "initial_na_um": 0.0}
     assert d["counter"] == {"material": "na"}
-    assert d["conditions"] == {"stack_pressure_mpa": 5.0, "temperature_c": 25.0}
+    assert d["conditions"] == {"stack_pressure_mpa": 5.0, "temperature_c": 25.0, "cell_area_cm2": 1.0}
     assert d["numerics"] == {"resolve_area_fraction": 0.01, "resolve_dv_mv": 1.0, "solver_rtol": 1e-6,
                              "max_capillary_rate_ratio": 100.0}
     # 500 samples over the bound: plate 1 mAh/cm² at 0.5 mA/cm² = 7200 s, strip at most 9000 s.

@@ -1,0 +1,82 @@
+"""The cell's flaw population on the patch's pixels (PHYSICS.md E8; the model in ``kmc.flaws``).
+
+Per pixel i: ``fill_um[i]``, the depth d_i Na has reached in the pixel's flaws (a flaw shallower than
+d_i is full); ``cracked[i·n_bins + b]``, 1 once flaws of the depth bin b under the pixel have met
+Griffith–Inglis while full; ``block_lo[i]..block_hi[i]``, the highest run of cracked bins (it always
+ends at the deepest bin cracked, since d_i only grows), so an update touches only bins it may change.
+
+A bin b cracks at the pixel's state when ``min(p_per_volt |η|, flow_mpa[b] j^(1/n)) ≥ need_mpa[b]``
+(``kmc.flaws.crack_criterion_tables``): the left side grows with c and the right side falls, so the
+cracking depths at one state are the bins from a critical bin c* up, and those full are [c*, d_i].
+"""
+import math
+
+from numba import njit
+
+
+@njit(cache=True)
+def critical_bin(eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n):
+    """The shallowest bin whose flaws crack at |η| and j (a monotone predicate: bisection); n_bins if none."""
+    p_eta = p_per_volt * eta_abs_v
+    flow_j = j_a_cm2 ** inv_n
+    lo, hi = 0, need_mpa.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if min(p_eta, flow_mpa[mid] * flow_j) >= need_mpa[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True)
+def deepest_full_bin(depth_um, first_um, log_ratio, n_bins):
+    """The last bin whose centre is at most ``depth_um`` (−1 if none): its flaws are full."""
+    if depth_um <= 0.0 or depth_um < first_um * (1.0 - 1e-12):
+        return -1
+    b = int(math.floor(math.log(depth_um / first_um) / log_ratio + 1e-9))
+    return min(b, n_bins - 1)
+
+
+@njit(cache=True)
+def crack_population(pixels, rate_um_s, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n, weights,
+                     first_um, log_ratio, fill_um, cracked, block_lo, block_hi, commit):
+    """Advance the plating ``pixels`` (pixel current j > 0) by ``dt`` at frozen fields: Na goes
+    ``rate_um_s[k]·dt`` deeper into pixel k's flaws, and every full bin from the
+    critical one cracks. Returns the summed Weibull probability of the bins newly cracked (the rise of
+    Σ_i P_i). With ``commit`` False nothing is written: the rise the same advance would give."""
+    n_bins = weights.size
+    added = 0.0
+    for k in range(pixels.size):
+        i = pixels[k]
+        d = fill_um[i] + rate_um_s[k] * dt
+        if commit:
+            fill_um[i] = d
+        top = deepest_full_bin(d, first_um, log_ratio, n_bins)
+        if top < 0:
+            continue
+        cb = critical_bin(eta_abs_v[k], j_a_cm2[k], p_per_volt, need_mpa, flow_mpa, inv_n)
+        if cb > top:
+            continue
+        base = i * n_bins
+        lo, hi = block_lo[i], block_hi[i]
+        if cb > hi + 1:  # apart from every bin cracked so far (or the first): a new run [c*, top]
+            for b in range(cb, top + 1):
+                added += weights[b]
+                if commit:
+                    cracked[base + b] = 1
+            if commit:
+                block_lo[i], block_hi[i] = cb, top
+            continue
+        for b in range(hi + 1, top + 1):  # deeper than any cracked before
+            added += weights[b]
+            if commit:
+                cracked[base + b] = 1
+        for b in range(cb, min(lo, hi + 1)):  # below the run: older runs may hold some of them
+            if cracked[base + b] == 0:
+                added += weights[b]
+                if commit:
+                    cracked[base + b] = 1
+        if commit:
+            block_lo[i], block_hi[i] = min(lo, cb), max(hi, top)
+    return added
