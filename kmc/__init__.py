@@ -20,11 +20,16 @@ except PackageNotFoundError:  # running from a checkout that was never installed
     __version__ = "0+unknown"
 
 from kmc.analysis import accessor as _accessor  # noqa: F401 - registers ds.kmc (SCHEMA.md); no matplotlib
-from kmc.api import open, run, simulate, sweep  # noqa: A004 - kmc.open is SCHEMA.md's name
+from kmc.api import open, run, simulate  # noqa: A004 - kmc.open is SCHEMA.md's name
+from kmc.api import sweep as _sweep
 from kmc.config import Scenario, load_scenario, seed_for_replica
 from kmc.errors import KmcError, ScenarioError
 from kmc.state import State
 from kmc.sweep import load_sweep
+
+# Importing the submodule kmc.sweep (above) binds the attribute kmc.sweep to the module, hiding the
+# function of the same name; SCHEMA.md's kmc.sweep is the function, so it is bound again last.
+sweep = _sweep
 
 __all__ = ["KmcError", "Scenario", "ScenarioError", "State", "__version__", "load_scenario", "load_sweep",
            "open", "run", "seed_for_replica", "simulate", "sweep"]

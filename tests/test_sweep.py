@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from kmc import config
+import kmc
+from kmc import api, config
 from kmc.config import load_scenario
 from kmc.errors import KmcError, ScenarioError
 from kmc.sweep import load_sweep
@@ -184,3 +185,10 @@ def test_bad_sweep_toml_names_file_and_line(tmp_path):
     path.write_text('base = "hop.toml"\n[vary]\n"hop.fraction" = [0.5,\n')
     with pytest.raises(KmcError, match=r"s\.toml.*line 3"):
         load_sweep(path)
+
+
+def test_kmc_sweep_is_the_api_function():
+    # SCHEMA.md's kmc.sweep(sweep, store, client=None): importing the submodule kmc.sweep (as this file
+    # does) bound the name kmc.sweep to the module.
+    assert kmc.sweep is api.sweep
+    assert kmc.load_sweep is load_sweep
