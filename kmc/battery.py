@@ -209,6 +209,12 @@ class BatteryModel:
         self.n_cycles = sum(1 for s in self.steps if s["ends_cycle"])
         out = d["output"]
         self.sample_every_s = float(out.get("sample_every_s") or self.duration_s / 500.0)
+        if out.get("sample_every_mah_cm2") and not out.get("sample_every_s"):
+            # Sampling in charge on a clock in time: the time to pass that charge at the protocol's
+            # largest current density, so every step is sampled at least that densely in charge.
+            j_max_ma_cm2 = max((abs(st["current_a"]) for st in self.steps), default=0.0) / self.area_cm2 * 1e3
+            if j_max_ma_cm2 > 0:
+                self.sample_every_s = float(out["sample_every_mah_cm2"]) * 3600.0 / j_max_ma_cm2
         # Samples at 0, Δt, 2Δt, ... up to the first at or past the protocol's end (whose state the
         # last sample then holds: ``advance_sample``).
         self.n_samples = int(math.ceil(self.duration_s / self.sample_every_s * (1 - 1e-12))) + 1
@@ -529,22 +535,30 @@ class BatteryModel:
         """Λ: the expected number of cracked flaws in the cell (n_flaw A_cell ⟨P_i⟩)."""
         return self.cell_flaws * (sc[S_FLAW_HAZARD] + rise) / self.n_cols
 
-    def _time_to_short_s(self, state, dt_max):
-        """When, within ``dt_max`` at the frozen fields, Λ reaches the cell's draw (inf if it does not)."""
+    def _short_time_s(self, state, t_end):
+        """The time, up to ``t_end`` at the frozen fields, at which Λ reaches the cell's draw (inf if it
+        does not). Bisected on the batch's stop time itself, with the rise evaluated at ``t − t0``, the
+        very expression the batch books afterwards: so stopping there shorts (at a large clock, t0 + dt
+        would not round-trip to dt)."""
         sc = state.fields["scalars"]
-        if self.cell_flaws == 0.0 or self._expected_cracks(sc, self._crack(state, dt_max, False)) < sc[S_SHORT_DRAW]:
+        t0 = state.time_s
+
+        def reached(t):
+            return self._expected_cracks(sc, self._crack(state, t - t0, False)) >= sc[S_SHORT_DRAW]
+
+        if self.cell_flaws == 0.0 or not reached(t_end):
             return math.inf
-        lo, hi = 0.0, dt_max  # Λ(lo) < draw ≤ Λ(hi): Λ only grows with dt
-        if self._expected_cracks(sc, self._crack(state, 0.0, False)) >= sc[S_SHORT_DRAW]:
-            return 0.0
-        for _ in range(60):
+        if reached(t0):
+            return t0
+        lo, hi = t0, t_end  # not reached at lo, reached at hi: Λ only grows with time
+        for _ in range(200):
             mid = 0.5 * (lo + hi)
-            if self._expected_cracks(sc, self._crack(state, mid, False)) >= sc[S_SHORT_DRAW]:
+            if mid <= lo or mid >= hi:
+                break  # adjacent floats
+            if reached(mid):
                 hi = mid
             else:
                 lo = mid
-            if hi - lo <= 1e-12 * max(hi, 1e-9):
-                break
         return hi
 
     def _flaw_na_vox(self, state):
@@ -780,8 +794,9 @@ class BatteryModel:
         return False
 
     def _batch_end(self, state, t_end, current):
-        """Where a batch must stop: ``t_end``, or earlier when the cell would short while plating (E8)."""
-        return min(t_end, state.time_s + self._time_to_short_s(state, t_end - state.time_s)) if current > 0 else t_end
+        """Where a batch must stop: ``t_end``, or earlier when the cell would short (E8: wherever Na
+        plates, whatever the cell current)."""
+        return min(t_end, self._short_time_s(state, t_end))
 
     def _book_batch(self, state, t0, charge_c):
         """After a batch that began at ``t0``: the charge it passed (C), and the SEI and flaws over its
@@ -814,14 +829,13 @@ class BatteryModel:
         area_c = n_faces * self.params0[kf.P_FACE_AREA]
         dvdt = -(current - i_far) / (self.c_dl_f_cm2 * area_c)
         dt = min(t_end - state.time_s, self.resolve_dv_v / abs(dvdt)) if dvdt != 0 else t_end - state.time_s
-        if i_far > 0:  # E8 acts on the faces' current at this V, as in a batch
-            dt = min(dt, self._time_to_short_s(state, dt))
         t0 = state.time_s
+        t_stop = min(t0 + dt, self._short_time_s(state, t0 + dt))  # E8 at this V, as in a batch
         f["limits"][3] = 1.0
         nuclei0 = state.counters[kb.C_NUCLEATE]
-        code = self._batch(state, i_far, t0 + dt)
+        code = self._batch(state, i_far, t_stop)
         if code == STOP_NO_EVENTS:  # nothing can happen at this V (zero hazard): the step still passes
-            state.clock[0] = t0 + dt
+            state.clock[0] = t_stop
         elapsed = state.time_s - t0
         # A nucleus's voxel needs a q_v the double layer does not hold (C_dl A_c ΔV ~ 1e-4 q_v): it is
         # owed, and the next faradaic events of the current pay it (kmc.kernels.battery).
@@ -997,8 +1011,11 @@ class BatteryModel:
         for i in getattr(self, "_new_cycles", ()):
             out += [("coulombic_efficiency", i, float(table[3 * i])), ("charge_plated", i, float(table[3 * i + 1])),
                     ("charge_stripped", i, float(table[3 * i + 2]))]
-        if self.map_every and k % self.map_every == 0:
-            i = k // self.map_every
+        # A run that ended early (a short, a cut-off) also keeps its final state: in the next slot of
+        # each clock, whose frame_time / snap_time say when it was taken.
+        last = bool(state.fields["scalars"][S_ENDED])
+        if self.map_every and (k % self.map_every == 0 or (last and -(-k // self.map_every) < self.n_frames)):
+            i = -(-k // self.map_every)
             lat3 = state.lattice.reshape(self.nz, self.ny, self.nx)
             f = state.fields
             pending = f["tally"][kb.T_PENDING] / self.n_cols  # a sealed layer's volume, spread evenly
@@ -1006,7 +1023,8 @@ class BatteryModel:
                     ("contact_map", i, (f["pixel_current"].reshape(self.ny, self.nx) > 0).astype(np.float32)),
                     ("current_map", i, (f["pixel_current"].reshape(self.ny, self.nx) * 1e3).astype(np.float32)),
                     ("frame_time", i, state.time_s)]
-        if self.snapshot_every and k % self.snapshot_every == 0:
-            i = k // self.snapshot_every
+        if self.snapshot_every and (k % self.snapshot_every == 0
+                                    or (last and -(-k // self.snapshot_every) < self.n_snaps)):
+            i = -(-k // self.snapshot_every)
             out += [("lattice", i, state.lattice.reshape(self.nz, self.ny, self.nx)), ("snap_time", i, state.time_s)]
         return out

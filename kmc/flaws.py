@@ -108,9 +108,12 @@ class DepthGrid:
         from scipy.special import gamma, gammainc
 
         a = 1.0 / self.shape
-        with np.errstate(over="ignore"):  # far past the scale: x = inf, P(a, inf) = 1
-            x = (np.asarray(depth_um, dtype=float) / self.scale_um) ** self.shape
-        return self.scale_um * a * gamma(a) * gammainc(a, x)
+        d = np.asarray(depth_um, dtype=float)
+        with np.errstate(over="ignore", under="ignore"):  # far past the scale: x = inf, P(a, inf) = 1
+            x = (d / self.scale_um) ** self.shape
+            full = self.scale_um * a * gamma(a) * gammainc(a, x)
+        # Far below the scale of a narrow law x underflows: there 1 − F ≈ 1 − c^m/c0^m, so ∫ ≈ d (1 − x/(m+1)).
+        return np.where(x < 1e-12, d * (1.0 - x / (self.shape + 1.0)), full)
 
 
 def crack_criterion_tables(grid: DepthGrid, k_ic_mpa_m05: float, opening_um: float, sigma_ref_mpa: float,

@@ -258,3 +258,28 @@ def test_cracked_depths_are_the_union_of_the_intervals_over_time():
         assert set(np.flatnonzero(cracked[i * n_bins:(i + 1) * n_bins]).tolist()) == expected[i]
     assert total == pytest.approx(sum(grid.weights[list(e)].sum() for e in expected), rel=1e-12)
     assert total > 0.1 and any(len(e) for e in expected)
+
+
+def test_a_predicted_short_is_not_missed_late_in_a_long_run(tmp_path):
+    """A batch stops where the short was predicted; at a large clock, t0 + dt does not round-trip to dt,
+    and a prediction made on dt once missed its short and repeated zero-length batches for ever. After a
+    1e5 s rest, bare Al plated at 10 mA/cm² (seeds that spun) must short, within a time limit."""
+    import signal
+
+    protocol = '[[protocol]]\nkind = "rest"\nduration_s = 100000.0\n' + plate(10.0, 0.5)
+    model = BatteryModel(scenario(tmp_path, protocol, 3.6 * 50, n=24, nz=24, na_um=0.0, density=1e5, scale=15.0,
+                                  shape=1.0, name="late"))
+
+    def stuck(signum, frame):
+        raise AssertionError("the run did not end: zero-length batches at a missed short")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(240)
+    try:
+        for seed in (2, 3):
+            state = model.new_state(seed)
+            advance_all(model, state)
+            assert state.fields["scalars"][S_SHORTED]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
