@@ -33,6 +33,10 @@ class Plan:
     sweep_definition: dict | None = None
     runs_per_task: int = 0
     command: str = "kmc"
+    # Computed once from the points (layout, state_prototype), not arguments.
+    _layout: st.Layout | None = field(default=None, init=False, repr=False, compare=False)
+    _state_kinds: list | None = field(default=None, init=False, repr=False, compare=False)
+    _prototype: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_runs(self) -> int:
@@ -41,11 +45,42 @@ class Plan:
     def scenario(self, run: int) -> Scenario:
         return self.base.with_overrides(self.points[run]) if self.swept_keys else self.base
 
-    def layout(self):
-        return model_for(self.base).layout()
+    def _survey(self) -> None:
+        """Build each distinct point's model (the protocol and the materials, no lattice: about a
+        millisecond) for the store's layout and the points whose States differ in shape."""
+        points = list({json.dumps(p, sort_keys=True, default=str): p for p in self.points}.values()) \
+            if self.swept_keys else [{}]
+        layouts, kinds = [], {}
+        for point in points:
+            layout = model_for(self.base.with_overrides(point) if point else self.base).layout()
+            layouts.append(layout)
+            # A State's arrays follow the lattice (one for the whole store) and the number of cycles
+            # (the cycle table), never the sampling clock: one fresh State per distinct non-clock
+            # sizes covers every run without building a lattice per point.
+            kinds.setdefault(tuple(sorted((d, n) for d, n in layout.sizes.items()
+                                          if d not in ("sample", "frame", "snap"))), point)
+        self._layout = st.merge_layouts(layouts)
+        self._state_kinds = list(kinds.values())
+
+    def layout(self) -> st.Layout:
+        """The store's layout: sample, frame, snap and cycle as long as the longest run's (SCHEMA.md)."""
+        if self._layout is None:
+            self._survey()
+        return self._layout
 
     def state_prototype(self) -> dict:
-        return model_for(self.base).new_state(self.seeds[0]).arrays()
+        """Every State array at its largest over the runs (sizes and dtypes of the checkpoint slots)."""
+        if self._prototype is None:
+            if self._state_kinds is None:
+                self._survey()
+            proto = {}
+            for point in self._state_kinds:
+                scenario = self.base.with_overrides(point) if point else self.base
+                for name, arr in model_for(scenario).new_state(self.seeds[0]).arrays().items():
+                    if name not in proto or arr.size > proto[name].size:
+                        proto[name] = arr
+            self._prototype = proto
+        return self._prototype
 
     def estimated_bytes(self) -> int:
         return st.estimate_bytes(self.layout(), self.n_runs, self.state_prototype())
@@ -129,7 +164,13 @@ def run(scenario, store, replicas: int = 1, seed: int | None = None, overwrite: 
 
 
 def sweep(sweep_def, store, client=None, workers: int | None = None, overwrite: bool = False):
-    """Run a sweep (file or dict) on Dask (``client``, or a LocalCluster of ``workers``); returns the store."""
+    """Run a sweep on Dask (``client``, or a LocalCluster of ``workers``); returns the opened store.
+
+    ``sweep_def``: a sweep TOML file or a mapping with its content (``kmc.load_sweep``); in a mapping,
+    ``base`` may be a ``kmc.Scenario`` as well as a file path or ``scenario.to_dict()``. The store's
+    ``sample``, ``frame``, ``snap`` and ``cycle`` are as long as the longest point's protocol; a shorter
+    run reads as fill past its end (``samples_written`` says how far each run got).
+    """
     plan = plan_sweep(sweep_def)
     plan.create(store, overwrite=overwrite)
     run_dask(store, list(range(plan.n_runs)), client=client, workers=workers)

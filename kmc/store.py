@@ -110,6 +110,39 @@ class Layout:
         return list(RUN_VARS) + list(self.variables)
 
 
+#: Dimensions whose length is a run's own (the protocol's bounds): runs of one store may differ
+#: along them, and the store is as long as the longest run, a shorter run reading as fill past its end.
+RUN_LENGTH_DIMS = ("sample", "frame", "snap", "cycle")
+
+
+def merge_layouts(layouts: list[Layout]) -> Layout:
+    """One layout holding every run of ``layouts`` (the layouts of a store's runs, e.g. sweep points).
+
+    Each of RUN_LENGTH_DIMS takes its largest size; every other dimension (x, y, z), every variable and
+    every coordinate must agree between the layouts that have it. A variable or dimension only some
+    runs have (cycles, maps, snapshots of some points only) is kept, and reads as fill for the others.
+    """
+    sizes: dict[str, int] = {}
+    variables: dict[str, Var] = {}
+    coords: dict[str, tuple] = {}
+    for layout in layouts:
+        for dim, n in layout.sizes.items():
+            if dim in RUN_LENGTH_DIMS:
+                sizes[dim] = max(sizes.get(dim, 0), int(n))
+            elif sizes.setdefault(dim, int(n)) != n:
+                raise KmcError(f"runs of one store must share dimension {dim}: sizes {sizes[dim]} and {n} "
+                               f"(sweep only keys that do not change the lattice's shape)")
+        for v in layout.variables:
+            if variables.setdefault(v.name, v) != v:
+                raise KmcError(f"runs of one store must share variable {v.name!r}: {variables[v.name]} and {v}")
+        for name, (dims, values, attrs) in layout.coords.items():
+            seen = coords.setdefault(name, (dims, values, attrs))
+            if seen[0] != dims or not np.array_equal(seen[1], values):
+                raise KmcError(f"runs of one store must share coordinate {name!r} "
+                               f"(sweep only keys that do not change the lattice's shape)")
+    return Layout(sizes, list(variables.values()), coords)
+
+
 RUN_COORD_NAMES = {"seed": "seed of the run's random generator", "replica": "replica index"}
 
 #: UDUNITS strings for the unit suffixes of scenario keys (a swept key's coordinate gets its units).
@@ -180,7 +213,8 @@ def create(location, layout: Layout, run_coords: dict[str, np.ndarray], attrs: d
         encoding[v.name] = enc
     coords = {"run": ("run", np.arange(n_runs, dtype=np.int64), {"units": "1", "long_name": "run index"})}
     for name, values in run_coords.items():
-        coords[name] = ("run", np.asarray(values), {"units": units_of_key(name), "long_name": RUN_COORD_NAMES.get(name, name)})
+        coords[name] = ("run", np.asarray(values),
+                        {"units": units_of_key(name), "long_name": RUN_COORD_NAMES.get(name, name)})
     coords.update({k: (dims, vals, a) for k, (dims, vals, a) in layout.coords.items()})
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
@@ -328,12 +362,22 @@ class RunWriter:
         return slot, samples
 
     def save_checkpoint(self, state: State, samples_done: int) -> None:
-        """Write the State into the free slot, then point to it (the pointer chunk last)."""
+        """Write the State into the free slot, then point to it (the pointer chunk last).
+
+        A slot is as long as the longest run's array (runs of a sweep differ, e.g. in their number of
+        cycles); an array fills the start of its slot and the meta records its length.
+        """
         slot, _ = self.pointer()
         new = 1 - slot if slot in (0, 1) else 0
+        lengths = {}
         for name, arr in state.arrays().items():
-            self.group[f"checkpoint/{name}"][self.run, new] = arr.ravel()
-        self.group["checkpoint/meta"][self.run, new] = json.dumps(state.meta())
+            flat, target = arr.ravel(), self.group[f"checkpoint/{name}"]
+            if flat.size > target.shape[2]:
+                raise KmcError(f"checkpoint array {name!r} of run {self.run} has {flat.size} elements, more "
+                               f"than the store's slot of {target.shape[2]}")
+            target[self.run, new, :flat.size] = flat
+            lengths[name] = int(flat.size)
+        self.group["checkpoint/meta"][self.run, new] = json.dumps({**state.meta(), "array_lengths": lengths})
         self.group["checkpoint/pointer"][self.run] = np.array([new, samples_done], dtype=np.int64)
 
     def load_checkpoint(self) -> tuple[State, int] | None:
@@ -342,10 +386,13 @@ class RunWriter:
         if slot not in (0, 1):
             return None
         meta = json.loads(str(self.group["checkpoint/meta"][self.run, slot]))
+        lengths = meta.pop("array_lengths", {})  # absent in stores whose slots are exactly one State long
         arrays = {}
         for name in self.group["checkpoint"].array_keys():
             if name not in ("meta", "pointer"):
-                arrays[name] = np.asarray(self.group[f"checkpoint/{name}"][self.run, slot])
+                ckpt = self.group[f"checkpoint/{name}"]
+                n = lengths.get(name, ckpt.shape[2])
+                arrays[name] = np.asarray(ckpt[self.run, slot, :n])
         return State.from_parts(meta, arrays), samples
 
     def clear_checkpoint(self) -> None:

@@ -38,7 +38,8 @@ from kmc.errors import ScenarioError
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "SWEEP_KEYS", "UNSWEEPABLE"]
 
-#: The sweep file's settings besides ``base`` (a path, or a scenario mapping) and ``[vary]``.
+#: The sweep file's settings besides ``base`` (a path; from Python also a Scenario or a scenario
+#: mapping) and ``[vary]``.
 SWEEP_KEYS: dict[str, Key] = {
     "mode": Key("str", "product: every combination of the lists; zip: the lists side by side",
                 "product", choices=("product", "zip")),
@@ -155,11 +156,14 @@ def _points(vary: dict[str, list], mode: str) -> list[dict[str, Any]]:
 
 
 def _load_base(base, base_dir: Path) -> Scenario:
+    if isinstance(base, Scenario):
+        return base
     if isinstance(base, Mapping):
         # A stored sweep (Sweep.to_dict) holds its base resolved; a notebook may pass the tables inline.
         return Scenario.from_dict(base) if "data" in base and "raw" in base else load_scenario(base)
     if not isinstance(base, str):
-        raise ScenarioError("base", _brief(base), "a path to the base scenario file, relative to the sweep file")
+        raise ScenarioError("base", _brief(base), "a path to the base scenario file, relative to the sweep file "
+                                                  "(or, from Python, a kmc.Scenario or a scenario mapping)")
     return load_scenario(base_dir / base)
 
 
@@ -168,12 +172,16 @@ def load_sweep(path_or_dict, base_dir=None) -> Sweep:
 
     Parameters
     ----------
-    path_or_dict : a sweep TOML file, or a mapping with its content (or a ``Sweep.to_dict()``).
+    path_or_dict : a sweep TOML file, or a mapping with its content (or a ``Sweep.to_dict()``). In a
+        mapping, ``base`` may be a path to a scenario file, a ``kmc.Scenario`` (used as it is, e.g.
+        ``kmc.load_scenario(...)`` in a notebook), ``scenario.to_dict()``, or scenario tables inline.
     base_dir : the folder a relative ``base`` path is taken from when a mapping is given (default:
         the working directory); for a file, the file's folder.
     """
     if isinstance(path_or_dict, Mapping):
-        raw, source = copy.deepcopy(dict(path_or_dict)), None
+        # A Scenario is immutable (and cannot be deep-copied): it is taken as it is.
+        raw = {k: v if isinstance(v, Scenario) else copy.deepcopy(v) for k, v in path_or_dict.items()}
+        source = None
         folder = Path(base_dir) if base_dir is not None else Path.cwd()
     else:
         source = Path(path_or_dict).absolute()

@@ -6,13 +6,19 @@ import hashlib
 import importlib.resources
 import json
 
+import numpy as np
 import pytest
+from battery_runs import cell_scenario
 
 import kmc
 from kmc import api, config
 from kmc.config import load_scenario
 from kmc.errors import KmcError, ScenarioError
+from kmc.runner import execute_run, model_for
+from kmc.store import RUN_LENGTH_DIMS, WALL_CLOCK_AND_PROVENANCE
 from kmc.sweep import load_sweep
+
+SHIPPED_MATERIALS = config.shipped_materials  # for the battery runs (the fixture below hides it)
 
 HOP = """
 [model]
@@ -192,3 +198,121 @@ def test_kmc_sweep_is_the_api_function():
     # does) bound the name kmc.sweep to the module.
     assert kmc.sweep is api.sweep
     assert kmc.load_sweep is load_sweep
+
+
+def test_scenario_object_as_base(base_dir):
+    """A notebook passes the Scenario it has (kmc.load_scenario, with_overrides) as the base."""
+    scenario = load_scenario(base_dir / "hop.toml", {"hop.duration_s": 20.0})
+    vary = {"hop.fraction": [0.3, 0.7]}
+    by_object = load_sweep({"base": scenario, "seed": 7, "replicas": 2, "vary": vary})
+    by_dict = load_sweep({"base": scenario.to_dict(), "seed": 7, "replicas": 2, "vary": vary})
+    assert by_object.base is scenario
+    assert [(r.point, r.replica, r.seed) for r in by_object.runs] == [
+        (r.point, r.replica, r.seed) for r in by_dict.runs]
+    assert all(a.scenario.data == b.scenario.data for a, b in zip(by_object.runs, by_dict.runs))
+    assert by_object.runs[0].scenario.get("hop.duration_s") == 20.0
+    # the stored definition is plain JSON and expands to the same runs
+    again = load_sweep(json.loads(json.dumps(by_object.to_dict())))
+    assert [r.seed for r in again.runs] == [r.seed for r in by_object.runs]
+    plan = api.plan_sweep({"base": scenario, "vary": vary})
+    assert plan.n_runs == 2 and plan.base is scenario
+
+
+# -- a sweep whose points differ in length ---------------------------------------------------------------
+
+PLATE_STRIP = """
+[[protocol]]
+kind = "plate"
+current_ma_cm2 = 1.0
+capacity_mah_cm2 = 0.02
+[[protocol]]
+kind = "strip"
+current_ma_cm2 = 1.0
+capacity_mah_cm2 = 0.02
+"""
+
+CYCLES = """
+[[protocol]]
+kind = "cycle"
+count = 1
+steps = [{kind = "plate", current_ma_cm2 = 1.0, capacity_mah_cm2 = 0.01},
+         {kind = "strip", current_ma_cm2 = 1.0, capacity_mah_cm2 = 0.01}]
+"""
+
+
+def assert_run_is_alone(ds, run, alone, what):
+    """Run ``run`` of the sweep store ``ds`` holds the trajectory of ``alone`` (kmc.simulate of its
+    scenario and seed), and fill past its end along sample, frame, snap and cycle."""
+    assert (int(ds.status[run]), int(alone.status[0])) == (2, 2), (what, ds.error.values, alone.error.values)
+    assert int(ds.samples_written[run]) == int(alone.samples_written[0]), what
+    fills = {v.name: v.fill_value() for v in model_for(load_scenario_of(alone)).layout().all_vars()}
+    for name in sorted(set(alone.data_vars) - set(WALL_CLOCK_AND_PROVENANCE)):
+        mine, theirs = ds[name].isel(run=run), alone[name].isel(run=0)
+        own = {d: slice(0, alone.sizes[d]) for d in theirs.dims if d in RUN_LENGTH_DIMS}
+        np.testing.assert_array_equal(mine.isel(own).values, theirs.values, err_msg=f"{what}: {name}")
+        for d in own:
+            past = mine.isel({d: slice(alone.sizes[d], None)}).values
+            if np.issubdtype(past.dtype, np.floating):
+                assert np.isnan(past).all(), f"{what}: {name} past the run's {d}"
+            else:
+                assert (past == fills[name]).all(), f"{what}: {name} past the run's {d}"
+
+
+def load_scenario_of(ds):
+    return config.Scenario.from_dict(json.loads(ds.attrs["scenario"]))
+
+
+def test_sweep_store_holds_points_longer_than_the_base(tmp_path, monkeypatch):
+    """A lower plating current at the same capacity takes longer: more samples, frames and snapshots
+    than the base's. The store is sized for the longest point and holds every point's whole trajectory."""
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(config, "shipped_materials", SHIPPED_MATERIALS)
+    base = cell_scenario(tmp_path / "cell.toml", PLATE_STRIP, 6.0, n=8, nz=16, snapshot_every=4)
+    definition = {"base": str(tmp_path / "cell.toml"), "seed": 3, "vary": {"protocol.0.current_ma_cm2": [1.0, 0.5]}}
+    base_sizes = model_for(base).layout().sizes
+    long_sizes = model_for(base.with_overrides({"protocol.0.current_ma_cm2": 0.5})).layout().sizes
+    assert all(long_sizes[d] > base_sizes[d] for d in ("sample", "frame", "snap")), (base_sizes, long_sizes)
+
+    plan = api.plan_sweep(definition)
+    assert plan.layout().sizes == long_sizes  # the base (run 0) is the shorter point
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
+        ds = kmc.sweep(definition, tmp_path / "sweep.zarr", client=client).load()
+    assert dict(ds.sizes) == {**long_sizes, "run": 2}
+    sw = load_sweep(definition)
+    for run in sw.runs:
+        alone = kmc.simulate(run.scenario)  # the run's own seed (scenario.seed)
+        assert alone.sizes["sample"] == model_for(run.scenario).layout().sizes["sample"]
+        assert_run_is_alone(ds, run.index, alone, f"point {run.point}")
+    assert int(ds.samples_written[0]) < int(ds.samples_written[1])
+
+
+def test_sweep_over_cycle_count_checkpoints_and_resumes(tmp_path, monkeypatch):
+    """More cycles than the base's: the cycle dimension and each run's checkpoint (its State holds a
+    cycle table per cycle) take the longest point's size; a run resumed from its last checkpoint ends
+    with the same data."""
+    monkeypatch.setattr(config, "shipped_materials", SHIPPED_MATERIALS)
+    base = cell_scenario(tmp_path / "cyc.toml", CYCLES, 6.0, n=8, nz=16).with_overrides(
+        {"output.checkpoint_every_s": 1e-6})  # a checkpoint at every sample
+    definition = {"base": base, "seed": 4, "vary": {"protocol.0.count": [1, 2]}}
+    plan = api.plan_sweep(definition)
+    store = tmp_path / "cycles.zarr"
+    plan.create(store)
+    assert plan.layout().sizes["cycle"] == 2
+    assert plan.state_prototype()["field.cycle_table"].size == 6
+    for run in range(plan.n_runs):
+        assert execute_run(store, run) == "done"
+    ds = kmc.open(store).load()
+    for run in load_sweep(definition).runs:
+        alone = kmc.simulate(run.scenario)
+        assert_run_is_alone(ds, run.index, alone, f"point {run.point}")
+    np.testing.assert_array_equal(np.isfinite(ds.charge_plated.values), [[True, False], [True, True]])
+    # Both runs left their last checkpoint (the shorter one in the start of a longer slot): resuming
+    # each from it redoes its last samples to the same values.
+    for run in range(plan.n_runs):
+        writer = kmc.store.RunWriter(store, run)
+        state, samples = writer.load_checkpoint()
+        assert state.fields["cycle_table"].size == 3 * (run + 1) and 0 < samples
+        assert execute_run(store, run, resume=True) == "done"
+    again = kmc.open(store).load()
+    for name in sorted(set(ds.data_vars) - set(WALL_CLOCK_AND_PROVENANCE)):
+        np.testing.assert_array_equal(again[name].values, ds[name].values, err_msg=name)
