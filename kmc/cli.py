@@ -5,6 +5,7 @@ allowed, and exits with code 2.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -42,12 +43,13 @@ def main():
 
     \b
     Commands:
-      run     run a scenario (with replicas) into a Zarr store
-      sweep   run a parameter sweep on Dask, or as a cluster job array
-      status  what each run of a store is doing, and why failed runs failed
-      resume  continue a store's interrupted and unstarted runs from their checkpoints
-      plot    the standard figures of a store, as PNG files
-      bench   the engine benchmark (events per second on the hop model)
+      run       run a scenario (with replicas) into a Zarr store
+      sweep     run a parameter sweep on Dask, or as a cluster job array
+      status    what each run of a store is doing, and why failed runs failed
+      resume    continue a store's interrupted and unstarted runs from their checkpoints
+      plot      the standard figures of a store, as PNG files
+      validate  run the VALIDATION.md experiments and print model against paper
+      bench     the engine benchmark (events per second on the hop model)
 
     \b
     A first session:
@@ -356,3 +358,184 @@ def plot(store, out_dir, run_index, frames, snaps, all_runs):
                        f"has none of their variables")
     if not result.files:
         click.echo(f"{store}: no figure applies; nothing written")
+
+
+def _parse_rows(ctx, param, value):
+    if value is None:
+        return None
+    rows = tuple(dict.fromkeys(v.strip().upper() for v in value.split(",") if v.strip()))
+    if not rows:
+        raise click.BadParameter(f"{value!r}: expected comma-separated row ids, e.g. T2,T3")
+    return rows
+
+
+@main.command()
+@click.option("--quick", is_flag=True,
+              help="Small lattices (16²–32² columns, same voxels), 3 replicas: assert the directions, not the values (CI).")
+@click.option("-o", "--output", "out_dir", metavar="DIR", type=click.Path(),
+              help="Directory of the stores (<case>.zarr) and of the table (validation.csv, validation.md); "
+                   "default: validation/, or validation-quick/ with --quick.")
+@click.option("--rows", callback=_parse_rows, metavar="ID,ID,...",
+              help="Rows to run and tabulate, by VALIDATION.md id (default: all): T1,T2,T3,T4,T5,T6,D1,D2,D3,D4.")
+@click.option("--replicas", type=click.IntRange(min=1),
+              help="Replicas of each scenario (default: 8, the least VALIDATION.md allows; 3 with --quick).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Worker processes, one run each (default: the CPU count).")
+@click.option("--overwrite", is_flag=True, help="Recompute the selected rows from scratch (replace their stores).")
+def validate(quick, out_dir, rows, replicas, workers, overwrite):
+    """Run the VALIDATION.md experiments and print model against paper.
+
+    Every row of VALIDATION.md runs its scenarios (scenarios/validation/<id>.toml; D1 has a foil
+    and a pellet one, and T1 a second one at 10 times its current, for a direction) with replicas,
+    each scenario into its own store DIR/<name>.zarr. Then one table, a line per quantity: the
+    row's id and role (calibrates a constant, or predicts), the condition and lattice, the paper's
+    value, the accepted range, the model's median over the finished replicas and their spread
+    (min–max), the number of runs, and whether the median is within the range. Shares of replicas
+    (shorted, not shorted) are judged as shares. A run that did not short has its short charge or
+    CCD counted as "no short", above every value, so when fewer than half the replicas short the
+    median is "no short" too. The table is also written to DIR/validation.csv and
+    DIR/validation.md (to paste into a README).
+
+    \b
+    Below the table, the directions VALIDATION.md asks of the quick run:
+      the pellet's CE above the foil's           median CE, D1_pellet vs D1_foil
+      Au-Al does not short where bare Al does    share of replicas shorted, T2 vs T1
+      short charge falls as current rises        median short charge, T1 at 0.5 vs 0.05 mA/cm2
+
+    A full validate takes hours on 2 cores (T6 cycles ten times): runs go to --workers processes,
+    longest first, with a progress bar per scenario on a terminal (a line per finished run
+    otherwise). The stores are kept: the same command again reuses finished runs and resumes
+    interrupted ones from their checkpoints; Ctrl-C or SIGTERM checkpoints every running run
+    (exit code 3). A store made for another scenario, other material constants or another replica
+    count is refused (exit 2, nothing written) unless --overwrite; failed runs are reported, not
+    rerun (--overwrite reruns their rows).
+
+    --quick is for CI: 16²–32² columns of the same voxels, 3 replicas, the ccd rows in coarser
+    current steps and the stripping rows with coarser field re-solves (the rows of the directions
+    as they are). It asserts the directions; the table is printed too, titled "quick: directions
+    only", since values on small lattices are not expected in the accepted ranges.
+
+    Exit codes: 0 every run finished (and, with --quick, every direction holds; rows outside their
+    range do not change it: the table says), 1 a run failed or, with --quick, a direction fails
+    (named on stderr), 2 bad input, 3 stopped by a signal after writing checkpoints.
+    """
+    from pathlib import Path
+
+    from kmc import validation as val
+    from kmc.executors import show_progress, summarize
+
+    replicas = replicas or (val.QUICK_REPLICAS if quick else val.REPLICAS)
+    out_dir = Path(out_dir or ("validation-quick" if quick else "validation"))
+    planned = val.plan_stores(val.cases_of(rows or val.ROW_IDS), out_dir, quick=quick, replicas=replicas,
+                              overwrite=overwrite, command=" ".join(["kmc"] + sys.argv[1:]))
+    for cs in planned:
+        kept = cs.n_runs - len(cs.todo) - len(cs.busy) - len(cs.failed)
+        if not cs.create:
+            _echo_err(f"validate: {cs.path}: reusing {kept} finished run(s)"
+                      + (f", running or resuming {len(cs.todo)}" if cs.todo else ""))
+        if cs.busy:
+            _echo_err(f"validate: {cs.path}: run(s) {cs.busy} are running in another process; left alone "
+                      f"(set KMC_STALE_AFTER_S=0 if that process is gone)")
+        if cs.failed:
+            _echo_err(f"validate: {cs.path}: run(s) {cs.failed} failed earlier (`kmc status {cs.path}`); "
+                      f"--overwrite reruns the row")
+    outcomes = _run_validation(planned, workers or os.cpu_count() or 1, show_progress())
+    code = summarize(outcomes) if outcomes else 0
+    if code == 3:
+        _echo_err("validate: stopped by a signal after writing checkpoints; the same command continues")
+        sys.exit(3)
+
+    results, directions = val.evaluate_all(planned)
+    _print_validation(results, directions, quick, replicas)
+    for path in val.write_tables(results, directions, out_dir, quick=quick, replicas=replicas):
+        _echo_err(f"validate: wrote {path}")
+    failed_runs = [f"{cs.case.name} run {r}" for cs in planned for r in cs.failed] + \
+        [f"{Path(loc).stem} run {r}" for (loc, r), o in outcomes.items() if o != "done"]
+    busy = [f"{cs.case.name} run {r}" for cs in planned for r in cs.busy]
+    if failed_runs:
+        _echo_err(f"validate: {len(failed_runs)} run(s) failed: {', '.join(failed_runs[:20])}; `kmc status` shows why")
+    if busy:
+        _echo_err(f"validate: not finished (running elsewhere): {', '.join(busy[:20])}")
+    failed_directions = [d for d in directions if d.holds is False]
+    if quick:
+        for d in failed_directions:
+            _echo_err(f"validate --quick: direction fails: {d.direction.name}: {d.detail}")
+    sys.exit(1 if failed_runs or busy or (quick and failed_directions) else 0)
+
+
+def _run_validation(planned, workers, progress) -> dict:
+    """Run every planned store's remaining runs, with a progress bar per scenario on a terminal."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from kmc import validation as val
+    from kmc.executors import run_processes, stop_on_signals
+
+    n_jobs = sum(len(cs.todo) for cs in planned)
+    if not n_jobs:
+        return {}
+    by_path = {str(cs.path): cs for cs in planned}
+    samples: dict[tuple, int] = {}
+    ended: set[tuple] = set()
+    finished = {str(cs.path): cs.n_runs - len(cs.todo) for cs in planned}
+    bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.fields[runs]}"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress, transient=False)
+    total = bar.add_task("all", total=n_jobs, runs=f"0/{n_jobs} runs")
+    tasks = {path: bar.add_task(cs.case.name, total=cs.n_runs * cs.n_samples,
+                                completed=finished[path] * cs.n_samples, runs=f"{finished[path]}/{cs.n_runs} runs")
+             for path, cs in by_path.items() if cs.todo}
+
+    def update(path):
+        cs = by_path[path]
+        done_samples = finished[path] * cs.n_samples + sum(k for (p, _), k in samples.items() if p == path)
+        bar.update(tasks[path], completed=done_samples, runs=f"{finished[path]}/{cs.n_runs} runs")
+
+    def on_sample(job, k):
+        if job not in ended:  # a worker's last report may arrive after its run ended
+            samples[job] = k
+            update(job[0])
+
+    def on_done(job, outcome):
+        ended.add(job)
+        samples.pop(job, None)
+        if outcome == "done":
+            finished[job[0]] += 1
+        bar.advance(total)
+        n_done = int(bar.tasks[total].completed)
+        bar.update(total, runs=f"{n_done}/{n_jobs} runs")
+        update(job[0])
+        if not progress:
+            _echo_err(f"validate: {by_path[job[0]].case.name} run {job[1]}: {outcome} ({n_done}/{n_jobs})")
+
+    with stop_on_signals() as stop, bar:
+        return run_processes(val.jobs(planned), workers=min(workers, n_jobs), stop=stop, on_sample=on_sample,
+                             on_done=on_done)
+
+
+def _print_validation(results, directions, quick, replicas) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from kmc import validation as val
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(title=val.table_title(quick, replicas), caption="median over finished replicas; spread: min–max",
+                  show_lines=False)
+    for name in val.COLUMNS:
+        table.add_column(name, overflow="fold",
+                         justify="right" if name in ("model", "spread (min–max)", "n") else "left")
+    for i, r in enumerate(results):
+        cells = r.cells()
+        if i and results[i - 1].row is r.row:  # a row's id, role and condition once, on its first quantity
+            cells.update(id="", role="", condition="")
+        last = i + 1 == len(results) or results[i + 1].row is not r.row
+        style = "dim" if quick else ("green" if r.within else "red" if r.within is False else "")
+        table.add_row(*(Text(cells[name], style=style if name == "within range" else "") for name in val.COLUMNS),
+                      end_section=last)
+    console.print(table)
+    shown = [d for d in directions if d.holds is not None]
+    if shown:
+        console.print("Directions (VALIDATION.md):" + (" asserted" if quick else " not asserted without --quick"))
+        for d in shown:
+            mark = "[green]holds[/]" if d.holds else "[red]FAILS[/]"
+            console.print(Text.from_markup(f"  {mark}  ").append(f"{d.direction.name}: {d.detail}"))
