@@ -33,7 +33,7 @@ def summary(ds: xr.Dataset, only_done: bool = True) -> xr.Dataset:
                 long_name=f"final {src.attrs.get('long_name', name)} (last sample the run defined)")
     # The lowest voltage between samples when the store has it (a nucleation minimum lasts seconds).
     low = "voltage_min" if "voltage_min" in ds else "voltage"
-    if low in ds and "sample" in ds[low].dims:
+    if low in ds and "sample" in ds[low].dims and ds.sizes.get("run", 1) and ds.sizes.get("sample", 1):
         out["min_voltage"] = ds[low].min("sample", skipna=True).compute().assign_attrs(
             units=ds[low].attrs.get("units", "V"), long_name="lowest cell voltage of the run")
     for name in COPIED:

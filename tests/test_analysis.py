@@ -196,3 +196,11 @@ def test_import_kmc_registers_the_accessor_without_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_summary_of_a_store_with_no_finished_run_is_empty(ds):
+    """A store whose runs are all pending or failed (e.g. read while a sweep starts) summarizes to
+    zero runs instead of failing on an empty reduction."""
+    none_done = ds.isel(run=slice(0, 0))
+    s = none_done.kmc.summary()
+    assert s.sizes.get("run", 0) == 0
