@@ -95,7 +95,10 @@ def run_dask(location, runs, *, resume: bool = True, workers: int | None = None,
             client = own_client = Client(scheduler)
         else:
             own_cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                       processes=True, env=WORKER_ENV, dashboard_address=None)
+                                       processes=True, env=WORKER_ENV,
+                                       # a free port: None still binds 8787 (dask/distributed#8136) and
+                                       # warns when another cluster has it
+                                       dashboard_address=":0")
             client = own_client = Client(own_cluster)
     outcomes = {}
     progress = show_progress() if progress is None else progress
