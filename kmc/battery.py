@@ -411,9 +411,9 @@ class BatteryModel:
         u = np.empty(n)
         kf.face_table(cond, elec, n, state.lattice, f["col_state"], f["col_support"], f["params"], self.nx, self.ny,
                       fk, j0, u)
-        f["na_faces_col"][:] = np.bincount(pix[kind == FACE_NA], minlength=self.n_cols)
-        self._face_pixel, self._face_is_na = pix, kind == FACE_NA  # for the Na current per pixel after the solve
-        return field.Faces(pix, self.params0[kf.P_FACE_AREA], j0, self.params0[kf.P_ALPHA], u), n
+        is_na = kind == FACE_NA
+        f["na_faces_col"][:] = np.bincount(pix[is_na], minlength=self.n_cols)
+        return field.Faces(pix, self.params0[kf.P_FACE_AREA], j0, self.params0[kf.P_ALPHA], u), n, is_na
 
     def _grow_sei(self, state, dt):
         """E7 over dt (s) on the Na faces of the last solve: per column, the interphase thickness δ
@@ -518,10 +518,11 @@ class BatteryModel:
         eta = np.abs(f["scalars"][S_VOLTAGE] + self.u_ce_v - f["phi"][cols])
         return cols, j * self.fill_um_per_c_cm2, eta, j
 
-    def _crack(self, state, dt, commit):
-        """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``."""
+    def _crack(self, state, dt, commit, plating=None):
+        """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``.
+        ``plating``: ``_plating_pixels`` of these fields, when the caller has it already."""
         f = state.fields
-        cols, rate, eta, j = self._plating_pixels(state)
+        cols, rate, eta, j = self._plating_pixels(state) if plating is None else plating
         if cols.size == 0:
             return 0.0
         g = self.depth_grid
@@ -542,11 +543,14 @@ class BatteryModel:
         would not round-trip to dt)."""
         sc = state.fields["scalars"]
         t0 = state.time_s
+        if self.cell_flaws == 0.0:
+            return math.inf
+        plating = self._plating_pixels(state)  # frozen over the batch: once, not at every bisection step
 
         def reached(t):
-            return self._expected_cracks(sc, self._crack(state, t - t0, False)) >= sc[S_SHORT_DRAW]
+            return self._expected_cracks(sc, self._crack(state, t - t0, False, plating)) >= sc[S_SHORT_DRAW]
 
-        if self.cell_flaws == 0.0 or not reached(t_end):
+        if not reached(t_end):
             return math.inf
         if reached(t0):
             return t0
@@ -638,7 +642,7 @@ class BatteryModel:
         params[kf.P_SIGMA_NA] = na_stress_mpa(self.pressure_mpa, self.hardness_mpa, n_cc, n_na, self.n_cols)
         f["move_params"][km.M_SIGMA_NA] = params[kf.P_SIGMA_NA]
         face_band, move_band = self._bands(state.lattice)
-        faces, n_faces = self._faces(state, face_band)
+        faces, n_faces, na_face = self._faces(state, face_band)
         if voltage_v is None:
             sol = field.solve_galvanostatic(self.plane, faces, current_a, self.u_ce_v, self.temperature_k,
                                             rtol=self.solver_rtol, guess=guess)
@@ -652,9 +656,8 @@ class BatteryModel:
         f["pixel_current"][:] = np.asarray(sol.pixel_current_density_a_cm2).ravel()
         # What the pixel's Na faces carry (A/cm² of pixel: a face has the pixel's area): E8 fills flaws
         # from it, not from the collector's own (Au, bare) faces, which cover their flaws' mouths.
-        na = self._face_is_na
         face_j = np.asarray(sol.face_current_density_a_cm2)
-        f["na_current"][:] = (np.bincount(self._face_pixel[na], weights=face_j[na], minlength=self.n_cols)
+        f["na_current"][:] = (np.bincount(faces.pixel[na_face], weights=face_j[na_face], minlength=self.n_cols)
                               if face_j.size else 0.0)
         i_far = float(f["pixel_current"].sum() * self.params0[kf.P_FACE_AREA])
         sc[S_I_FAR] = i_far if (voltage_v is not None or carried) else 0.0
