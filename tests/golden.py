@@ -1,0 +1,121 @@
+"""Golden trajectories: fixed-seed runs whose every bit is checked in (``tests/golden/reference.json``).
+
+A refactor must leave these runs bit-identical: event counts by kind, the final lattice (a hash),
+and every variable the run hands to the store (each one's bytes hashed, its last value kept in the
+clear so a failure says what moved). A commit that changes behaviour on purpose regenerates the
+reference with
+
+    python tests/golden.py --update
+
+and says why in its message. The runs go through the production model exactly as the runner drives
+it (``advance_sample`` then ``records`` at every sample), in memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REFERENCE = os.path.join(HERE, "golden", "reference.json")
+SCENARIOS = os.path.join(HERE, "..", "scenarios")
+
+#: Each case: a shipped scenario, overrides (small lattices, short protocols), the seed.
+CASES = {
+    "T2_64": ("validation/T2.toml", {"lattice.nx": 64, "lattice.ny": 64}, 11),
+    "T4_32": ("validation/T4.toml", {"lattice.nx": 32, "lattice.ny": 32}, 12),
+    "T1_32": ("validation/T1.toml", {"lattice.nx": 32, "lattice.ny": 32}, 13),
+    "D1_foil_24": ("validation/D1_foil.toml", {"lattice.nx": 24, "lattice.ny": 24}, 14),
+    "T5_16": ("validation/T5.toml", {"lattice.nx": 16, "lattice.ny": 16}, 15),
+    "hop": ("hop.toml", {"output.snapshot_every_samples": 10}, 16),
+}
+
+
+def _digest(values) -> str:
+    """sha256 of a value's bytes (arrays as float64/int64/uint8 in C order; NaN with one bit pattern)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        arr = np.where(np.isnan(arr), np.nan, arr).astype(np.float64)
+    elif arr.dtype.kind in "iub":
+        arr = arr.astype(np.int64) if arr.dtype != np.uint8 else arr
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
+
+
+def _last(values):
+    """The last value of a record, readable in the JSON (a map or lattice: its sum)."""
+    arr = np.asarray(values[-1] if isinstance(values, list) else values, dtype=np.float64)
+    v = float(arr.sum()) if arr.ndim else float(arr)
+    return None if math.isnan(v) else v
+
+
+def counters_by_kind(state) -> dict:
+    """Event counters by name (the model's own names when it has them)."""
+    from kmc.runner import model_for  # noqa: F401  (the import makes sure the kernels are loaded)
+
+    if state.model == "battery":
+        from kmc.kernels import battery as kb
+
+        names = {k[2:].lower(): getattr(kb, k) for k in dir(kb) if k.startswith("C_")}
+        return {name: int(state.counters[i]) for name, i in sorted(names.items(), key=lambda kv: kv[1])}
+    return {"events": int(state.counters[0])}
+
+
+def run_case(name: str) -> dict:
+    """Run one golden case; its fingerprint (what ``reference.json`` holds for it)."""
+    import kmc
+    from kmc.runner import model_for
+
+    path, overrides, seed = CASES[name]
+    scenario = kmc.load_scenario(os.path.join(SCENARIOS, path), overrides=overrides)
+    model = model_for(scenario)
+    state = model.new_state(seed)
+    samples: dict[str, list] = {}
+    records: dict[str, list] = {}
+    k = 0
+    for k in range(model.n_samples):
+        observed = model.advance_sample(state, k)
+        if observed is None:
+            break
+        for var, value in observed.items():
+            samples.setdefault(var, []).append(value)
+        for var, index, value in model.records(state, k):
+            records.setdefault(var, []).append((-1 if index is None else int(index), np.asarray(value)))
+    out = {"samples": len(samples.get("time", [])), "counters": counters_by_kind(state),
+           "lattice": _digest(state.lattice), "time_s": float(state.time_s), "variables": {}}
+    for var, values in sorted(samples.items()):
+        out["variables"][var] = {"sha": _digest(values), "last": _last(values)}
+    for var, items in sorted(records.items()):
+        index = [i for i, _ in items]
+        values = [v for _, v in items]
+        out["variables"][var] = {"sha": _digest(np.concatenate([np.ravel(v).astype(np.float64) for v in values])),
+                                 "index": index, "last": _last(values)}
+    return out
+
+
+def load_reference() -> dict:
+    with open(REFERENCE) as fh:
+        return json.load(fh)
+
+
+def main(argv):
+    names = [a for a in argv if not a.startswith("-")] or list(CASES)
+    if "--update" in argv:
+        ref = load_reference() if os.path.exists(REFERENCE) else {}
+        for name in names:
+            ref[name] = run_case(name)
+            print(name, ref[name]["counters"], ref[name]["lattice"], flush=True)
+        os.makedirs(os.path.dirname(REFERENCE), exist_ok=True)
+        with open(REFERENCE, "w") as fh:
+            json.dump(ref, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+    else:
+        for name in names:
+            print(name, json.dumps(run_case(name)["counters"]), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
