@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kmc.battery import BatteryModel
 from kmc.config import load_scenario
-from kmc.kernels import battery as kb
+from kmc.kernels import battery_arrays as kb
 
 ROOT = Path(__file__).resolve().parent.parent
 

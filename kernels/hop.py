@@ -18,15 +18,7 @@ import numpy as np
 from numba import njit
 
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.solver import (
-    STOP_EVENTS,
-    STOP_NO_EVENTS,
-    STOP_TIME,
-    tree_select,
-    tree_total,
-    tree_update,
-    waiting_time,
-)
+from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total, tree_update
 
 EMPTY = 0
 OCCUPIED = 1
@@ -125,22 +117,16 @@ def run_batch(lattice, empty_count, rate_mult, tree, offsets, nx, ny, nz, z_peri
     scratch = work[2 * STENCIL_SIZE:4 * STENCIL_SIZE]
     done = 0
     while done < max_events:
-        total = tree_total(tree)
-        if total <= 0.0:
-            return STOP_NO_EVENTS
-        dt = waiting_time(rng, total)
-        if clock[0] + dt > t_end:
-            # Memorylessness: stopping here and drawing afresh later is exact.
-            clock[0] = t_end
-            return STOP_TIME
-        site, residual = tree_select(tree, offsets, rng.random() * total)
+        code, u = next_event(rng, tree_total(tree), clock, t_end)
+        if code != EVENT:
+            return code
+        site, residual = tree_select(tree, offsets, u)
         n = execute_hop(site, residual, lattice, empty_count, rate_mult, nx, ny, nz, z_periodic,
                         nbr_i, nbr_j, stencil)
         for a in range(n):
             s = stencil[a]
             tree[s] = site_propensity(s, lattice, empty_count, rate_mult)
         tree_update(tree, offsets, stencil, n, scratch)
-        clock[0] += dt
         counters[0] += 1
         done += 1
     return STOP_EVENTS

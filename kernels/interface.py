@@ -102,25 +102,34 @@ def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
 
 
 @njit(cache=True)
+def column_kind(col, lattice, nx, ny, nz):
+    """COLUMN_* of one column: scanning up from the electrolyte, CC first is a CC–SE contact; Na that
+    reaches the CC without a gap is a Na support; anything else is open."""
+    nxy = nx * ny
+    z = 0
+    while z < nz and _is_electrolyte(lattice[col + z * nxy]):
+        z += 1
+    if z >= nz:
+        return COLUMN_OPEN
+    st = lattice[col + z * nxy]
+    if st == CC:
+        return COLUMN_CC_CONTACT
+    if st == NA:
+        while z < nz and lattice[col + z * nxy] == NA:
+            z += 1
+        if z < nz and lattice[col + z * nxy] == CC:
+            return COLUMN_NA_SUPPORT
+    return COLUMN_OPEN
+
+
+@njit(cache=True)
 def column_support(lattice, nx, ny, nz, out):
     """Classify every column (COLUMN_*) into ``out`` (per column); returns (n_cc_contact, n_na_support)."""
     nxy = nx * ny
     n_cc = 0
     n_na = 0
     for col in range(nxy):
-        z = 0
-        while z < nz and _is_electrolyte(lattice[col + z * nxy]):
-            z += 1
-        kind = COLUMN_OPEN
-        if z < nz:
-            st = lattice[col + z * nxy]
-            if st == CC:
-                kind = COLUMN_CC_CONTACT
-            elif st == NA:
-                while z < nz and lattice[col + z * nxy] == NA:
-                    z += 1
-                if z < nz and lattice[col + z * nxy] == CC:
-                    kind = COLUMN_NA_SUPPORT
+        kind = column_kind(col, lattice, nx, ny, nz)
         out[col] = kind
         if kind == COLUMN_CC_CONTACT:
             n_cc += 1

@@ -33,15 +33,7 @@ from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.interface import COLUMN_NA_SUPPORT
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.solver import (
-    STOP_EVENTS,
-    STOP_NO_EVENTS,
-    STOP_TIME,
-    tree_select,
-    tree_total,
-    tree_update_many,
-    waiting_time,
-)
+from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total, tree_update_many
 
 # Indices into the ``move_params`` array.
 M_NU_CAP = 0  #: capped capillary attempt rate ν (1/s)
@@ -169,17 +161,12 @@ def run_moves(lattice, au_column, col_support, eps, move_params, tree, offsets, 
     mark = np.zeros(tree.size, dtype=np.uint8)
     done = 0
     while done < max_events:
-        total = tree_total(tree)
-        if total <= 0.0:
-            return STOP_NO_EVENTS
-        dt = waiting_time(rng, total)
-        if clock[0] + dt > t_end:
-            clock[0] = t_end
-            return STOP_TIME
-        s, residual = tree_select(tree, offsets, rng.random() * total)
+        code, u = next_event(rng, tree_total(tree), clock, t_end)
+        if code != EVENT:
+            return code
+        s, residual = tree_select(tree, offsets, u)
         execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, tree, offsets,
                      nbr_s, nbr_tmp, stencil, scratch, seen, mark)  # unloaded here: capillary only
-        clock[0] += dt
         counters[0] += 1
         done += 1
     return STOP_EVENTS

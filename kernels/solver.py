@@ -32,6 +32,7 @@ LOG2_BRANCH = 3
 STOP_EVENTS = 0  #: the requested number of events was executed
 STOP_TIME = 1  #: the next event would fall after the time bound; the clock was set to the bound
 STOP_NO_EVENTS = 2  #: total propensity is zero: nothing can happen
+EVENT = -1  #: ``next_event``: an event happens (the clock has been advanced to it)
 
 
 def tree_offsets(n_sites):
@@ -217,3 +218,22 @@ def tree_select(tree, offsets, r):
 def waiting_time(rng, total_rate):
     """Exponential waiting time with rate ``total_rate`` (s⁻¹): ``−ln(u)/R`` with u ∈ (0, 1]."""
     return -np.log(1.0 - rng.random()) / total_rate
+
+
+@njit(cache=True, inline="always")
+def next_event(rng, total_rate, clock, t_end):
+    """The next event of every model's batch loop: ``(EVENT, u)`` with the clock advanced by the
+    waiting time and ``u`` uniform on [0, R) for the selection; or ``(STOP_NO_EVENTS, 0)`` when
+    nothing can happen, ``(STOP_TIME, 0)`` when the event would fall after ``t_end`` (the clock is
+    then set to ``t_end``: by memorylessness, stopping there and drawing afresh later is exact).
+
+    Two draws per event, in this order: the waiting time, then the selection.
+    """
+    if total_rate <= 0.0:
+        return STOP_NO_EVENTS, 0.0
+    dt = waiting_time(rng, total_rate)
+    if clock[0] + dt > t_end:
+        clock[0] = t_end
+        return STOP_TIME, 0.0
+    clock[0] += dt
+    return EVENT, rng.random() * total_rate

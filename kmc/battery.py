@@ -44,7 +44,8 @@ from kmc import field, flaws, units
 from kmc.config import ccd_currents_ma_cm2
 from kmc.errors import KmcError
 from kmc.geometry import collector_hardness_mpa, from_scenario
-from kmc.kernels import battery as kb
+from kmc.kernels import battery_arrays as kb
+from kmc.kernels import battery_loop as kloop
 from kmc.kernels import faradaic as kf
 from kmc.kernels import flaws as kfl
 from kmc.kernels import moves as km
@@ -696,11 +697,16 @@ class BatteryModel:
         if self._scratch is None or self._scratch[0].size != state.n_sites:
             self._scratch = (np.empty(state.n_sites, dtype=np.int64), np.zeros(state.n_sites, dtype=np.uint8),
                              np.zeros(state.n_sites, dtype=np.uint8), np.zeros(state.tree.size, dtype=np.uint8))
-        return kb.run_batch(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["cc_bottom"], f["phi"],
-                            f["params"], self.eps, f["au_column"], f["move_params"], self.nx, self.ny, self.nz,
-                            state.tree, f["tree_alloy"], f["tree_nucleate"], f["tree_moves"], state.tree_offsets,
-                            abs(i_far), self.q_v_c, self.c_au, state.clock, state.counters, f["tally"], state.rng,
-                            self.EVENTS_PER_CALL, t_end, f["limits"], f["state_counts"], *self._scratch)
+        from kmc.kernels.capillary import STENCIL_SIZE
+        from kmc.kernels.lattice import N_NEIGHBORS
+        cell = kb.Cell(state.lattice, f["site_class"], f["col_state"], f["col_support"], f["cc_bottom"], f["au_column"],
+                       f["phi"], f["params"], self.eps, f["move_params"], state.tree, f["tree_alloy"],
+                       f["tree_nucleate"], f["tree_moves"], state.tree_offsets, state.clock, state.counters, f["tally"],
+                       f["limits"], f["state_counts"], *self._scratch, np.empty(N_NEIGHBORS, dtype=np.int64),
+                       np.empty(N_NEIGHBORS, dtype=np.int64), np.empty(STENCIL_SIZE, dtype=np.int64),
+                       np.empty(max(STENCIL_SIZE, self.nz), dtype=np.int64), np.empty(self.nz, dtype=np.int64),
+                       self.nx, self.ny, self.nz)
+        return kloop.run_batch(cell, state.rng, abs(i_far), self.q_v_c, self.c_au, self.EVENTS_PER_CALL, t_end, 2.0)
 
     @staticmethod
     def _pass_charge(sc, dq):
@@ -812,12 +818,12 @@ class BatteryModel:
         """What a batch's stop code calls for: an error (no room), time passing (nothing could happen
         even just after a solve), or a new solve."""
         sc = state.fields["scalars"]
-        if code == kb.STOP_FULL:
+        if code == kloop.STOP_FULL:
             raise KmcError(f"lattice.nz = {self.nz} is too small: the plated Na has filled the domain "
                            f"(at {sc[S_CHARGE] / self.area_cm2 / 3.6:.3g} mAh/cm²)")
         if code == STOP_NO_EVENTS and after_fresh_solve:
             state.clock[0] = t_stop
-        elif code in (kb.STOP_RESOLVE, STOP_NO_EVENTS):
+        elif code in (kloop.STOP_RESOLVE, STOP_NO_EVENTS):
             sc[S_NEED_SOLVE] = 1.0
 
     def _double_layer_step(self, state, current, t_end):
@@ -851,7 +857,7 @@ class BatteryModel:
         if self._advance_flaws(state, elapsed):  # at the step's V, as it was predicted (the voltage collapses)
             return STOP_SHORT
         self._set_voltage(sc, v - dq_dl / (self.c_dl_f_cm2 * area_c))
-        return code if code != STOP_TIME else kb.STOP_RESOLVE
+        return code if code != STOP_TIME else kloop.STOP_RESOLVE
 
     def advance_sample(self, state: State, k: int) -> dict | None:
         """Advance to sample k's time; its observables, or None once the protocol has ended."""

@@ -57,7 +57,7 @@ def counters_by_kind(state) -> dict:
     from kmc.runner import model_for  # noqa: F401  (the import makes sure the kernels are loaded)
 
     if state.model == "battery":
-        from kmc.kernels import battery as kb
+        from kmc.kernels import battery_arrays as kb
 
         names = {k[2:].lower(): getattr(kb, k) for k in dir(kb) if k.startswith("C_")}
         return {name: int(state.counters[i]) for name, i in sorted(names.items(), key=lambda kv: kv[1])}

@@ -1,0 +1,303 @@
+"""The battery model's batch loop between field solves: E1–E6 at frozen V, φ and σ_Na.
+
+One call runs events until a bound: an event count, a time, or a change that needs a new solve —
+the contact faces or the load-bearing columns having changed by more than the re-solve fraction,
+the faces' capacity having drifted, the collector having been lifted (E1 rule 4), lowered or
+settled (E5), or (while the double layer carries the current) a nucleus having formed. Four event
+classes, each with its own sum tree over sites (``kmc.kernels.faradaic`` gives the first three their
+propensities, ``kmc.kernels.moves`` the last; ``kmc.kernels.battery_update.refresh`` is the tree list):
+
+- plating (E1) — or stripping (E6) while the cell current oxidizes — and electrochemical alloying
+  (E3), sharing the faradaic current in proportion to their faces' Butler–Volmer currents
+  (galvanostatic renormalization);
+- nucleation on bare collector faces (E2), at its own hazard. A nucleus is reduced by charge like a
+  plated voxel: while the faces carry a galvanostatic current its rate is taken out of ``I/q_v``
+  (capped at all of it) and plating shares the rest; otherwise (``limits[L_STOP_ON_NUCLEUS]``: the
+  double layer takes the current, or a potentiostatic hold) its charge is extra, and the driver books it;
+- moves of Na into gaps (E4a creep, E4b capillary, E4c diffusion), at their own rates.
+
+Charge and volume bookkeeping (``counters``): every plating and nucleation event adds one Na voxel
+(charge q_v); an electrochemical alloying event sodiates one column's Au inventory (charge
+``c_au·q_v``, no voxel); moves conserve the Na voxels. Na metal touching unalloyed Au alloys it
+chemically (no charge): the column's inventory ``c_au`` (voxels) is taken from the metal, accumulated
+in ``tally[T_NA_DEBT]`` and paid by removing the touching voxel once a whole voxel is owed. So,
+recounted from the lattice at any time,
+
+    N_plate + N_nucleate + c_au·N_alloy
+        = (Na voxels − Na voxels at start − debt + pending) + c_au·(alloyed columns).
+
+Sealed interface (E1 rule 4): when a plating face reaches no gap at all, the Na layer is sealed
+between SE and CC and loaded by the stack pressure; the new volume can only lift the CC. Lifting the
+rigid CC a whole voxel for one inserted voxel would open a gap layer under every column and leave
+one column carrying the stack load (σ = P·A/a²), which creeps sideways at a rate many decades above
+plating. Loaded Na under P creeps at ~10⁴ s⁻¹ per voxel (Na's creep law at 5 MPa), far faster than
+plating fills a layer (~10⁻³ s⁻¹ per column), so the layer thickens uniformly on the plating time
+scale (time-scale separation, PHYSICS §5). So while sealed, each plated voxel is held as ``pending``
+volume (charge and volume counted), and when a whole layer (nx·ny voxels) is pending the CC rises
+one voxel and every column gains one Na voxel under it (``interface.lift_and_fill``). Na owed to
+chemical alloying while sealed is paid from the pending volume (which may go negative: a layer
+thinner, evenly, by that volume), not by opening a vacancy in the loaded layer; and at each lift,
+voids left enclosed in the loaded layer are closed by creep, their volume taken from the pending
+volume too (``interface.close_enclosed_gaps``).
+"""
+import numpy as np
+from numba import njit
+
+from kmc.kernels.battery_arrays import (
+    C_ALLOY,
+    C_EVENTS,
+    C_LIFTS,
+    C_LOWERS,
+    C_MOVES,
+    C_NUCLEATE,
+    C_PLATE,
+    C_REFILL,
+    C_SETTLES,
+    C_STRIP,
+    L_CAPACITY,
+    L_FACES,
+    L_FLOOR,
+    L_FRACTION,
+    L_STOP_ON_NUCLEUS,
+    L_SUPPORTS,
+    N_CC_CONTACTS,
+    N_FACES,
+    N_NA_SUPPORTS,
+    T_NUC_DEBT,
+    T_PENDING,
+    T_SEALED,
+    T_UNDER_CC,
+)
+from kmc.kernels.battery_update import (
+    after_arrival,
+    alloy_touched_au,
+    changed,
+    count_under_cc,
+    faces_of,
+    refresh_column,
+    remove_na,
+    under_cc,
+)
+from kmc.kernels.clusters import CLUSTER_ACTIVE
+from kmc.kernels.faradaic import CC_AU_ALLOYED, CC_NUCLEATED, P_DIRECTION, pick_face
+from kmc.kernels.interface import close_enclosed_gaps, lift_and_fill, lower_collector_into_layer, settle_collector
+from kmc.kernels.cell import NA
+from kmc.kernels.moves import M_LOADED_FLOW, execute_move
+from kmc.kernels.plating import insertion_site
+from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total
+
+STOP_RESOLVE = 3  #: faces, supports or the collector changed enough to need a new field solve
+STOP_FULL = 4  #: no room left for Na (lattice.nz too small for the plated capacity)
+_GO_ON = -1  #: an event's execution: the batch goes on
+_GO_ON_UNCHANGED = -2  #: the batch goes on, and no face, support or tree changed (no re-solve test)
+
+# Event classes, in the order the draw falls through them.
+EV_PLATE = 0  #: E1 plating, or E6 stripping while the cell current oxidizes
+EV_ALLOY = 1  #: E3 electrochemical alloying
+EV_NUCLEATE = 2  #: E2 nucleation
+EV_MOVE = 3  #: E4 moves
+
+
+@njit(cache=True, inline="always")
+def _class_rates(w, i_far_a, q_v_c, c_au, stop_on_nucleus):
+    """Rates (1/s) of the four classes: the faradaic current shared by plating and alloying in
+    proportion to their trees' totals (A), nucleation at its hazard — under galvanostatic control
+    taken out of the current — and the moves at theirs."""
+    s_p = tree_total(w.plate_tree)
+    s_a = tree_total(w.alloy_tree)
+    r_nuc = tree_total(w.nuc_tree)
+    r_m = tree_total(w.move_tree)
+    r_p = 0.0
+    r_a = 0.0
+    budget = i_far_a / q_v_c  # faradaic voxels per second the current supplies
+    if not stop_on_nucleus and r_nuc > 0.0:
+        # Galvanostatic: a nucleus is reduced by the same current (its hazard, up to all of it).
+        r_nuc = min(r_nuc, budget)
+        budget -= r_nuc
+    if s_p + s_a > 0.0 and budget > 0.0:
+        r_p = budget * s_p / (s_p + s_a)
+        if c_au > 0.0:
+            r_a = budget * s_a / (s_p + s_a) / c_au
+    return r_p, r_a, r_nuc, r_m
+
+
+@njit(cache=True, inline="always")
+def _pick_class(u, r_p, r_a, r_nuc):
+    """The class the draw u ∈ [0, total) falls in (cumulative in EV_* order)."""
+    acc = r_p
+    if u < acc:
+        return EV_PLATE
+    acc += r_a
+    if u < acc:
+        return EV_ALLOY
+    acc += r_nuc
+    if u < acc:
+        return EV_NUCLEATE
+    return EV_MOVE
+
+
+@njit(cache=True, inline="always")
+def _strip(w, u, r_p):
+    """E6: strip the Na voxel at an anodic face the draw picks (a void nucleus at the interface)."""
+    w.counters[C_STRIP] += 1
+    if w.tally[T_PENDING] >= 1.0:
+        # A sealed layer's pending volume (less than a layer, plated but not yet laid down) goes
+        # first: the layer thins evenly, as it grew.
+        w.tally[T_PENDING] -= 1.0
+        return _GO_ON_UNCHANGED
+    c, res = tree_select(w.plate_tree, w.offsets, u / r_p * tree_total(w.plate_tree))
+    # Loaded Na refills the void (E4a, E4c). Removing c may cut a cluster off the collector: the
+    # classes are redone at the next solve.
+    remove_na(c, w)
+    changed(c, c, w)
+    return _GO_ON
+
+
+@njit(cache=True, inline="always")
+def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
+    """E1 plating, or E2 nucleation: one Na voxel at the face the draw picks, inserted where the new
+    volume goes (``plating.insertion_site``), or held as a sealed layer's pending volume."""
+    # Arrays out of the tuple once, at entry (a reference count each; see battery_update.refresh).
+    nx, ny, nz = w.nx, w.ny, w.nz
+    nxy = nx * ny
+    lattice, col_state, col_support, phi, params, nbr = w.lattice, w.col_state, w.col_support, w.phi, w.params, w.nbr
+    tally, counters, offsets, plate_tree, nuc_tree = w.tally, w.counters, w.offsets, w.plate_tree, w.nuc_tree
+    if plating and tally[T_NUC_DEBT] >= 1.0:
+        # This voxel's charge pays for a nucleus formed while the double layer took the current.
+        tally[T_NUC_DEBT] -= 1.0
+        return _GO_ON_UNCHANGED
+    if plating:
+        c, res = tree_select(plate_tree, offsets, u / r_p * tree_total(plate_tree))
+        e = pick_face(c, res, 0, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
+    else:
+        r_tree = tree_total(nuc_tree)  # r_nuc may be capped: select in proportion within the tree
+        c, res = tree_select(nuc_tree, offsets, min((u - r_p - r_a) / r_nuc * r_tree, r_tree * (1 - 1e-15)))
+        e = pick_face(c, res, 2, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
+        col_state[c % nxy] = CC_NUCLEATED
+    g = -1
+    if tally[T_SEALED] == 0.0:
+        g = insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited)
+    counters[C_PLATE if plating else C_NUCLEATE] += 1
+    if not plating:
+        refresh_column(c % nxy, w)
+    if g < 0:  # sealed: the volume waits for a whole layer (module docstring)
+        tally[T_SEALED] = 1.0
+        tally[T_PENDING] += 1.0
+        if tally[T_PENDING] >= nxy:
+            if not lift_and_fill(lattice, nx, ny, nz, w.cc_bottom):
+                return STOP_FULL
+            tally[T_PENDING] -= nxy
+            tally[T_PENDING] -= close_enclosed_gaps(lattice, nx, ny, nz, w.cc_bottom)
+            alloy_touched_au(w, c_au)
+            counters[C_LIFTS] += 1
+            return STOP_RESOLVE  # every face moved: the caller rebuilds everything
+    else:
+        lattice[g] = NA
+        after_arrival(g, w, c_au)
+        changed(g, g, w)
+    if not plating and stop_on_nucleus:
+        return STOP_RESOLVE
+    return _GO_ON
+
+
+@njit(cache=True, inline="always")
+def _alloy(w, u, r_p, r_a):
+    """E3: a column's Au inventory sodiated electrochemically at the face the draw picks."""
+    nxy = w.nx * w.ny
+    c, res = tree_select(w.alloy_tree, w.offsets, (u - r_p) / r_a * tree_total(w.alloy_tree))
+    w.col_state[c % nxy] = CC_AU_ALLOYED
+    w.counters[C_ALLOY] += 1
+    refresh_column(c % nxy, w)
+    return _GO_ON
+
+
+@njit(cache=True, inline="always")
+def _move(w, u, r_p, r_a, r_nuc, r_m, c_au):
+    """E4: a Na move into a gap (capillary relocation, or loaded flow from the layer), and what it
+    lets the collector do (E5: lower into the layer, settle)."""
+    nxy = w.nx * w.ny
+    tally = w.tally
+    s, res = tree_select(w.move_tree, w.offsets, min(u - r_p - r_a - r_nuc, r_m * (1 - 1e-15)))
+    faces_s = faces_of(s, w) if w.site_class[s] == CLUSTER_ACTIVE else 0
+    t, loaded = execute_move(s, res, w.lattice, w.au_column, w.col_support, w.nx, w.ny, w.nz, w.eps, w.move_params,
+                             w.move_tree, w.offsets, w.nbr, w.nbr2, w.stencil, w.scratch, w.seen, w.mark)
+    if loaded:  # the layer's volume flowed into t (moves module docstring); s stays
+        tally[T_PENDING] -= 1.0
+        w.counters[C_REFILL] += 1
+    else:  # s moved to t (leaving s may cut a cluster: reclassified at the next solve)
+        w.state_counts[N_FACES] -= faces_s
+        if under_cc(s, w):
+            tally[T_UNDER_CC] -= 1.0
+        w.site_class[s] = -1
+    w.counters[C_MOVES] += 1
+    after_arrival(t, w, c_au)
+    changed(s, t, w)
+    if loaded and tally[T_UNDER_CC] > 0.0 and tally[T_PENDING] <= -tally[T_UNDER_CC]:
+        # The volume that has flowed into gaps covers the Na right under the collector: the
+        # collector descends one voxel, removing that Na (any gaps under it close).
+        removed = lower_collector_into_layer(w.lattice, w.nx, w.ny, w.nz, w.cc_bottom)
+        if removed >= 0:
+            tally[T_PENDING] += removed
+            tally[T_UNDER_CC] = count_under_cc(w)
+            w.counters[C_LOWERS] += 1
+        else:  # the collector rests on the electrolyte somewhere: no more volume to give
+            w.move_params[M_LOADED_FLOW] = 0.0
+        return STOP_RESOLVE
+    if w.state_counts[N_NA_SUPPORTS] + w.state_counts[N_CC_CONTACTS] == 0:  # E5: nothing bears the collector
+        if settle_collector(w.lattice, w.nx, w.ny, w.nz, w.cc_bottom):
+            w.counters[C_SETTLES] += 1
+            tally[T_SEALED] = 0.0
+            return STOP_RESOLVE
+    return _GO_ON
+
+
+@njit(cache=True, inline="always")
+def _needs_solve(w, i_far_a, capacity_drift):
+    """Whether the faces, the supports or the faces' capacity have moved enough to need a new solve."""
+    lim = w.limits
+    faces0 = lim[L_FACES]
+    supports0 = lim[L_SUPPORTS]
+    frac = lim[L_FRACTION]
+    floor = lim[L_FLOOR]
+    if abs(w.state_counts[N_FACES] - faces0) > frac * max(faces0, floor) \
+            or abs(w.state_counts[N_NA_SUPPORTS] - supports0) > frac * max(supports0, floor):
+        return True
+    capacity = tree_total(w.plate_tree) + tree_total(w.alloy_tree)
+    capacity0 = lim[L_CAPACITY]
+    return i_far_a > 0.0 and (capacity > capacity_drift * capacity0 or capacity < capacity0 / capacity_drift)
+
+
+@njit(cache=True, nogil=True)
+def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift):
+    """Events at the frozen V, φ and σ_Na until a bound; returns a STOP_* code (the solver's, or this
+    module's STOP_RESOLVE / STOP_FULL).
+
+    ``w``: the ``Cell`` of arrays (its scratch all zero on entry, and left zero); ``i_far_a`` (A) the
+    current the faces carry; ``q_v_c`` (C) the charge of a voxel; ``c_au`` a column's Au inventory
+    in Na voxels; ``capacity_drift`` the factor of the capacity test (``_needs_solve``)."""
+    stop_on_nucleus = w.limits[L_STOP_ON_NUCLEUS] > 0.0
+    stripping = w.params[P_DIRECTION] < 0.0
+    done = 0
+    while done < max_events:
+        r_p, r_a, r_nuc, r_m = _class_rates(w, i_far_a, q_v_c, c_au, stop_on_nucleus)
+        code, u = next_event(rng, r_p + r_a + r_nuc + r_m, w.clock, t_end)
+        if code != EVENT:
+            return code
+        w.counters[C_EVENTS] += 1
+        done += 1
+        kind = _pick_class(u, r_p, r_a, r_nuc)
+        if kind == EV_PLATE and stripping:
+            code = _strip(w, u, r_p)
+        elif kind == EV_PLATE or kind == EV_NUCLEATE:
+            code = _reduce(w, u, kind == EV_PLATE, r_p, r_a, r_nuc, c_au, stop_on_nucleus)
+        elif kind == EV_ALLOY:
+            code = _alloy(w, u, r_p, r_a)
+        else:
+            code = _move(w, u, r_p, r_a, r_nuc, r_m, c_au)
+        if code == _GO_ON_UNCHANGED:
+            continue
+        if code != _GO_ON:
+            return code
+        if _needs_solve(w, i_far_a, capacity_drift):
+            return STOP_RESOLVE
+    return STOP_EVENTS
