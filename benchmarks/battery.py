@@ -8,7 +8,7 @@ store) after a warm-up run that compiles the kernels, and prints one machine-rea
     battery size=128 wall_s=.. kernel_s=.. solve_s=.. observe_s=.. solves=.. events=.. events_per_s=..
         plate=.. alloy=.. nucleate=.. moves=.. lifts=.. contact=.. thickness_um=.. v_end=..
 
-``kernel_s`` is the time in the event loop (``kmc.kernels.battery.run_batch``), ``solve_s`` the field
+``kernel_s`` is the time in the event loop (``kmc.kernels.battery_loop.run_batch``), ``solve_s`` the field
 solves with the classification and weight rebuilds around them, ``observe_s`` the observables with
 their recount from the lattice. ``events_per_s`` is all KMC events over the kernel time.
 """
@@ -18,9 +18,8 @@ import argparse
 import time
 from pathlib import Path
 
-from kmc.battery import BatteryModel
+from kmc.battery import BatteryModel, Run
 from kmc.config import load_scenario
-from kmc.kernels import battery_arrays as kb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,14 +50,13 @@ def main(argv=None):
     run_once(args.scenario, 16, args.seed, capacity=0.05)  # compile
     for n in (int(s) for s in args.sizes.split(",")):
         model, state, wall, obs = run_once(args.scenario, n, args.seed)
-        c, t = state.counters, model.timing
+        c, t = Run(state).counts(), model.timing
         print(f"battery size={n} wall_s={wall:.2f} kernel_s={t['kernel_s']:.2f} solve_s={t['solve_s']:.2f} "
-              f"observe_s={t['observe_s']:.2f} solves={t['solves']} events={c[kb.C_EVENTS]} "
-              f"events_per_s={c[kb.C_EVENTS] / max(t['kernel_s'], 1e-9):.3g} plate={c[kb.C_PLATE]} "
-              f"alloy={c[kb.C_ALLOY]} nucleate={c[kb.C_NUCLEATE]} moves={c[kb.C_MOVES]} lifts={c[kb.C_LIFTS]} "
+              f"observe_s={t['observe_s']:.2f} solves={t['solves']} events={c['events']} "
+              f"events_per_s={c['events'] / max(t['kernel_s'], 1e-9):.3g} plate={c['plate']} "
+              f"alloy={c['alloy']} nucleate={c['nucleate']} moves={c['moves']} lifts={c['lifts']} "
               f"contact={obs['contact_fraction']:.3f} thickness_um={obs['thickness_mean']:.2f} "
               f"v_end={obs['voltage']:.4f}", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -224,6 +224,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "solver_rtol": Key("float", "relative tolerance of the field solve", 1e-6, gt=0.0, lt=1.0),
         "max_capillary_rate_ratio": _pos("cap on capillary move rates, relative to the faradaic rate nearby "
                                          "(PHYSICS.md §5, time-scale separation)", 100.0),
+        "voltage_bound_v": _pos("largest |cell voltage| the faces may need to carry the current; beyond it the "
+                                "double layer takes the excess (nucleation-limited start) or a step ends", 5.0),
+        "capacity_drift_factor": Key("float", "re-solve the field when the faces' faradaic capacity at the frozen "
+                                     "voltage has grown or shrunk by this factor", 2.0, gt=1.0),
+        "events_per_batch": _count("most KMC events per kernel call between the driver's checks", 200_000),
     },
 }
 

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from kmc import store as st
+from kmc.model import model_for  # noqa: F401  (the runner's models; re-exported for callers)
 
 #: Buffered samples are written at least this often (wall-clock seconds) ...
 FLUSH_EVERY_S = 5.0
@@ -26,15 +27,6 @@ FLUSH_EVERY_SAMPLES = st.SAMPLE_CHUNK
 DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 
 
-def model_for(scenario):
-    """The model object that runs a scenario (by ``[model] kind``)."""
-    if scenario.kind == "hop":
-        from kmc.hop import HopModel
-
-        return HopModel(scenario)
-    from kmc.battery import BatteryModel
-
-    return BatteryModel(scenario)
 
 
 def scenario_of_run(location, run: int):

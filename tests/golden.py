@@ -54,20 +54,17 @@ def _last(values):
 
 def counters_by_kind(state) -> dict:
     """Event counters by name (the model's own names when it has them)."""
-    from kmc.runner import model_for  # noqa: F401  (the import makes sure the kernels are loaded)
-
     if state.model == "battery":
-        from kmc.kernels import battery_arrays as kb
+        from kmc.battery import Run
 
-        names = {k[2:].lower(): getattr(kb, k) for k in dir(kb) if k.startswith("C_")}
-        return {name: int(state.counters[i]) for name, i in sorted(names.items(), key=lambda kv: kv[1])}
+        return Run(state).counts()
     return {"events": int(state.counters[0])}
 
 
 def run_case(name: str) -> dict:
     """Run one golden case; its fingerprint (what ``reference.json`` holds for it)."""
     import kmc
-    from kmc.runner import model_for
+    from kmc.model import model_for
 
     path, overrides, seed = CASES[name]
     scenario = kmc.load_scenario(os.path.join(SCENARIOS, path), overrides=overrides)

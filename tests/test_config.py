@@ -214,7 +214,8 @@ def test_defaults_are_filled_in(tmp_path):
     assert d["counter"] == {"material": "na"}
     assert d["conditions"] == {"stack_pressure_mpa": 5.0, "temperature_c": 25.0, "cell_area_cm2": 1.0}
     assert d["numerics"] == {"resolve_area_fraction": 0.01, "resolve_dv_mv": 1.0, "solver_rtol": 1e-6,
-                             "max_capillary_rate_ratio": 100.0}
+                             "max_capillary_rate_ratio": 100.0, "voltage_bound_v": 5.0, "capacity_drift_factor": 2.0,
+                             "events_per_batch": 200_000}
     # 500 samples over the bound: plate 1 mAh/cm² at 0.5 mA/cm² = 7200 s, strip at most 9000 s.
     assert d["output"] == {"sample_every_s": 16200.0 / 500, "map_every_samples": 10,
                            "snapshot_every_samples": 100, "checkpoint_every_s": 300.0}

@@ -18,7 +18,7 @@ from battery_runs import advance_all, cell_scenario
 
 import kmc
 from kmc import flaws, units
-from kmc.battery import S_SHORT_CHARGE, S_SHORT_TIME, S_SHORTED, BatteryModel
+from kmc.battery import BatteryModel, Run
 from kmc.kernels import faradaic as kf
 
 FLAWS = """
@@ -58,10 +58,10 @@ def test_e8_formulas_against_hand_values():
 def _critical_current(model, depth_um):
     """Plating current density (A/cm²) at which a full flaw of depth c under uniform Na reaches K_IC, with
     the Na pressure E8 gives at the local overpotential of linear-ish Butler–Volmer at full contact."""
-    p_needed = model.k_ic / (1.12 * math.sqrt(math.pi * depth_um * 1e-6))
-    eta = p_needed / flaws.overpotential_pressure_mpa(1.0, model.molar_volume)  # V
-    j0 = model.params0[kf.P_J0_NA]  # A/cm²
-    f = model.params0[kf.P_F]
+    p_needed = model.params.k_ic_mpa_m05 / (1.12 * math.sqrt(math.pi * depth_um * 1e-6))
+    eta = p_needed / flaws.overpotential_pressure_mpa(1.0, model.params.molar_volume_cm3_mol)  # V
+    j0 = model.params.kinetics[kf.P_J0_NA]  # A/cm²
+    f = model.params.kinetics[kf.P_F]
     return 2 * j0 * math.sinh(0.5 * f * eta)  # BV with α = 1/2 at η
 
 
@@ -74,26 +74,26 @@ def test_flaws_of_one_depth_short_after_their_fill_time_above_the_griffith_curre
     probe = BatteryModel(scenario(tmp_path, plate(1.0, 0.1), 10.0, name="probe"))
     j_crit = _critical_current(probe, depth)  # A/cm²
     j = factor * j_crit * 1e3  # mA/cm²
-    t_fill_nominal = flaws.fill_time_s(depth, 0.5, probe.q_v_c, j * 1e-3)
+    t_fill_nominal = flaws.fill_time_s(depth, 0.5, probe.params.q_v_c, j * 1e-3)
     capacity = 2.0 * t_fill_nominal * j / 3600
     model = BatteryModel(scenario(tmp_path, plate(j, capacity), t_fill_nominal / 20, nz=int(16 + 4 * capacity / 0.056),
                                   density=1e5, scale=depth, shape=1000.0, name=f"one-{factor}"))
     state = model.new_state(1)
     out = advance_all(model, state)
-    sc = state.fields["scalars"]
+    run = Run(state)
     if not shorts:
-        assert not sc[S_SHORTED]
+        assert not run.shorted
         assert out[-1]["filament_depth"] > 1.5 * depth  # full, yet below K_IC
         assert out[-1]["short_probability"] == 0.0
         return
-    assert sc[S_SHORTED]
+    assert run.shorted
     # The pixel currents at the last solve: constant under a uniform Na layer, though not the mean (each
     # pixel's share of the rough surface's faces sets it); the pixel carrying most fills first.
-    j_pixel = state.fields["pixel_current"].max()
+    j_pixel = run.pixel_current.max()
     assert 0.5 * j * 1e-3 < j_pixel < 3 * j * 1e-3
-    assert sc[S_SHORT_TIME] == pytest.approx(flaws.fill_time_s(depth, 0.5, model.q_v_c, j_pixel), rel=0.02)
+    assert run.short_time_s == pytest.approx(flaws.fill_time_s(depth, 0.5, model.params.q_v_c, j_pixel), rel=0.02)
     assert out[-1]["voltage"] == 0.0  # collapsed
-    assert out[-1]["time"] == pytest.approx(sc[S_SHORT_TIME])
+    assert out[-1]["time"] == pytest.approx(run.short_time_s)
     assert out[-1]["short_probability"] == 1.0
 
 
@@ -103,8 +103,8 @@ def test_no_flaws_no_short_through_a_ccd(tmp_path):
     model = BatteryModel(scenario(tmp_path, protocol, 2.0, density=0.0))
     state = model.new_state(1)
     out = advance_all(model, state)
-    assert not state.fields["scalars"][S_SHORTED]
-    assert model.n_cycles == 7 and int(state.fields["scalars"][15]) == 7  # every level plated and stripped
+    assert not Run(state).shorted
+    assert model.n_cycles == 7 and int(Run(state).cycles_done) == 7  # every level plated and stripped
     assert max(o["current_density"] for o in out) == pytest.approx(50.0)
 
 
@@ -149,8 +149,8 @@ capacity_mah_cm2 = 0.5
         for seed in range(1, 4):
             state = model.new_state(seed)
             advance_all(model, state)
-            sc = state.fields["scalars"]
-            q.append(sc[S_SHORT_CHARGE] if sc[S_SHORTED] else 0.5)  # unshorted runs: censored at the bound
+            run = Run(state)
+            q.append(run.short_charge_mah_cm2 if run.shorted else 0.5)  # unshorted runs: censored at the bound
         charges[j] = np.median(q)
     assert charges[10.0] < 0.8 * charges[1.0], charges
 
@@ -162,17 +162,17 @@ def _hand_expected_cracks(model, state, t_s, cell_flaws, scale_um, shape):
     Λ = N Σ_i [F(d_i) − F(c*_i)]⁺ / n_pixels with the Weibull F (no depth grid)."""
     from scipy.optimize import brentq
 
-    f = state.fields
-    vm = model.molar_volume
-    j = f["pixel_current"]
-    eta = np.abs(f["scalars"][0] + model.u_ce_v - f["phi"])
+    run = Run(state)
+    vm = model.params.molar_volume_cm3_mol
+    j = run.pixel_current
+    eta = np.abs(run.voltage_v + model.params.u_ce_v - run.phi)
     weibull = lambda c: -np.expm1(-(c / scale_um) ** shape)  # noqa: E731
 
     def excess_k(c, eta_i, j_i):
         p = min(flaws.overpotential_pressure_mpa(eta_i, vm),
-                flaws.extrusion_pressure_mpa(c, j_i, model.crack_opening_um, model.creep_sigma_ref,
-                                             model.creep_rate_ref, model.creep_n, vm))
-        return flaws.stress_intensity_mpa_m05(p, c) - model.k_ic
+                flaws.extrusion_pressure_mpa(c, j_i, model.params.crack_opening_um, model.params.creep_sigma_ref_mpa,
+                                             model.params.creep_rate_ref_s, model.params.creep_n, vm))
+        return flaws.stress_intensity_mpa_m05(p, c) - model.params.k_ic_mpa_m05
 
     total = 0.0
     for eta_i, j_i in zip(eta, j):
@@ -198,10 +198,10 @@ def test_the_cell_shorts_at_its_weakest_link(tmp_path):
         for seed in range(60):
             state = model.new_state(100 + seed)
             advance_all(model, state)
-            sc = state.fields["scalars"]
-            assert sc[S_SHORTED], "Λ(bound) ≈ 10: a run that does not short has a chance of e^-10"
-            times.append(sc[S_SHORT_TIME])
-            u.append(_hand_expected_cracks(model, state, sc[S_SHORT_TIME], 10.0 * area_cm2, 10.0, 2.0))
+            run = Run(state)
+            assert run.shorted, "Λ(bound) ≈ 10: a run that does not short has a chance of e^-10"
+            times.append(run.short_time_s)
+            u.append(_hand_expected_cracks(model, state, run.short_time_s, 10.0 * area_cm2, 10.0, 2.0))
         ks = stats.kstest(u, "expon")
         assert ks.pvalue > 1e-3, (area_cm2, ks, np.round(sorted(u), 3))
         median_time[area_cm2] = np.median(times)
@@ -216,8 +216,8 @@ def test_state_shapes_do_not_depend_on_the_flaw_law(tmp_path):
                                       name=f"s{scale}"))
         state = model.new_state(1)
         shapes.append({k: np.shape(v) for k, v in state.fields.items()})
-        assert model.depth_grid.weights.sum() == pytest.approx(1.0, abs=1e-12)
-        assert model.depth_grid.centres_um.min() <= 1e-3 * 1.05 and model.depth_grid.centres_um.max() >= 1e4 * 0.95
+        assert model.params.depth_grid.weights.sum() == pytest.approx(1.0, abs=1e-12)
+        assert model.params.depth_grid.centres_um.min() <= 1e-3 * 1.05 and model.params.depth_grid.centres_um.max() >= 1e4 * 0.95
     assert shapes[0] == shapes[1] == shapes[2]
 
 
@@ -279,7 +279,7 @@ def test_a_predicted_short_is_not_missed_late_in_a_long_run(tmp_path):
         for seed in (2, 3):
             state = model.new_state(seed)
             advance_all(model, state)
-            assert state.fields["scalars"][S_SHORTED]
+            assert Run(state).shorted
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

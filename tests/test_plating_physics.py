@@ -17,9 +17,10 @@ import pytest
 from battery_runs import cell_scenario, run, validation
 
 from kmc import units
-from kmc.battery import BatteryModel
+from kmc.battery import BatteryModel, Run
 from kmc.kernels.cell import CC, SE
 from kmc.kernels.faradaic import CC_NUCLEATED
+from kmc.kernels.moves import M_NU_CAP
 
 
 def uniform_contact(tmp_path, n, protocol, every, au_nm=0.0, nz=24):
@@ -31,7 +32,7 @@ def uniform_contact(tmp_path, n, protocol, every, au_nm=0.0, nz=24):
 
 def nuclei(state):
     """Collector columns where a nucleus formed (the collector's own per-column state)."""
-    return int((state.fields["col_state"] == CC_NUCLEATED).sum())
+    return int((Run(state).col_state == CC_NUCLEATED).sum())
 
 
 def collector_faces(lattice, nx, ny, nz):
@@ -141,11 +142,11 @@ def _check_cap_convergence(ratios, seeds, **kw):
     """Capped runs agree with uncapped ones within their replica noise (4 standard errors of the
     difference of means, plus a floor: 0.5 mV, 0.002 mAh/cm², 0.01)."""
     ref, model = _t2_observables(1e9, seeds, **kw)
-    assert model.move_params0[0] == pytest.approx(model.nu_cap_uncapped)
+    assert model.params.moves[M_NU_CAP] == pytest.approx(model.params.nu_cap_uncapped_s)
     floor = np.array([5e-4, 2e-3, 1e-2])
     for ratio in ratios:
         obs, model = _t2_observables(ratio, seeds, **kw)
-        assert model.move_params0[0] < model.nu_cap_uncapped  # the cap binds at these ratios
+        assert model.params.moves[M_NU_CAP] < model.params.nu_cap_uncapped_s  # the cap binds at these ratios
         diff = np.abs(obs.mean(axis=0) - ref.mean(axis=0))
         se = np.sqrt((obs.var(axis=0, ddof=1) + ref.var(axis=0, ddof=1)) / len(seeds))
         assert (diff <= 4 * se + floor).all(), (ratio, obs.mean(axis=0), ref.mean(axis=0), se)

@@ -15,7 +15,7 @@ from battery_runs import cell_scenario, run, validation
 
 import kmc
 from kmc import units
-from kmc.battery import BatteryModel
+from kmc.battery import BatteryModel, Run
 from kmc.kernels.cell import NA
 
 
@@ -27,7 +27,7 @@ def cell(tmp_path, protocol, every, n=16, nz=24, form="foil", p=5.6, au_nm=0.0, 
 
 
 def ce_of(state):
-    return float(state.fields["cycle_table"][0])
+    return float(Run(state).cycle_table[0])
 
 
 # -- a wetted interface gives everything back ------------------------------------------------------
@@ -53,11 +53,11 @@ capacity_mah_cm2 = 0.4
     end = out[-1]
     assert end["voltage"] >= 1.0  # stripped to the cut-off
     assert (state.lattice == NA).sum() == 0  # recounted: no Na left anywhere
-    assert abs(state.fields["tally"][1]) < 1.0  # and none held as a sealed layer's pending volume
+    assert abs(Run(state).pending_voxels) < 1.0  # and none held as a sealed layer's pending volume
     assert end["alloy_na"] > 0.02 and end["sei_na"] > 0  # the Au took its share; NASICON's thin SEI
-    plated = state.fields["cycle_table"][1]
+    plated = Run(state).cycle_table[1]
     expected = 1.0 - (end["alloy_na"] + end["sei_na"]) / plated
-    n_events = state.counters[1] + state.counters[8]  # plating and stripping events
+    n_events = Run(state).count("plate") + Run(state).count("strip")  # plating and stripping events
     assert ce_of(state) == pytest.approx(expected, abs=4.0 / np.sqrt(n_events))
 
 
@@ -91,10 +91,10 @@ def test_interface_voids_grow_only_above_the_refill_threshold(tmp_path):
     t_k = units.celsius_to_kelvin(25.0)
     p = 0.2
     k1 = na["creep_geometric_factor"] * units.creep_strain_rate_s(p, na, t_k) \
-        + units.diffusion_hop_rate_s(p, na, t_k, model.voxel_um)
+        + units.diffusion_hop_rate_s(p, na, t_k, model.params.voxel_um)
     k_ref = 4 * k1
-    a2 = (model.voxel_um * 1e-4) ** 2
-    j_star = k_ref * model.q_v_c / a2 * 1e3  # mA/cm²
+    a2 = (model.params.voxel_um * 1e-4) ** 2
+    j_star = k_ref * model.params.q_v_c / a2 * 1e3  # mA/cm²
     assert 1.0 < j_star < 20.0  # diffusion-dominated at 0.2 MPa: a few mA/cm²
     voids = {}
     for j in (j_star / 20, j_star * 10):

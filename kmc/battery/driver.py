@@ -1,0 +1,331 @@
+"""The battery driver: field solves, event batches between them, and the double-layer start.
+
+What one galvanostatic step does (``kmc.battery.protocol``), until its end:
+
+1. **Field solve** (``solve``) on the contact faces with their kinds, contact quality and local
+   potentials (``kmc.kernels.faradaic.face_kinetics``): the cell voltage V and the electrolyte
+   potential φ per pixel for the step's current I; then every event's propensity at them.
+2. **Events** — faradaic (E1–E3, E6) and Na moves (E4, with E5 settling) — at that frozen V, φ and
+   σ_Na (``batch``: ``kmc.kernels.battery_loop.run_batch``) until the faces or the load-bearing
+   columns have changed by more than ``numerics.resolve_area_fraction``, the collector moved, or the
+   step's time is reached; E7 and E8 over the batch's time (``book_batch``); then back to 1.
+3. **Nucleation-limited start** (``double_layer_step``): while the faces cannot carry I (|V| would
+   exceed ``numerics.voltage_bound_v``), the excess charges the double layer on the contact area,
+   ``dV/dt = −(I − I_far(V))/(C_dl A_c)``, in steps of at most ``numerics.resolve_dv_mv``; in each step
+   the nucleation hazard of the bare collector faces acts at the step's V (a piecewise-constant
+   hazard; a nucleus ends the step). A nucleus's charge is owed and paid by the next faradaic events.
+
+A ``hold`` keeps V fixed (``solve_held``): potentiostatic solves, the faradaic events at the current
+the faces carry, the double layer charged at once by the jump to the held V.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from kmc import field
+from kmc.kernels import battery_arrays as ka
+from kmc.kernels import battery_loop as kloop
+from kmc.kernels import faradaic as kf
+from kmc.kernels import moves as km
+from kmc.kernels.capillary import STENCIL_SIZE
+from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.clusters import classify_na, label_na_clusters
+from kmc.kernels.interface import FACE_NA, column_support, contact_faces, count_contact_faces, na_stress_mpa
+from kmc.kernels.lattice import N_NEIGHBORS
+from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build
+from kmc.battery.losses import Losses, take_from_metal
+from kmc.errors import KmcError
+
+
+class Driver:
+    """Solves and batches of one battery model (its ``Params`` and flattened protocol steps)."""
+
+    #: A double-layer step's stop code when the cell shorted in it (beyond the kernels' codes).
+    STOP_SHORT = 99
+
+    def __init__(self, params, steps):
+        self.p = params
+        self.steps = steps
+        self.losses = Losses(params)
+        # Wall time by part of the work (benchmarks/battery.py reports it); not part of the state.
+        self.timing = {"solve_s": 0.0, "kernel_s": 0.0, "observe_s": 0.0, "solves": 0, "batches": 0}
+        self._scratch = None  # the event loop's scratch arrays (zero between calls), kept across batches
+
+    # -- the solve: each sub-step a function ---------------------------------------------------------
+    def solve(self, run, current_a: float, voltage_v: float | None = None) -> None:
+        """Field solve (galvanostatic, or potentiostatic at ``voltage_v``) and the propensities from it."""
+        t_start = time.perf_counter()
+        guess = self._set_direction(run, current_a, voltage_v)
+        self._pay_debts(run)
+        classify(run, self.p)
+        n_cc, n_na = self._load_columns(run)
+        face_band, move_band = bands(run.lattice, self.p)
+        faces, n_faces, na_face = self._faces(run, face_band)
+        sol = self._field_solve(faces, current_a, voltage_v, guess)
+        carried = self._store_solution(run, sol, faces, na_face, current_a, voltage_v)
+        self._rebuild_trees(run, face_band, move_band)
+        run.set_counts(n_faces, n_na, n_cc)
+        run.sealed = 0.0  # the lattice may have changed: search again
+        capacity = float(run.plate_tree[-1] + run.alloy_tree[-1])
+        run.freeze_limits(n_faces, n_na, self.p.resolve_fraction, 0.0 if carried else 1.0, self.p.n_cols,
+                          capacity)
+        run.need_solve = 0.0
+        self.timing["solve_s"] += time.perf_counter() - t_start
+        self.timing["solves"] += 1
+
+    def _set_direction(self, run, current_a, voltage_v):
+        """The current's direction for the kinetics, and the warm start (None after a reversal: the old
+        pattern is no guide)."""
+        if voltage_v is None or current_a != 0.0:
+            run.direction = -1.0 if current_a < 0 else 1.0
+        else:  # a hold: plating below the counter electrode's potential, stripping above
+            run.direction = -1.0 if voltage_v + self.p.u_ce_v > 0 else 1.0
+        return self._warm_guess(run) if run.i_far_a * run.direction > 0 else None
+
+    def _pay_debts(self, run) -> None:
+        """Whether loaded flow may still take volume, and E7/E8's debts taken from the metal."""
+        run.loaded_flow = 1.0 if self._collector_can_settle(run) else 0.0
+        self.losses.pay_sei_debt(run)
+        self.losses.sync_flaw_debt(run)
+        run.flaw_paid_voxels += take_from_metal(run, self.p, run.flaw_debt, GAP)
+
+    def _load_columns(self, run):
+        """Na under the collector, the load-bearing columns and the stress of the Na supports; returns
+        (CC-contact columns, Na-support columns)."""
+        p = self.p
+        lat2 = run.lattice.reshape(p.nz, p.n_cols)
+        b = run.cc_bottom
+        run.under_cc_voxels = float((lat2[np.maximum(b - 1, 0), np.arange(p.n_cols)] == NA)[b > 0].sum())
+        n_cc, n_na = column_support(run.lattice, p.nx, p.ny, p.nz, run.col_support)
+        run.na_stress_mpa = na_stress_mpa(p.pressure_mpa, p.hardness_mpa, n_cc, n_na, p.n_cols)
+        run.moves_na_stress_mpa = run.na_stress_mpa
+        return n_cc, n_na
+
+    def _faces(self, run, band):
+        """The contact faces of the band (a ``field.Faces``), their number, and which are Na faces."""
+        p = self.p
+        n = count_contact_faces(run.lattice, run.site_class, p.nx, p.ny, p.nz, *band)
+        cond, elec, pix, kind = (np.empty(n, dtype=np.int64) for _ in range(4))
+        contact_faces(run.lattice, run.site_class, run.au_column, (run.col_state == kf.CC_AU_ALLOYED).astype(np.uint8),
+                      p.nx, p.ny, p.nz, cond, elec, pix, kind, *band)
+        fk = np.empty(n, dtype=np.int64)
+        j0 = np.empty(n)
+        u = np.empty(n)
+        kf.face_table(cond, elec, n, run.lattice, run.col_state, run.col_support, run.kinetics, p.nx, p.ny, fk, j0, u)
+        is_na = kind == FACE_NA
+        run.na_faces_col[:] = np.bincount(pix[is_na], minlength=p.n_cols)
+        return field.Faces(pix, p.face_area_cm2, j0, p.kinetics[kf.P_ALPHA], u), n, is_na
+
+    def _field_solve(self, faces, current_a, voltage_v, guess):
+        p = self.p
+        if voltage_v is None:
+            return field.solve_galvanostatic(p.plane, faces, current_a, p.u_ce_v, p.temperature_k,
+                                             rtol=p.solver_rtol, guess=guess, voltage_bound_v=p.voltage_bound_v)
+        return field.solve_potentiostatic(p.plane, faces, voltage_v, p.u_ce_v, p.temperature_k,
+                                          rtol=p.solver_rtol, guess=guess)
+
+    def _store_solution(self, run, sol, faces, na_face, current_a, voltage_v) -> bool:
+        """V, φ, the pixel currents and what the Na faces carry; returns whether the faces carry I."""
+        p = self.p
+        carried = bool(getattr(sol, "carried", True)) and voltage_v is None
+        if voltage_v is None and carried:
+            self.set_voltage(run, sol.voltage_v)
+        run.phi[:] = np.asarray(sol.phi_v).ravel()
+        run.pixel_current[:] = np.asarray(sol.pixel_current_density_a_cm2).ravel()
+        # What the pixel's Na faces carry (A/cm² of pixel: a face has the pixel's area): E8 fills flaws
+        # from it, not from the collector's own (Au, bare) faces, which cover their flaws' mouths.
+        face_j = np.asarray(sol.face_current_density_a_cm2)
+        run.na_current[:] = (np.bincount(faces.pixel[na_face], weights=face_j[na_face], minlength=p.n_cols)
+                             if face_j.size else 0.0)
+        i_far = float(run.pixel_current.sum() * p.face_area_cm2)
+        run.i_far_a = i_far if (voltage_v is not None or carried) else 0.0
+        run.carried = 1.0 if carried else 0.0
+        if carried and current_a != 0:
+            run.r_int_ohm_cm2 = field.interfacial_resistance_ohm_cm2(sol, p.plane, current_a, p.u_ce_v)
+        elif voltage_v is None:
+            run.r_int_ohm_cm2 = math.nan  # at rest, or the faces cannot carry the current: undefined
+        run.vt_v = run.voltage_v + p.u_ce_v
+        return carried
+
+    def _rebuild_trees(self, run, face_band, move_band) -> None:
+        """Every event class's propensities at the frozen fields, and the sum trees over them."""
+        p = self.p
+        kf.fill_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.phi, run.kinetics,
+                        p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree, *face_band)
+        km.fill_move_leaves(run.move_tree, run.lattice, run.au_column, run.col_support, p.nx, p.ny, p.nz, p.eps,
+                            run.moves, *move_band)
+        n_sites = run.state.n_sites
+        for tree in run.trees:
+            tree[n_sites:] = 0.0
+            tree_build(tree, run.state.tree_offsets)
+
+    def solve_held(self, run, voltage_v: float) -> None:
+        """A hold's solve: V jumps to the held value (the double layer on the contact area charging at
+        once, ΔQ = −C_dl A_c ΔV), then the potentiostatic solve; the cell current is what the faces carry."""
+        v_before = run.voltage_v
+        self.set_voltage(run, voltage_v)
+        self.solve(run, 0.0, voltage_v=voltage_v)
+        if v_before != voltage_v:
+            area_c = run.faces * self.p.face_area_cm2
+            dq = -self.p.c_dl_f_cm2 * area_c * (voltage_v - v_before)
+            run.dl_charge_c += dq
+            self.pass_charge(run, dq)
+        run.current_a = run.i_far_a
+
+    def _collector_can_settle(self, run) -> bool:
+        """False once a whole layer's volume has flowed into gaps (pending ≤ −nx·ny) and the collector
+        cannot descend (it rests on the electrolyte somewhere): loaded flow then has no volume to
+        give, and stops until the lattice changes."""
+        p = self.p
+        if run.pending_voxels > -p.n_cols:
+            return True
+        lat = run.lattice.reshape(p.nz, p.n_cols)
+        b = run.cc_bottom
+        if (b <= 0).any():
+            return False
+        under = lat[b - 1, np.arange(p.n_cols)]
+        return bool(((under == NA) | (under == GAP)).all())
+
+    def _warm_guess(self, run):
+        """The last solve's V and pixel currents as a warm start, rebuilt from the state (so a run
+        resumed from a checkpoint warm-starts exactly as the uninterrupted run did)."""
+        p = self.p
+        if not run.carried or not run.pixel_current.any():
+            return None
+        return field.Solution(float(run.voltage_v), np.empty(0), run.pixel_current.reshape(p.ny, p.nx),
+                              run.phi.reshape(p.ny, p.nx), 0, 0, True, True, float(run.i_far_a))
+
+    # -- batches -----------------------------------------------------------------------------------
+    def batch(self, run, i_far: float, t_end: float) -> int:
+        """Events at the frozen fields until ``t_end`` or a stop; the kernel's stop code."""
+        t_start = time.perf_counter()
+        try:
+            return kloop.run_batch(self._cell(run), run.state.rng, abs(i_far), self.p.q_v_c, self.p.c_au,
+                                   self.p.events_per_batch, t_end, self.p.capacity_drift_factor)
+        finally:
+            self.timing["kernel_s"] += time.perf_counter() - t_start
+            self.timing["batches"] += 1
+
+    def _cell(self, run):
+        """The kernels' named tuple of the run's arrays, with the scratch kept across batches."""
+        p, state = self.p, run.state
+        if self._scratch is None or self._scratch[0].size != state.n_sites:
+            self._scratch = (np.empty(state.n_sites, dtype=np.int64), np.zeros(state.n_sites, dtype=np.uint8),
+                             np.zeros(state.n_sites, dtype=np.uint8), np.zeros(state.tree.size, dtype=np.uint8),
+                             np.empty(N_NEIGHBORS, dtype=np.int64), np.empty(N_NEIGHBORS, dtype=np.int64),
+                             np.empty(STENCIL_SIZE, dtype=np.int64), np.empty(max(STENCIL_SIZE, p.nz), dtype=np.int64),
+                             np.empty(p.nz, dtype=np.int64))
+        return ka.Cell(run.lattice, run.site_class, run.col_state, run.col_support, run.cc_bottom, run.au_column,
+                       run.phi, run.kinetics, p.eps, run.moves, *run.trees, state.tree_offsets, state.clock,
+                       state.counters, run.tally, run.limits, run.state_counts, *self._scratch, p.nx, p.ny, p.nz)
+
+    def batch_end(self, run, t_end: float) -> float:
+        """Where a batch must stop: ``t_end``, or earlier when the cell would short (E8: wherever Na
+        plates, whatever the cell current)."""
+        return min(t_end, self.losses.short_time_s(run, t_end))
+
+    def book_batch(self, run, t0: float, charge_c: float) -> bool:
+        """After a batch that began at ``t0``: the charge it passed (C), and the SEI and flaws over its
+        time; True if a flaw cracked (the cell has shorted)."""
+        self.pass_charge(run, charge_c)
+        self.losses.grow_sei(run, run.time_s - t0)
+        return self._flaws(run, run.time_s - t0)
+
+    def _flaws(self, run, dt: float) -> bool:
+        if self.losses.advance_flaws(run, dt):
+            self.short(run)
+            return True
+        return False
+
+    def short(self, run) -> None:
+        """A filament crosses the electrolyte: record it, the voltage collapses, the run ends."""
+        run.shorted = 1.0
+        run.short_time_s = run.time_s
+        run.short_charge_mah_cm2 = run.charge_c / self.p.area_cm2 / 3.6
+        run.ccd_ma_cm2 = self.steps[int(run.step)].ccd_ma_cm2
+        self.set_voltage(run, 0.0)
+        run.ended = 1.0
+
+    def follow_stop(self, run, code: int, after_fresh_solve: bool, t_stop: float) -> None:
+        """What a batch's stop code calls for: an error (no room), time passing (nothing could happen
+        even just after a solve), or a new solve."""
+        if code == kloop.STOP_FULL:
+            raise KmcError(f"lattice.nz = {self.p.nz} is too small: the plated Na has filled the domain "
+                           f"(at {run.charge_c / self.p.area_cm2 / 3.6:.3g} mAh/cm²)")
+        if code == STOP_NO_EVENTS and after_fresh_solve:
+            run.state.clock[0] = t_stop
+        elif code in (kloop.STOP_RESOLVE, STOP_NO_EVENTS):
+            run.need_solve = 1.0
+
+    def double_layer_step(self, run, current: float, t_end: float) -> int:
+        """One double-layer step: V moves by at most resolve_dv; nucleation acts at the frozen V."""
+        p = self.p
+        v = run.voltage_v
+        self.solve(run, current, voltage_v=v)
+        # The faces carry what they can in the current's direction (none against it).
+        i_far = math.copysign(min(abs(current), max(0.0, run.i_far_a * math.copysign(1.0, current))), current)
+        area_c = max(1.0, run.faces) * p.face_area_cm2
+        dvdt = -(current - i_far) / (p.c_dl_f_cm2 * area_c)
+        dt = min(t_end - run.time_s, p.resolve_dv_v / abs(dvdt)) if dvdt != 0 else t_end - run.time_s
+        t0 = run.time_s
+        t_stop = min(t0 + dt, self.losses.short_time_s(run, t0 + dt))  # E8 at this V, as in a batch
+        run.stop_on_nucleus = 1.0
+        nuclei0 = run.count("nucleate")
+        code = self.batch(run, i_far, t_stop)
+        if code == STOP_NO_EVENTS:  # nothing can happen at this V (zero hazard): the step still passes
+            run.state.clock[0] = t_stop
+        elapsed = run.time_s - t0
+        # A nucleus's voxel needs a q_v the double layer does not hold (C_dl A_c ΔV ~ 1e-4 q_v): it is
+        # owed, and the next faradaic events of the current pay it (kmc.kernels.battery_loop).
+        run.nucleus_debt_voxels += run.count("nucleate") - nuclei0
+        dq_dl = (current - i_far) * elapsed
+        run.dl_charge_c += dq_dl
+        self.pass_charge(run, current * elapsed)
+        self.losses.grow_sei(run, elapsed)
+        run.need_solve = 1.0
+        if self._flaws(run, elapsed):  # at the step's V, as it was predicted (the voltage collapses)
+            return self.STOP_SHORT
+        self.set_voltage(run, v - dq_dl / (p.c_dl_f_cm2 * area_c))
+        return code if code != STOP_TIME else kloop.STOP_RESOLVE
+
+    # -- charge and voltage --------------------------------------------------------------------------
+    @staticmethod
+    def pass_charge(run, dq: float) -> None:
+        """Charge dq (C, reduction positive) through the external circuit."""
+        run.charge_c += dq
+        if dq > 0:
+            run.cycle_plated_c += dq
+        else:
+            run.cycle_stripped_c -= dq
+
+    @staticmethod
+    def set_voltage(run, v: float) -> None:
+        run.voltage_v = v
+        run.voltage_min_v = min(run.voltage_min_v, v)
+        run.voltage_max_v = max(run.voltage_max_v, v)
+
+
+def classify(run, p, site_class=None):
+    """Classify every Na voxel's cluster into ``site_class`` (the kernels' own array by default);
+    returns the counts per class."""
+    site_class = run.site_class if site_class is None else site_class
+    parent = np.empty(run.state.n_sites, dtype=np.int64)
+    label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
+    counts = np.zeros(4, dtype=np.int64)
+    classify_na(run.lattice, p.nx, p.ny, p.nz, parent, site_class, counts)
+    return counts
+
+
+def bands(lattice, p):
+    """Site ranges of the layers that can hold contact faces (conductors at most one layer above
+    the highest electrolyte voxel) and Na moves (Na within one layer of a gap)."""
+    nxy = p.n_cols
+    lat = lattice.reshape(p.nz, nxy)
+    el = np.flatnonzero(((lat == SE) | (lat == SEI)).any(axis=1))
+    faces = (0, min(p.nz, int(el[-1]) + 2) * nxy if el.size else 0)
+    gaps = np.flatnonzero((lat == GAP).any(axis=1))
+    moves = (max(0, int(gaps[0]) - 1) * nxy, min(p.nz, int(gaps[-1]) + 2) * nxy) if gaps.size else (0, 0)
+    return faces, moves

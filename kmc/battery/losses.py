@@ -1,0 +1,189 @@
+"""What the metal loses between batches: the interphase (E7) and the cell's flaws (E8).
+
+Both act on the frozen fields of the last solve, over the time a batch took. E7 grows an interphase
+on every column's Na faces; E8 follows the cell's flaw population (``kmc.flaws``) and decides when a
+filament shorts the cell. What each takes from the metal is first a per-column debt (far below a
+voxel per column), paid in whole voxels from the lattice at the next solve (``take_from_metal``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kmc.kernels import flaws as kfl
+from kmc.kernels.cell import GAP, NA, SE, SEI
+
+
+class Losses:
+    """E7 and E8 of one battery model (its ``Params``)."""
+
+    def __init__(self, params):
+        self.p = params
+
+    # -- E7: the interphase ----------------------------------------------------------------------
+    def grow_sei(self, run, dt: float) -> None:
+        """E7 over dt (s) on the Na faces of the last solve: per column, the interphase thickness δ
+        (nm of Na consumed per face) grows by dδ/dt = k/(1 + δ/δ0) — integrated exactly:
+        (δ0 + δ)² grows by 2 δ0 k dt — or by k dt when continuous; the Na it consumes (faces × Δδ)
+        becomes debt, taken from the lattice at the next solve."""
+        p = self.p
+        if dt <= 0 or p.sei_nm_per_s <= 0:
+            return
+        n = run.na_faces_col
+        on = n > 0
+        if not on.any():
+            return
+        d0 = run.sei_nm[on]
+        k_dt = p.sei_nm_per_s * dt
+        if p.sei_continuous:
+            d1 = d0 + k_dt
+        else:
+            lim = p.sei_limit_nm
+            d1 = np.sqrt((lim + d0) ** 2 + 2.0 * lim * k_dt) - lim
+        run.sei_nm[on] = d1
+        run.sei_debt[on] += n[on] * (d1 - d0) / p.voxel_nm
+        owed = np.floor(run.sei_debt.sum())
+        if owed >= 1:
+            if not p.sei_continuous and run.sealed and run.pending_voxels >= owed:
+                # A sealed layer's pending volume pays, as for the alloy: the layer is thinner, evenly.
+                run.pending_voxels -= owed
+                run.sei_paid_voxels += owed
+                clear_debt(run.sei_debt, owed)
+            else:
+                run.need_solve = 1.0  # the next solve takes it from the metal
+
+    def pay_sei_debt(self, run) -> None:
+        """Take whole voxels of E7 debt from the metal, so the Na the interphase consumed is not left to
+        strip. A continuous interphase (Na3PS4 → Na3P, Na2S) grows µm thick: the voxel becomes SEI,
+        the reduced electrolyte growing into the metal. A self-limiting one stays nm thin (``sei_nm``,
+        per column), far below a voxel: the voxel becomes a gap — the metal it consumed is gone, and
+        loaded Na flows in as into any interface void — rather than a 0.5 µm block of interphase."""
+        run.sei_paid_voxels += take_from_metal(run, self.p, run.sei_debt, SEI if self.p.sei_continuous else GAP)
+
+    # -- E8: flaws and shorts ----------------------------------------------------------------------
+    def plating_pixels(self, run):
+        """The pixels whose Na plates now (their Na faces' current j > 0), the rate Na goes deeper into
+        their flaws (µm/s: as fast as that current thickens the metal), their |η| and j."""
+        cols = np.flatnonzero(run.na_current > 0)
+        j = run.na_current[cols]
+        eta = np.abs(run.voltage_v + self.p.u_ce_v - run.phi[cols])
+        return cols, j * self.p.fill_um_per_c_cm2, eta, j
+
+    def crack(self, run, dt: float, commit: bool, plating=None) -> float:
+        """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``.
+        ``plating``: ``plating_pixels`` of these fields, when the caller has it already."""
+        p = self.p
+        cols, rate, eta, j = self.plating_pixels(run) if plating is None else plating
+        if cols.size == 0:
+            return 0.0
+        g = p.depth_grid
+        block = run.flaw_block
+        return kfl.crack_population(cols, rate, dt, eta, j, p.mpa_per_volt, p.crack_need_mpa, p.crack_flow_mpa,
+                                    1.0 / p.creep_n, g.weights, g.first_um, g.log_ratio, run.flaw_front_um,
+                                    run.flaw_cracked, block[:p.n_cols], block[p.n_cols:], commit)
+
+    def expected_cracks(self, run, rise: float = 0.0) -> float:
+        """Λ: the expected number of cracked flaws in the cell (n_flaw A_cell ⟨P_i⟩)."""
+        return self.p.cell_flaws * (run.flaw_hazard + rise) / self.p.n_cols
+
+    def short_time_s(self, run, t_end: float) -> float:
+        """The time, up to ``t_end`` at the frozen fields, at which Λ reaches the cell's draw (inf if it
+        does not). Bisected on the batch's stop time itself, with the rise evaluated at ``t − t0``, the
+        very expression the batch books afterwards: so stopping there shorts (at a large clock, t0 + dt
+        would not round-trip to dt)."""
+        t0 = run.time_s
+        if self.p.cell_flaws == 0.0:
+            return math.inf
+        plating = self.plating_pixels(run)  # frozen over the batch: once, not at every bisection step
+
+        def reached(t):
+            return self.expected_cracks(run, self.crack(run, t - t0, False, plating)) >= run.short_draw
+
+        if not reached(t_end):
+            return math.inf
+        if reached(t0):
+            return t0
+        lo, hi = t0, t_end  # not reached at lo, reached at hi: Λ only grows with time
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if mid <= lo or mid >= hi:
+                break  # adjacent floats
+            if reached(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def flaw_na_voxels(self, run):
+        """Expected Na in each pixel's flaws (voxels): n_flaw a² ∫₀^{d_i} (1 − F) dc / a."""
+        p = self.p
+        return p.flaws_per_pixel * p.depth_grid.mean_fill_um(run.flaw_front_um) / p.voxel_um
+
+    def sync_flaw_debt(self, run) -> None:
+        """What the flaws took since the last sync becomes a debt of the metal (paid at the next solve)."""
+        now = self.flaw_na_voxels(run)
+        run.flaw_debt[:] += now - run.flaw_fill
+        run.flaw_fill[:] = now
+
+    def advance_flaws(self, run, dt: float) -> bool:
+        """The flaw population over a batch of ``dt`` at the frozen fields; True if the cell has shorted
+        (the caller records the short)."""
+        run.flaw_hazard += self.crack(run, dt, True)
+        return self.p.cell_flaws > 0.0 and self.expected_cracks(run) >= run.short_draw
+
+
+def _touching_electrolyte(lattice, p):
+    """Na voxels with an electrolyte face, (nz, n_cols) booleans."""
+    lat3 = lattice.reshape(p.nz, p.ny, p.nx)
+    el = (lat3 == SE) | (lat3 == SEI)
+    touching = np.zeros_like(el)
+    touching[1:] |= el[:-1]
+    touching[:-1] |= el[1:]
+    for axis in (1, 2):
+        for shift in (1, -1):
+            touching |= np.roll(el, shift, axis)
+    touching &= lat3 == NA
+    return touching.reshape(p.nz, p.n_cols)
+
+
+def take_from_metal(run, p, debt, becomes) -> int:
+    """Pay whole voxels of a per-column debt (voxels of Na owed by the metal) from the lattice;
+    returns how many. The debt is summed over columns (it may be far below a voxel per column);
+    each whole voxel takes the Na voxel touching the electrolyte lowest in the column owing most
+    (it ``becomes`` GAP or SEI), and clears that much debt from the most indebted columns first."""
+    if debt.sum() < 1.0:
+        return 0
+    touching = _touching_electrolyte(run.lattice, p)
+    lat = run.lattice.reshape(p.nz, p.n_cols)
+    paid = 0
+    while debt.sum() >= 1.0:
+        cols = np.flatnonzero(touching.any(axis=0))
+        if cols.size == 0:
+            break  # no metal touches the electrolyte: the debt waits
+        col = int(cols[np.argmax(debt[cols])])
+        z = int(np.flatnonzero(touching[:, col])[0])
+        lat[z, col] = becomes
+        paid += 1
+        touching[z, col] = False
+        if becomes == SEI:  # new electrolyte: the metal around it now touches it (a gap does not)
+            x, y = col % p.nx, col // p.nx
+            for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % p.nx + p.nx * y),
+                           (z, (x - 1) % p.nx + p.nx * y), (z, x + p.nx * ((y + 1) % p.ny)),
+                           (z, x + p.nx * ((y - 1) % p.ny))):
+                if 0 <= zz < p.nz and lat[zz, cc] == NA:
+                    touching[zz, cc] = True
+        clear_debt(debt, 1.0)
+    if paid:
+        run.sealed = 0.0
+    return paid
+
+
+def clear_debt(debt, amount) -> None:
+    """Clear ``amount`` voxels of a per-column debt, from the most indebted columns first."""
+    for c in np.argsort(-debt, kind="stable"):
+        take = min(debt[c], amount)
+        debt[c] -= take
+        amount -= take
+        if amount <= 0:
+            break

@@ -1,0 +1,240 @@
+"""What a battery run shows: the store layout, the recount and bookkeeping check, observables, records.
+
+Everything here is derived from the State: the inventories are recounted from the lattice (never
+read back from the counters the kernels keep), the charge bookkeeping identity is checked against
+that recount at every sample (a violation fails the run), and what a sample hands to the store
+beyond its observables (closed cycles, the short, maps, snapshots) is marked as handed over in the
+State itself, so a resumed run reports exactly what the uninterrupted one would.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kmc.battery.driver import bands, classify
+from kmc.kernels import faradaic as kf
+from kmc.kernels.cell import FLAG_MEANINGS, FLAG_VALUES, NA, SEI
+from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED
+from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
+
+#: Per-sample variables: name, dtype, units, long_name.
+SAMPLE_VARS = (
+    ("time", "float64", "s", "simulated time"),
+    ("charge", "float64", "mA h cm-2", "charge passed (reduction positive)"),
+    ("current_density", "float64", "mA cm-2", "applied current density (reduction positive)"),
+    ("voltage", "float64", "V", "cell voltage, collector vs counter electrode"),
+    ("voltage_min", "float64", "V", "lowest cell voltage since the previous sample"),
+    ("voltage_max", "float64", "V", "highest cell voltage since the previous sample"),
+    ("contact_fraction", "float64", "1", "conductor-electrolyte contact area / electrolyte surface area"),
+    ("na_contact_fraction", "float64", "1", "Na-electrolyte contact area / electrolyte surface area"),
+    ("load_fraction", "float64", "1", "fraction of columns bearing load (CC-SE contacts and Na supports)"),
+    ("void_fraction", "float64", "1", "electrolyte surface facing a gap / electrolyte surface area"),
+    ("nucleation_density", "float64", "cm-2", "Na clusters touching the electrolyte per area"),
+    ("thickness_mean", "float64", "um", "mean Na thickness"),
+    ("thickness_cv", "float64", "1", "coefficient of variation of the Na thickness over columns"),
+    ("max_current_density", "float64", "mA cm-2", "largest local (pixel) current density, in magnitude"),
+    ("interfacial_resistance", "float64", "ohm cm2", "interfacial resistance (|V+U_CE| - |j| L/sigma)/|j|"),
+    ("plated", "float64", "mA h cm-2", "charge of Na plated (metal and alloy)"),
+    ("stripped", "float64", "mA h cm-2", "charge of Na stripped"),
+    ("dead_na", "float64", "mA h cm-2", "Na not connected to the collector"),
+    ("trapped_na", "float64", "mA h cm-2", "Na connected to the collector with no electrolyte contact"),
+    ("alloy_na", "float64", "mA h cm-2", "Na held in the Au alloy"),
+    ("sei_na", "float64", "mA h cm-2", "Na consumed by the solid-electrolyte interphase"),
+    ("flaw_na", "float64", "mA h cm-2", "Na pressed into surface flaws of the electrolyte"),
+    ("filament_depth", "float64", "um", "depth Na has reached in the surface flaws (deepest over pixels)"),
+    ("short_probability", "float64", "1",
+     "probability that the cell has shorted by now: 1 - exp(-expected cracked flaws over the cell area)"),
+)
+
+
+class Observer:
+    """Layout, recount, bookkeeping and observables of one battery model."""
+
+    def __init__(self, params, steps, losses, sampling):
+        self.p = params
+        self.steps = steps
+        self.losses = losses
+        self.n_cycles = sum(1 for s in steps if s.ends_cycle)
+        self.n_samples, self.map_every, self.snapshot_every = sampling
+        self.n_frames = -(-self.n_samples // self.map_every) if self.map_every else 0
+        self.n_snaps = -(-self.n_samples // self.snapshot_every) if self.snapshot_every else 0
+
+    # -- the store's layout ------------------------------------------------------------------------
+    def layout(self):
+        from kmc.store import Layout, Var
+
+        p = self.p
+        v = [Var(name, ("run", "sample"), dtype, u, ln) for name, dtype, u, ln in SAMPLE_VARS]
+        v.append(Var("step", ("run", "sample"), "int64", "1", "protocol step index", -1))
+        v += [Var("shorted", ("run",), "int8", "1", "1 if a filament shorted the cell", 0,
+                  {"flag_values": [0, 1], "flag_meanings": "no_short shorted"}),
+              Var("short_time", ("run",), "float64", "s", "simulated time of the short"),
+              Var("short_charge", ("run",), "float64", "mA h cm-2", "charge passed at the short"),
+              Var("ccd", ("run",), "float64", "mA cm-2", "critical current density: the ccd level that shorted")]
+        sizes = {"sample": self.n_samples, "x": p.nx, "y": p.ny}
+        a = p.voxel_um
+        coords = {"x": (("x",), (np.arange(p.nx) + 0.5) * a, {"units": "um", "long_name": "x"}),
+                  "y": (("y",), (np.arange(p.ny) + 0.5) * a, {"units": "um", "long_name": "y"})}
+        if self.n_cycles:
+            sizes["cycle"] = self.n_cycles
+            v += [Var("coulombic_efficiency", ("run", "cycle"), "float64", "1",
+                      "Coulombic efficiency: charge stripped / charge plated in the cycle"),
+                  Var("charge_plated", ("run", "cycle"), "float64", "mA h cm-2", "charge plated in the cycle"),
+                  Var("charge_stripped", ("run", "cycle"), "float64", "mA h cm-2", "charge stripped in the cycle")]
+        if self.n_frames:
+            sizes["frame"] = self.n_frames
+            v += [Var("thickness_map", ("run", "frame", "y", "x"), "float32", "um", "Na thickness per column"),
+                  Var("contact_map", ("run", "frame", "y", "x"), "float32", "1", "conductor contact per pixel (0/1)"),
+                  Var("current_map", ("run", "frame", "y", "x"), "float32", "mA cm-2", "current density per pixel"),
+                  Var("frame_time", ("run", "frame"), "float64", "s", "simulated time of the frame")]
+        if self.n_snaps:
+            sizes.update(snap=self.n_snaps, z=p.nz)
+            coords["z"] = (("z",), (np.arange(p.nz) + 0.5) * a, {"units": "um", "long_name": "height above the domain bottom"})
+            v += [Var("lattice", ("run", "snap", "z", "y", "x"), "uint8", "1", "voxel state", 255,
+                      {"flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS}),
+                  Var("snap_time", ("run", "snap"), "float64", "s", "simulated time of the snapshot")]
+        return Layout(sizes, v, coords)
+
+    # -- recount and bookkeeping ---------------------------------------------------------------------
+    def recount(self, run) -> dict:
+        """Inventories recounted from the lattice and the per-column Au state (voxels).
+
+        The classification goes to a scratch array (``site_class`` in the result): the kernels' own
+        array is left as the kernels maintain it between solves, so observing never changes a run."""
+        p = self.p
+        site_class = np.empty(run.state.n_sites, dtype=np.int64)
+        counts = classify(run, p, site_class)
+        na = int((run.lattice == NA).sum())
+        alloyed = int(np.isin(run.col_state, (kf.CC_AU_ALLOYED,)).sum()) if p.c_au > 0 else 0
+        # E7 inventory: the Na taken from the metal (voxels) plus the debt not yet taken. A thick
+        # interphase took it as SEI voxels, which the lattice recounts; a thin one as gaps.
+        paid = run.sei_paid_voxels
+        sei_voxels = (run.lattice == SEI).sum() - run.sei0_voxels
+        if p.sei_continuous and sei_voxels != paid:
+            raise RuntimeError(f"SEI bookkeeping broken: {paid:.0f} voxels taken, {sei_voxels} SEI voxels in the lattice")
+        sei = float(paid + run.sei_debt.sum())
+        flaw_now = self.losses.flaw_na_voxels(run)
+        flaw = float(flaw_now.sum())
+        flaw_owed = float(run.flaw_debt.sum() + (flaw_now - run.flaw_fill).sum())  # synced at the next solve
+        if abs(run.flaw_fill.sum() - run.flaw_paid_voxels - run.flaw_debt.sum()) > 1e-6 * max(1.0, flaw):
+            raise RuntimeError(f"flaw bookkeeping broken: {run.flaw_fill.sum()} voxels in flaws, "
+                               f"{run.flaw_paid_voxels} taken + {run.flaw_debt.sum()} owed")
+        return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": int(counts[CLUSTER_TRAPPED]),
+                "dead": int(counts[CLUSTER_DEAD]), "clusters_on_electrolyte": int(counts[3]), "alloyed_columns": alloyed,
+                "site_class": site_class, "sei": sei, "flaw": flaw, "flaw_owed": flaw_owed}
+
+    def check_bookkeeping(self, run, rc) -> None:
+        """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
+        c_au = self.p.c_au
+        plate, nucleate, alloy, strip = (run.count(k) for k in ("plate", "nucleate", "alloy", "strip"))
+        by_events = plate + nucleate + c_au * alloy - strip
+        by_lattice = (rc["na"] - run.na0_voxels - run.na_debt_voxels + run.pending_voxels
+                      + c_au * rc["alloyed_columns"]
+                      + rc["sei"] - run.sei_debt.sum()  # E7 debt is still Na in the lattice
+                      + rc["flaw"] - rc["flaw_owed"])  # as is E8's
+        if abs(by_events - by_lattice) > 1e-6 * max(1.0, by_events):
+            raise RuntimeError(f"charge bookkeeping broken: {by_events} voxels by events, {by_lattice} by the lattice")
+        passed = run.charge_c / self.p.q_v_c
+        faradaic_dl = by_events - run.nucleus_debt_voxels + run.dl_charge_c / self.p.q_v_c
+        # Galvanostatic events are drawn at rate I/q_v: their count matches the charge passed up to
+        # Poisson noise; the double layer is exact.
+        drawn = plate + nucleate + alloy + strip
+        if abs(passed - faradaic_dl) > 6.0 * math.sqrt(max(drawn, 1.0)) + 2.0:
+            raise RuntimeError(f"charge bookkeeping broken: {passed:.1f} voxels passed, {faradaic_dl:.1f} accounted")
+
+    # -- observables ---------------------------------------------------------------------------------
+    def thickness_um(self, run) -> np.ndarray:
+        """Na thickness per column (µm); a sealed layer's pending volume spread evenly (it is laid down
+        as a uniform layer)."""
+        p = self.p
+        lat3 = run.lattice.reshape(p.nz, p.ny, p.nx)
+        return ((lat3 == NA).sum(axis=0) + run.pending_voxels / p.n_cols) * p.voxel_um
+
+    def observe(self, run) -> dict:
+        """The sample's observables (after checking the bookkeeping); the next sample's voltage
+        extremes start here."""
+        p = self.p
+        rc = self.recount(run)
+        self.check_bookkeeping(run, rc)
+        counts = np.zeros(4, dtype=np.int64)
+        electrolyte_face_counts(run.lattice, rc["site_class"], p.nx, p.ny, p.nz, *bands(run.lattice, p)[0], counts)
+        surface, contact, na_contact, void = (int(c) for c in counts)
+        surface = max(surface, 1)
+        support = np.empty(p.n_cols, dtype=np.int64)
+        column_support(run.lattice, p.nx, p.ny, p.nz, support)
+        thickness = self.thickness_um(run)
+        mean_t = float(thickness.mean())
+        vox = p.voxel_mah_cm2 / p.n_cols
+        plated = (run.count("plate") + run.count("nucleate") + p.c_au * run.count("alloy")) * vox
+        obs = {
+            "time": run.time_s,
+            "charge": run.charge_c / p.area_cm2 / 3.6,
+            "current_density": run.current_a / p.area_cm2 * 1e3,
+            "voltage": float(run.voltage_v),
+            "voltage_min": float(run.voltage_min_v),
+            "voltage_max": float(run.voltage_max_v),
+            "contact_fraction": contact / surface,
+            "na_contact_fraction": na_contact / surface,
+            "load_fraction": float(np.isin(support, (COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT)).mean()),
+            "void_fraction": void / surface,
+            "nucleation_density": rc["clusters_on_electrolyte"] / p.area_cm2,
+            "thickness_mean": mean_t,
+            "thickness_cv": float(thickness.std() / mean_t) if mean_t > 0 else math.nan,
+            "max_current_density": float(np.abs(run.pixel_current).max()) * 1e3,
+            "interfacial_resistance": float(run.r_int_ohm_cm2) if run.r_int_ohm_cm2 else math.nan,
+            "plated": plated,
+            "stripped": run.count("strip") * vox,
+            "dead_na": rc["dead"] * vox,
+            "trapped_na": rc["trapped"] * vox,
+            "alloy_na": p.c_au * rc["alloyed_columns"] * vox,
+            "sei_na": rc["sei"] * vox,
+            "flaw_na": rc["flaw"] * vox,
+            "filament_depth": float(run.flaw_front_um.max()) if p.n_cols else 0.0,
+            "short_probability": -math.expm1(-self.losses.expected_cracks(run)),
+            "step": self.steps[int(run.step)].protocol_index,
+        }
+        run.voltage_min_v = run.voltage_max_v = run.voltage_v
+        return obs
+
+    # -- records -------------------------------------------------------------------------------------
+    def records(self, run, k: int) -> list:
+        """What sample k hands to the store beyond its observables, as (variable, index, value) triples
+        (index None for a per-run value): the short and the cycles closed since the last sample (then
+        marked as handed over in the State), and the frames and snapshots due."""
+        out = self._new_short(run) + self._new_cycles(run)
+        # A run that ended early (a short, a cut-off) also keeps its final state: in the next slot of
+        # each clock, whose frame_time / snap_time say when it was taken.
+        last = bool(run.ended)
+        if self.map_every and (k % self.map_every == 0 or (last and -(-k // self.map_every) < self.n_frames)):
+            out += self._maps(run, -(-k // self.map_every))
+        if self.snapshot_every and (k % self.snapshot_every == 0
+                                    or (last and -(-k // self.snapshot_every) < self.n_snaps)):
+            i = -(-k // self.snapshot_every)
+            out += [("lattice", i, run.lattice.reshape(self.p.nz, self.p.ny, self.p.nx)), ("snap_time", i, run.time_s)]
+        return out
+
+    @staticmethod
+    def _new_short(run) -> list:
+        if not run.shorted or run.short_reported:
+            return []
+        run.short_reported = run.shorted
+        return [("shorted", None, 1), ("short_time", None, float(run.short_time_s)),
+                ("short_charge", None, float(run.short_charge_mah_cm2)), ("ccd", None, float(run.ccd_ma_cm2))]
+
+    @staticmethod
+    def _new_cycles(run) -> list:
+        table = run.cycle_table
+        new = range(int(run.cycles_reported), int(run.cycles_done))
+        run.cycles_reported = run.cycles_done
+        return [rec for i in new for rec in (("coulombic_efficiency", i, float(table[3 * i])),
+                                             ("charge_plated", i, float(table[3 * i + 1])),
+                                             ("charge_stripped", i, float(table[3 * i + 2])))]
+
+    def _maps(self, run, i: int) -> list:
+        p = self.p
+        current = run.pixel_current.reshape(p.ny, p.nx)
+        return [("thickness_map", i, self.thickness_um(run).astype(np.float32)),
+                ("contact_map", i, (current > 0).astype(np.float32)),
+                ("current_map", i, (current * 1e3).astype(np.float32)),
+                ("frame_time", i, run.time_s)]

@@ -1,0 +1,197 @@
+"""Materials + scenario -> the battery model's parameters: the one place where units are converted.
+
+Everything the driver, the losses and the observables need is computed here once, from the resolved
+scenario (in the units of its keys) and the material table, into a frozen ``Params``: lengths of the
+field solve in cm, currents in A, charges in C, potentials in V, stresses in MPa, times in s; each
+field's name carries its unit. The kernels' own parameter arrays (face kinetics ``faradaic.P_*``,
+moves ``moves.M_*``, pair energies) are built here too, and copied into every new State.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from kmc import field, flaws, units
+from kmc.geometry import collector_hardness_mpa
+from kmc.kernels import faradaic as kf
+from kmc.kernels import moves as km
+from kmc.kernels.capillary import EPS_AU, EPS_SIZE
+from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+
+
+@dataclass(frozen=True)
+class Params:
+    """The battery model's parameters (units in the names; arrays are copied into each State)."""
+
+    # lattice and cell
+    nx: int
+    ny: int
+    nz: int
+    voxel_um: float
+    n_cols: int
+    area_cm2: float  #: projected area of the domain
+    face_area_cm2: float  #: a² (one voxel face)
+    temperature_k: float
+    pressure_mpa: float  #: stack pressure P
+    hardness_mpa: float  #: collector hardness H (by form)
+    u_ce_v: float  #: counter electrode potential vs Na/Na⁺
+    molar_volume_cm3_mol: float  #: Na
+    q_v_c: float  #: charge of one Na voxel, F a³/V_m
+    voxel_mah_cm2: float  #: capacity of one voxel layer over the whole area
+    plane: field.Plane  #: the interface plane over the electrolyte slab (field solve)
+    c_dl_f_cm2: float  #: double-layer capacitance
+    c_au: float  #: a column's Au inventory, in Na voxels
+    kinetics: np.ndarray  #: face kinetics, ``faradaic.P_*`` (copied into State.fields["params"])
+    eps: np.ndarray  #: capillary pair energies by state, in units of the energy scale
+    moves: np.ndarray  #: move rates, ``moves.M_*`` (copied into State.fields["move_params"])
+    nu_cap_uncapped_s: float  #: capillary attempt rate before the time-scale cap (1/s)
+    # E7: the interphase
+    sei_nm_per_s: float  #: k = k_sei V_m/F
+    sei_limit_nm: float  #: δ0 of the self-limiting law
+    sei_continuous: bool
+    voxel_nm: float
+    # E8: the cell's flaw population (kmc.flaws)
+    flaws_per_pixel: float  #: n_flaw a²
+    cell_flaws: float  #: n_flaw A_cell
+    crack_opening_um: float
+    k_ic_mpa_m05: float
+    creep_sigma_ref_mpa: float
+    creep_rate_ref_s: float  #: Na's creep rate at σ_ref and T (1/s)
+    creep_n: float
+    depth_grid: flaws.DepthGrid
+    crack_need_mpa: np.ndarray  #: per depth bin: K_IC/(1.12 √(π c))
+    crack_flow_mpa: np.ndarray  #: per depth bin: extrusion pressure at 1 A/cm²
+    mpa_per_volt: float  #: F/V_m: the flaw pressure per volt of overpotential
+    fill_um_per_c_cm2: float  #: depth Na reaches into a plating pixel's flaws per C/cm²: V_m/F
+    # numerics
+    resolve_fraction: float
+    resolve_dv_v: float
+    solver_rtol: float
+    voltage_bound_v: float  #: |V| the faces may need to carry the current; beyond, the double layer
+    capacity_drift_factor: float
+    events_per_batch: int
+
+
+def build(scenario, max_current_a: float) -> Params:
+    """The parameters of a battery scenario. ``max_current_a``: the protocol's largest |current| (A),
+    which caps the capillary attempt rate (time-scale separation, ``numerics.max_capillary_rate_ratio``)."""
+    d, m = scenario.data, scenario.materials
+    lat, col, num = d["lattice"], d["collector"], d["numerics"]
+    nx, ny, nz = int(lat["nx"]), int(lat["ny"]), int(lat["nz"])
+    voxel_um = float(lat["voxel_um"])
+    n_cols = nx * ny
+    el, na = m[d["electrolyte"]["material"]], m["na"]
+    temperature_k = units.celsius_to_kelvin(float(d["conditions"]["temperature_c"]))
+    pressure_mpa = float(d["conditions"]["stack_pressure_mpa"])
+    counter = d["counter"]["material"]
+    vm = float(na["molar_volume_cm3_mol"])
+    q_v_c = units.voxel_charge_c(voxel_um, vm)
+    voxel_mah_cm2 = units.thickness_to_capacity_mah_cm2(voxel_um, vm)
+    sigma_s_cm = units.conductivity_s_cm(el, temperature_k)
+    au_nm = float(col.get("seed_layer_nm", 0.0)) if col.get("seed_layer") == "au" else 0.0
+    au_mah = float(m["au"]["alloy_capacity_mah_cm2_per_100nm"]) * au_nm / 100.0
+    creep_sigma_ref = float(na["creep_flow_stress_mpa"])
+    creep_rate_ref = units.creep_strain_rate_s(creep_sigma_ref, na, temperature_k)
+    depth_grid = flaws.DepthGrid(float(el["flaw_scale_um"]), float(el["flaw_shape"]))
+    crack_need, crack_flow = flaws.crack_criterion_tables(
+        depth_grid, float(el["k_ic_mpa_m05"]), float(el["crack_opening_um"]), creep_sigma_ref, creep_rate_ref,
+        float(na["creep_stress_exponent"]), vm)
+    moves, nu_cap = _move_params(d, na, voxel_um, temperature_k, max_current_a / q_v_c / n_cols)
+    return Params(
+        nx=nx, ny=ny, nz=nz, voxel_um=voxel_um, n_cols=n_cols, area_cm2=n_cols * (voxel_um * 1e-4) ** 2,
+        face_area_cm2=(voxel_um * 1e-4) ** 2, temperature_k=temperature_k, pressure_mpa=pressure_mpa,
+        hardness_mpa=collector_hardness_mpa(m, col["material"], col["form"]),
+        u_ce_v=float(m["na_counter" if counter == "na" else counter]["potential_v"]), molar_volume_cm3_mol=vm,
+        q_v_c=q_v_c, voxel_mah_cm2=voxel_mah_cm2,
+        plane=field.Plane(nx, ny, voxel_um * 1e-4, float(d["electrolyte"]["thickness_um"]) * 1e-4, sigma_s_cm),
+        c_dl_f_cm2=float(el["double_layer_capacitance_uf_cm2"]) * 1e-6, c_au=au_mah / voxel_mah_cm2,
+        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa),
+        eps=_pair_energies(na, col["material"]), moves=moves, nu_cap_uncapped_s=nu_cap,
+        # E7: the interphase on a Na face grows as dδ/dt = k/(1 + δ/δ0) (self-limiting) or k
+        # (continuous), δ the thickness of Na consumed, k = k_sei V_m/F.
+        sei_nm_per_s=float(el["sei_rate_ma_cm2"]) * 1e-3 * vm / units.F * 1e7,
+        sei_limit_nm=float(el["sei_limit_nm"]), sei_continuous=el["sei_kind"] == "continuous",
+        voxel_nm=voxel_um * 1e3,
+        flaws_per_pixel=float(el["flaw_density_cm2"]) * (voxel_um * 1e-4) ** 2,
+        cell_flaws=float(el["flaw_density_cm2"]) * float(d["conditions"]["cell_area_cm2"]),
+        crack_opening_um=float(el["crack_opening_um"]), k_ic_mpa_m05=float(el["k_ic_mpa_m05"]),
+        creep_sigma_ref_mpa=creep_sigma_ref, creep_rate_ref_s=creep_rate_ref,
+        creep_n=float(na["creep_stress_exponent"]), depth_grid=depth_grid, crack_need_mpa=crack_need,
+        crack_flow_mpa=crack_flow, mpa_per_volt=flaws.overpotential_pressure_mpa(1.0, vm),
+        # Na reaches into a plating pixel's flaws as fast as its metal thickens: V_m/F per coulomb.
+        fill_um_per_c_cm2=vm / units.F * 1e4,
+        resolve_fraction=float(num["resolve_area_fraction"]), resolve_dv_v=float(num["resolve_dv_mv"]) * 1e-3,
+        solver_rtol=float(num["solver_rtol"]), voltage_bound_v=float(num["voltage_bound_v"]),
+        capacity_drift_factor=float(num["capacity_drift_factor"]), events_per_batch=int(num["events_per_batch"]),
+    )
+
+
+def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa) -> np.ndarray:
+    """The face-kinetics array of the kernels (``faradaic.P_*``; P_VT and P_SIGMA_NA are set at solves)."""
+    metal = m[col["material"]]
+    p = np.zeros(kf.N_PARAMS)
+    p[kf.P_F] = units.F / (units.R * temperature_k)
+    p[kf.P_J0_NA] = float(el["j0_ma_cm2"]) * 1e-3
+    p[kf.P_J0_AU] = float(m["au"]["j0_ma_cm2"]) * 1e-3
+    p[kf.P_ALPHA] = float(el["transfer_coefficient"])
+    p[kf.P_U_ALLOY] = float(m["au"]["alloying_potential_v"])
+    p[kf.P_SIGMA_CHI] = float(el["contact_stress_mpa"])
+    p[kf.P_CHI_FLOOR] = float(el["unloaded_contact_quality"])
+    p[kf.P_STRESS_V_PER_MPA] = units.mpa_to_mv(1.0, vm) * 1e-3
+    p[kf.P_PRESSURE] = pressure_mpa
+    p[kf.P_FACE_AREA] = (voxel_um * 1e-4) ** 2
+    p[kf.P_J0_NUC] = float(metal["nucleation_prefactor_cm2_s"])
+    p[kf.P_B_NUC] = float(metal["nucleation_barrier_v2"])
+    p[kf.P_DIRECTION] = 1.0
+    p[kf.P_SEI_J0_RATIO] = float(el["sei_exchange_ratio"])
+    return p
+
+
+def _pair_energies(na, collector_material) -> np.ndarray:
+    """Capillary pair energies of Na with each state (``capillary``), in units of the energy scale."""
+    scale = float(na["capillary_energy_scale_j_m2"])
+    eps = np.zeros(EPS_SIZE)
+    eps[GAP] = float(na["pair_energy_na_gap_j_m2"]) / scale
+    eps[NA] = float(na["pair_energy_na_na_j_m2"]) / scale
+    eps[SE] = eps[SEI] = float(na["pair_energy_na_se_j_m2"]) / scale
+    eps[CC] = float(na[f"pair_energy_na_{collector_material}_j_m2"]) / scale
+    eps[EPS_AU] = float(na["pair_energy_na_au_j_m2"]) / scale
+    return eps
+
+
+def _move_params(d, na, voxel_um, temperature_k, faradaic_per_column_s):
+    """The moves' array (``moves.M_*``) and the uncapped capillary rate (1/s): creep constant at T,
+    capillary rate, stress scale, diffusion. Capillary attempts are capped at a multiple of the
+    faradaic event rate per column at the protocol's largest current (time-scale separation; at rest
+    the same cap applies)."""
+    k_l = float(na["creep_geometric_factor"])
+    sigma_ref = float(na["creep_flow_stress_mpa"])
+    a_m = voxel_um * 1e-6
+    capillary_stress_mpa = float(na["surface_energy_j_m2"]) / a_m * 1e-6
+    nu_cap = k_l * units.creep_strain_rate_s(capillary_stress_mpa, na, temperature_k)
+    cap = float(d["numerics"]["max_capillary_rate_ratio"]) * faradaic_per_column_s
+    mp = np.zeros(km.N_MOVE_PARAMS)
+    mp[km.M_NU_CAP] = min(nu_cap, cap) if cap > 0 else nu_cap
+    mp[km.M_CREEP_K] = k_l * units.creep_strain_rate_s(sigma_ref, na, temperature_k)
+    mp[km.M_SIGMA_REF] = sigma_ref
+    mp[km.M_CREEP_N] = float(na["creep_stress_exponent"])
+    mp[km.M_STRESS_PER_E] = float(na["capillary_energy_scale_j_m2"]) / a_m * 1e-6
+    mp[km.M_DIFF_PER_MPA] = units.diffusion_hop_rate_s(1.0, na, temperature_k, voxel_um)
+    return mp, nu_cap
+
+
+def sampling(output: dict, duration_s: float, max_current_density_ma_cm2: float) -> float:
+    """The sampling interval (s): ``output.sample_every_s``, or — sampling in charge on a clock in
+    time — the time to pass ``output.sample_every_mah_cm2`` at the protocol's largest current density,
+    so every step is sampled at least that densely in charge; 500 samples by default."""
+    every = float(output.get("sample_every_s") or duration_s / 500.0)
+    if output.get("sample_every_mah_cm2") and not output.get("sample_every_s") and max_current_density_ma_cm2 > 0:
+        every = float(output["sample_every_mah_cm2"]) * 3600.0 / max_current_density_ma_cm2
+    return every
+
+
+def samples(duration_s: float, every_s: float) -> int:
+    """Samples at 0, Δt, 2Δt, ... up to the first at or past the protocol's end."""
+    return int(math.ceil(duration_s / every_s * (1 - 1e-12))) + 1
