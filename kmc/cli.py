@@ -5,7 +5,6 @@ allowed, and exits with code 2.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -419,107 +418,40 @@ def validate(quick, out_dir, rows, replicas, workers, overwrite):
     range do not change it: the table says), 1 a run failed or, with --quick, a direction fails
     (named on stderr), 2 bad input, 3 stopped by a signal after writing checkpoints.
     """
-    from pathlib import Path
+    from kmc.executors import show_progress
+    from kmc.validate import validate as run_validation
 
-    from kmc import validation as val
-    from kmc.executors import show_progress, summarize
-
-    replicas = replicas or (val.QUICK_REPLICAS if quick else val.REPLICAS)
-    out_dir = Path(out_dir or ("validation-quick" if quick else "validation"))
-    planned = val.plan_stores(val.cases_of(rows or val.ROW_IDS), out_dir, quick=quick, replicas=replicas,
-                              overwrite=overwrite, command=" ".join(["kmc"] + sys.argv[1:]))
-    for cs in planned:
-        kept = cs.n_runs - len(cs.todo) - len(cs.busy) - len(cs.failed)
-        if not cs.create:
-            _echo_err(f"validate: {cs.path}: reusing {kept} finished run(s)"
-                      + (f", running or resuming {len(cs.todo)}" if cs.todo else ""))
-        if cs.busy:
-            _echo_err(f"validate: {cs.path}: run(s) {cs.busy} are running in another process; left alone "
-                      f"(set KMC_STALE_AFTER_S=0 if that process is gone)")
-        if cs.failed:
-            _echo_err(f"validate: {cs.path}: run(s) {cs.failed} failed earlier (`kmc status {cs.path}`); "
-                      f"--overwrite reruns the row")
-    outcomes = _run_validation(planned, workers or os.cpu_count() or 1, show_progress())
-    code = summarize(outcomes) if outcomes else 0
-    if code == 3:
+    outcome = run_validation(rows, quick=quick, out_dir=out_dir, replicas=replicas, workers=workers,
+                             overwrite=overwrite, command=" ".join(["kmc"] + sys.argv[1:]),
+                             progress=show_progress(), report=lambda message: _echo_err(f"validate: {message}"))
+    if outcome.stopped:
         _echo_err("validate: stopped by a signal after writing checkpoints; the same command continues")
-        sys.exit(3)
-
-    results, directions = val.evaluate_all(planned)
-    _print_validation(results, directions, quick, replicas)
-    for path in val.write_tables(results, directions, out_dir, quick=quick, replicas=replicas):
+        sys.exit(outcome.exit_code)
+    _print_validation(outcome)
+    for path in outcome.tables:
         _echo_err(f"validate: wrote {path}")
-    failed_runs = [f"{cs.case.name} run {r}" for cs in planned for r in cs.failed] + \
-        [f"{Path(loc).stem} run {r}" for (loc, r), o in outcomes.items() if o != "done"]
-    busy = [f"{cs.case.name} run {r}" for cs in planned for r in cs.busy]
-    if failed_runs:
-        _echo_err(f"validate: {len(failed_runs)} run(s) failed: {', '.join(failed_runs[:20])}; `kmc status` shows why")
-    if busy:
-        _echo_err(f"validate: not finished (running elsewhere): {', '.join(busy[:20])}")
-    failed_directions = [d for d in directions if d.holds is False]
+    if outcome.failed_runs:
+        _echo_err(f"validate: {len(outcome.failed_runs)} run(s) failed: {', '.join(outcome.failed_runs[:20])}; "
+                  f"`kmc status` shows why")
+    if outcome.busy:
+        _echo_err(f"validate: not finished (running elsewhere): {', '.join(outcome.busy[:20])}")
     if quick:
-        for d in failed_directions:
+        for d in outcome.failed_directions:
             _echo_err(f"validate --quick: direction fails: {d.direction.name}: {d.detail}")
-    sys.exit(1 if failed_runs or busy or (quick and failed_directions) else 0)
+    sys.exit(outcome.exit_code)
 
 
-def _run_validation(planned, workers, progress) -> dict:
-    """Run every planned store's remaining runs, with a progress bar per scenario on a terminal."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from kmc import validation as val
-    from kmc.executors import run_processes, stop_on_signals
-
-    n_jobs = sum(len(cs.todo) for cs in planned)
-    if not n_jobs:
-        return {}
-    by_path = {str(cs.path): cs for cs in planned}
-    samples: dict[tuple, int] = {}
-    ended: set[tuple] = set()
-    finished = {str(cs.path): cs.n_runs - len(cs.todo) for cs in planned}
-    bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.fields[runs]}"),
-                   TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress, transient=False)
-    total = bar.add_task("all", total=n_jobs, runs=f"0/{n_jobs} runs")
-    tasks = {path: bar.add_task(cs.case.name, total=cs.n_runs * cs.n_samples,
-                                completed=finished[path] * cs.n_samples, runs=f"{finished[path]}/{cs.n_runs} runs")
-             for path, cs in by_path.items() if cs.todo}
-
-    def update(path):
-        cs = by_path[path]
-        done_samples = finished[path] * cs.n_samples + sum(k for (p, _), k in samples.items() if p == path)
-        bar.update(tasks[path], completed=done_samples, runs=f"{finished[path]}/{cs.n_runs} runs")
-
-    def on_sample(job, k):
-        if job not in ended:  # a worker's last report may arrive after its run ended
-            samples[job] = k
-            update(job[0])
-
-    def on_done(job, outcome):
-        ended.add(job)
-        samples.pop(job, None)
-        if outcome == "done":
-            finished[job[0]] += 1
-        bar.advance(total)
-        n_done = int(bar.tasks[total].completed)
-        bar.update(total, runs=f"{n_done}/{n_jobs} runs")
-        update(job[0])
-        if not progress:
-            _echo_err(f"validate: {by_path[job[0]].case.name} run {job[1]}: {outcome} ({n_done}/{n_jobs})")
-
-    with stop_on_signals() as stop, bar:
-        return run_processes(val.jobs(planned), workers=min(workers, n_jobs), stop=stop, on_sample=on_sample,
-                             on_done=on_done)
-
-
-def _print_validation(results, directions, quick, replicas) -> None:
+def _print_validation(outcome) -> None:
+    """The table of a validate's Outcome on stdout, and below it the directions."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from kmc import validation as val
 
+    results, directions, quick = outcome.results, outcome.directions, outcome.quick
     console = Console(width=None if sys.stdout.isatty() else 200)
-    table = Table(title=val.table_title(quick, replicas), caption="median over finished replicas; spread: min–max",
+    table = Table(title=outcome.title, caption="median over finished replicas; spread: min–max",
                   show_lines=False)
     for name in val.COLUMNS:
         table.add_column(name, overflow="fold",

@@ -4,9 +4,9 @@
 with overrides for the quick size); ``ROWS`` are the VALIDATION.md rows, each with its role, its
 condition and the quantities it judges (``Metric``: a value per run from the run's summary
 (``ds.kmc.summary()``), the paper's value and the accepted range as VALIDATION.md quotes them);
-``DIRECTIONS`` are the checks ``kmc validate --quick`` asserts on small lattices. The functions
-below plan the stores (reusing finished ones), evaluate the rows from the stores, and write the
-table as CSV and Markdown. ``kmc validate`` (kmc/cli.py) runs and prints them.
+``DIRECTIONS`` are the checks ``kmc validate --quick`` asserts on small lattices. ``evaluate`` and
+``check_directions`` judge them on the cases' run summaries. Running the cases into their stores and
+writing the table is ``kmc.validate``'s work; printing it, the CLI's.
 
 Statistics: a quantity is judged by its median over the finished replicas (the spread shown is the
 minimum–maximum); a share of replicas (shorted or not) by the share itself. Runs without a value
@@ -16,30 +16,17 @@ over runs of which fewer than half shorted is "no short" too, and out of any acc
 """
 from __future__ import annotations
 
-import csv
 import importlib.resources
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
 from kmc.errors import KmcError
 
-if TYPE_CHECKING:
-    from kmc.api import Plan
-
-#: Replicas per scenario: VALIDATION.md wants the median and spread over at least 8.
-REPLICAS = 8
-#: Replicas per scenario at the quick size (CI: directions, not values).
-QUICK_REPLICAS = 3
-#: File names of the table written beside the stores.
-TABLE_CSV, TABLE_MD = "validation.csv", "validation.md"
 #: Na thickness per plated charge, µm per mAh/cm² (VALIDATION.md: 1 mAh/cm² of Na = 8.87 µm).
 UM_PER_MAH_CM2 = 8.87
 
@@ -257,6 +244,14 @@ ROWS: tuple[Row, ...] = (
 ROW_IDS = tuple(r.id for r in ROWS)
 
 
+def cases_of(rows: Sequence[str]) -> list[Case]:
+    """The cases the rows run, longest first."""
+    unknown = [r for r in rows if r not in ROW_IDS]
+    if unknown:
+        raise KmcError(f"--rows = {','.join(unknown)} is not allowed: expected row ids among {','.join(ROW_IDS)}")
+    return sorted((c for c in CASES.values() if c.row in rows), key=lambda c: -c.cost_s)
+
+
 # ---------------------------------------------------------------------------------------------
 # Directions (--quick)
 # ---------------------------------------------------------------------------------------------
@@ -317,126 +312,6 @@ DIRECTIONS: tuple[Direction, ...] = (
 )
 
 
-# ---------------------------------------------------------------------------------------------
-# Stores: plan, reuse, create
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class CaseStore:
-    """A case's store: where it is, the plan it was (or will be) created from, runs still to do."""
-
-    case: Case
-    path: Path
-    plan: Plan
-    todo: list[int] = field(default_factory=list)
-    busy: list[int] = field(default_factory=list)     # running in another process (fresh heartbeat)
-    failed: list[int] = field(default_factory=list)
-    create: bool = False
-
-    @property
-    def n_runs(self) -> int:
-        return self.plan.n_runs
-
-    @cached_property
-    def n_samples(self) -> int:
-        return int(self.plan.layout().sizes.get("sample", 1))
-
-
-def cases_of(rows: Sequence[str]) -> list[Case]:
-    """The cases the rows run, longest first."""
-    unknown = [r for r in rows if r not in ROW_IDS]
-    if unknown:
-        raise KmcError(f"--rows = {','.join(unknown)} is not allowed: expected row ids among {','.join(ROW_IDS)}")
-    return sorted((c for c in CASES.values() if c.row in rows), key=lambda c: -c.cost_s)
-
-
-def _normal(value):
-    return json.loads(json.dumps(value))
-
-
-def _first_difference(a, b, path: str = "") -> str | None:
-    """The first dotted key where two JSON-like values differ, or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            where = f"{path}.{k}" if path else str(k)
-            if k not in a or k not in b:
-                return where
-            d = _first_difference(a[k], b[k], where)
-            if d is not None:
-                return d
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
-            d = _first_difference(x, y, f"{path}.{i}" if path else str(i))
-            if d is not None:
-                return d
-        return None
-    return None if a == b else (path or "the value")
-
-
-def _store_mismatch(path: Path, plan) -> str | None:
-    """Why an existing store is not this plan's (another scenario, constants or seeds), or None."""
-    from kmc import store as st
-
-    group = st.open_group(path, mode="r")
-    try:
-        stored = json.loads(group.attrs["scenario"])
-    except (KeyError, ValueError):
-        return "it has no scenario"
-    here = _normal(plan.base.to_dict())
-    for part, prefix in (("data", ""), ("materials", "materials.")):
-        where = _first_difference(stored.get(part), here[part])
-        if where is not None:
-            return f"its scenario differs at {prefix}{where}"
-    seeds = [int(s) for s in np.asarray(group["seed"][:])]
-    if seeds != list(plan.seeds):
-        return f"it has {len(seeds)} runs of other seeds or count (this validate: {plan.n_runs} replicas)"
-    return None
-
-
-def plan_stores(cases: Sequence[Case], out_dir, *, quick: bool, replicas: int, overwrite: bool,
-                command: str = "kmc validate") -> list[CaseStore]:
-    """Each case's store in ``out_dir`` and the runs left to do (``jobs`` creates the stores and lists
-    the runs). Raises KmcError, before anything is written, when a scenario is invalid, or a store
-    exists for another scenario, other material constants or another replica count and ``overwrite``
-    is not given. A store of the same plan is reused: done runs are kept, pending and interrupted
-    ones are (re)started from their checkpoints, failed ones are reported, not rerun.
-    """
-    from kmc import store as st
-    from kmc.api import plan_replicas
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise KmcError(f"-o {str(out_dir)!r} is not allowed: it is a file; expected a directory")
-    planned = []
-    for case in cases:
-        plan = plan_replicas(load_case(case, quick), replicas, command=command)
-        cs = CaseStore(case, out_dir / f"{case.name}.zarr", plan)
-        if cs.path.exists() and not st.is_kmc_store(cs.path):
-            raise KmcError(f"{str(cs.path)!r} exists and is not a kmc store: move it away or choose another -o DIR")
-        if overwrite or not cs.path.exists():
-            cs.create, cs.todo = True, list(range(plan.n_runs))
-        else:
-            why = _store_mismatch(cs.path, plan)
-            if why is not None:
-                raise KmcError(f"{str(cs.path)!r} exists but is not this validate's store ({why}): pass "
-                               f"--overwrite to recompute it, or choose another -o DIR")
-            for s in st.run_statuses(cs.path):
-                {"pending": cs.todo, "interrupted": cs.todo, "running": cs.busy, "failed": cs.failed}.get(
-                    s.status, []).append(s.run)
-        planned.append(cs)
-    return planned
-
-
-def jobs(planned: Sequence[CaseStore]):
-    """Every planned store's runs to do as ``(store, run)``, creating each new (or replaced) store just
-    before its runs — lazily, so runs already submitted start while the later stores are created."""
-    for cs in planned:
-        if cs.create:
-            cs.path.parent.mkdir(parents=True, exist_ok=True)
-            cs.plan.create(str(cs.path), overwrite=True)
-        yield from ((str(cs.path), run) for run in cs.todo)
-
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation
@@ -479,27 +354,6 @@ class Result:
 
 COLUMNS = ("id", "role", "condition", "quantity", "paper", "accepted", "model", "spread (min–max)", "n",
            "within range")
-
-
-def summaries(planned: Sequence[CaseStore]) -> dict[str, xr.Dataset]:
-    """Each case's run summary (finished runs only), with its lattice and first current as attrs."""
-    from kmc import store as st
-    from kmc.api import open as open_store
-
-    out = {}
-    for cs in planned:
-        ds = open_store(str(cs.path))
-        done = np.asarray(ds["status"].values) == st.STATUS_DONE
-        # summary() of no finished runs would reduce over an empty run dimension: take every run's, then none.
-        s = ds.kmc.summary() if done.any() else ds.kmc.summary(only_done=False).isel(run=slice(0, 0))
-        data = cs.plan.base.data
-        lat = data["lattice"]
-        step = data["protocol"][0]
-        columns = f"{lat['nx']}²" if lat["nx"] == lat["ny"] else f"{lat['nx']}×{lat['ny']}"
-        s.attrs.update(lattice=f"{columns} × {lat['voxel_um']:g} µm",
-                       current_ma_cm2=step.get("current_ma_cm2", step.get("start_ma_cm2", math.nan)))
-        out[cs.case.name] = s
-    return out
 
 
 def metric_values(metric: Metric, s: Mapping[str, xr.Dataset]) -> tuple[np.ndarray, str]:
@@ -554,39 +408,3 @@ def check_directions(s: Mapping[str, xr.Dataset]) -> list[DirectionResult]:
         holds, detail = d.check(s)
         out.append(DirectionResult(d, holds, detail))
     return out
-
-
-def evaluate_all(planned: Sequence[CaseStore]) -> tuple[list[Result], list[DirectionResult]]:
-    """The table's lines for every row whose cases were planned, and the directions, from the stores."""
-    s = summaries(planned)
-    rows = [row for row in ROWS if all(c in s for m in row.metrics for c in m.cases)]
-    return evaluate(rows, s), check_directions(s)
-
-
-def table_title(quick: bool, replicas: int) -> str:
-    if quick:
-        return (f"kmc validate --quick: directions only — small lattices, {replicas} replicas; the values "
-                f"are not expected in the accepted ranges")
-    return f"kmc validate: model vs experiment (VALIDATION.md), {replicas} replicas per scenario"
-
-
-def write_tables(results: Sequence[Result], directions: Sequence[DirectionResult], out_dir, *, quick: bool,
-                 replicas: int) -> list[Path]:
-    """``validation.csv`` and ``validation.md`` (to paste in a README) in ``out_dir``; returns their paths."""
-    out_dir = Path(out_dir)
-    rows = [r.cells() for r in results]
-    csv_path, md_path = out_dir / TABLE_CSV, out_dir / TABLE_MD
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=("mode", *COLUMNS))
-        writer.writeheader()
-        for cells in rows:
-            writer.writerow({"mode": "quick" if quick else "full", **cells})
-    lines = [f"{table_title(quick, replicas)}. Median over finished runs; spread: min–max.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(c[k].replace("|", "\\|") for k in COLUMNS) + " |" for c in rows]
-    shown = [d for d in directions if d.holds is not None]
-    if shown:
-        lines += ["", f"Directions ({'asserted' if quick else 'not asserted without --quick'}):", ""]
-        lines += [f"- {'holds' if d.holds else 'FAILS'}: {d.direction.name} — {d.detail}" for d in shown]
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return [csv_path, md_path]

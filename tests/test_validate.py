@@ -17,6 +17,7 @@ from kmc.api import plan_replicas
 from kmc.errors import KmcError
 from kmc.executors import run_processes, run_serial
 from kmc.store import run_statuses
+from kmc.validate import TABLE_CSV, TABLE_MD
 
 KMC = shutil.which("kmc")
 
@@ -233,8 +234,8 @@ def test_quick_validate_prints_every_row_and_exits_by_the_directions(tmp_path):
     for name in failing:
         assert f"direction fails: {name}" in first.stderr
     assert "run(s) failed" not in first.stderr, first.stderr
-    assert {p.name for p in out.iterdir()} == {f"{c}.zarr" for c in val.CASES} | {val.TABLE_CSV, val.TABLE_MD}
-    with (out / val.TABLE_CSV).open(encoding="utf-8") as f:
+    assert {p.name for p in out.iterdir()} == {f"{c}.zarr" for c in val.CASES} | {TABLE_CSV, TABLE_MD}
+    with (out / TABLE_CSV).open(encoding="utf-8") as f:
         lines = list(csv.DictReader(f))
     assert len(lines) == 17 and {line["mode"] for line in lines} == {"quick"}
     assert [line["id"] for line in lines] == [row.id for row in val.ROWS for _ in row.metrics]
@@ -244,10 +245,10 @@ def test_quick_validate_prints_every_row_and_exits_by_the_directions(tmp_path):
     assert again.stdout == first.stdout  # from the same stores
     assert again.stderr.count("reusing 3 finished run(s)") == len(val.CASES)
 
-    csv_before = (out / val.TABLE_CSV).read_text(encoding="utf-8")
+    csv_before = (out / TABLE_CSV).read_text(encoding="utf-8")
     bad = validate("--replicas", "2")  # the stores hold 3 replicas
     assert bad.returncode == 2 and bad.stdout == ""
     assert len(bad.stderr.strip().splitlines()) == 1 and "--overwrite" in bad.stderr
-    assert (out / val.TABLE_CSV).read_text(encoding="utf-8") == csv_before
+    assert (out / TABLE_CSV).read_text(encoding="utf-8") == csv_before
     unknown = validate("--rows", "T1,X7")
     assert unknown.returncode == 2 and "X7" in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
