@@ -85,13 +85,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft
-from numba import njit
+
+from kmc.kernels import field as kfield
 
 FARADAY_C_MOL = 96485.33212
 GAS_CONSTANT_J_MOL_K = 8.314462618
 
 #: Exponent argument beyond which exp(x) is continued linearly (value and slope continuous).
-EXP_ARG_LIMIT = 50.0
+EXP_ARG_LIMIT = kfield.EXP_ARG_LIMIT  # compiled into the kernels, so defined with them
 #: Default bound on |V| (V): faces that cannot carry I within it leave the excess to the double layer.
 VOLTAGE_BOUND_V = 5.0
 #: Faces with j0·A at or below this (A) carry nothing and are left out of the solve.
@@ -267,135 +268,6 @@ def interfacial_resistance_ohm_cm2(solution: Solution, plane: Plane, current_a: 
 
 
 # --------------------------------------------------------------------------------------------------
-# Kernels (element-wise work and reductions; sequential sums keep results bit-reproducible)
-
-
-@njit(cache=True, inline="always")
-def _gexp(x):
-    """exp(x) and its derivative, continued linearly beyond EXP_ARG_LIMIT."""
-    if x <= EXP_ARG_LIMIT:
-        e = math.exp(x)
-        return e, e
-    e = math.exp(EXP_ARG_LIMIT)
-    return e * (1.0 + (x - EXP_ARG_LIMIT)), e
-
-
-@njit(cache=True)
-def _pixel_kinetics(psi, loc, weight, j0, alpha, u, f, g, dneg):
-    """Per contact pixel: g = a⁻² Σ A_f j_f at potential psi (A/cm²) and dneg = −∂g/∂ψ (A/cm²/V).
-
-    ``weight`` is A_f/a² per face, ``loc`` the face's contact-pixel index.
-    """
-    g[:] = 0.0
-    dneg[:] = 0.0
-    for k in range(loc.size):
-        c = loc[k]
-        eta = psi[c] - u[k]
-        e1, d1 = _gexp(-alpha[k] * f * eta)
-        e2, d2 = _gexp((1.0 - alpha[k]) * f * eta)
-        w = weight[k] * j0[k]
-        g[c] += w * (e1 - e2)
-        dneg[c] += w * f * (alpha[k] * d1 + (1.0 - alpha[k]) * d2)
-
-
-@njit(cache=True)
-def _pixel_current_only(psi, loc, weight, j0, alpha, u, f, g):
-    g[:] = 0.0
-    for k in range(loc.size):
-        c = loc[k]
-        eta = psi[c] - u[k]
-        e1, _ = _gexp(-alpha[k] * f * eta)
-        e2, _ = _gexp((1.0 - alpha[k]) * f * eta)
-        g[c] += weight[k] * j0[k] * (e1 - e2)
-
-
-@njit(cache=True)
-def _face_currents(psi, shift, loc, j0, alpha, u, f, out):
-    """j_f at potential psi, corrected to first order by the pixel's potential shift (V)."""
-    for k in range(loc.size):
-        c = loc[k]
-        eta = psi[c] - u[k]
-        e1, d1 = _gexp(-alpha[k] * f * eta)
-        e2, d2 = _gexp((1.0 - alpha[k]) * f * eta)
-        out[k] = j0[k] * ((e1 - e2) + f * (alpha[k] * d1 + (1.0 - alpha[k]) * d2) * shift[c])
-
-
-@njit(cache=True)
-def _total_current(base, slope, x, loc, weight, j0, alpha, u, f):
-    """a⁻² Σ_f A_f j_f at ψ = base + x·slope, and its derivative in x."""
-    tot = 0.0
-    dtot = 0.0
-    for k in range(loc.size):
-        c = loc[k]
-        eta = base[c] + x * slope[c] - u[k]
-        e1, d1 = _gexp(-alpha[k] * f * eta)
-        e2, d2 = _gexp((1.0 - alpha[k]) * f * eta)
-        w = weight[k] * j0[k]
-        tot += w * (e1 - e2)
-        dtot -= w * f * (alpha[k] * d1 + (1.0 - alpha[k]) * d2) * slope[c]
-    return tot, dtot
-
-
-@njit(cache=True)
-def _scatter(flat, idx, vals):
-    for i in range(idx.size):
-        flat[idx[i]] = vals[i]
-
-
-@njit(cache=True)
-def _gather_add(flat, idx, dinv, p, out):
-    """out = G p (gathered from the plane) + D⁻¹ p."""
-    for i in range(idx.size):
-        out[i] = flat[idx[i]] + dinv[i] * p[i]
-
-
-@njit(cache=True)
-def _gather(flat, idx, out):
-    for i in range(idx.size):
-        out[i] = flat[idx[i]]
-
-
-@njit(cache=True)
-def _dot(a, b):
-    s = 0.0
-    for i in range(a.size):
-        s += a[i] * b[i]
-    return s
-
-
-@njit(cache=True)
-def _precondition(r, cinv, z):
-    """Constraint preconditioner: mu = Σ C⁻¹r / Σ C⁻¹, z = C⁻¹(r − mu); returns mu, rᵀz, ‖r − mu‖²."""
-    swr = 0.0
-    sw = 0.0
-    for i in range(r.size):
-        swr += cinv[i] * r[i]
-        sw += cinv[i]
-    mu = swr / sw
-    rz = 0.0
-    res2 = 0.0
-    for i in range(r.size):
-        d = r[i] - mu
-        z[i] = cinv[i] * d
-        rz += d * z[i]
-        res2 += d * d
-    return mu, rz, res2
-
-
-@njit(cache=True)
-def _cg_step(x, r, p, q, step):
-    for i in range(x.size):
-        x[i] += step * p[i]
-        r[i] -= step * q[i]
-
-
-@njit(cache=True)
-def _cg_direction(p, z, beta):
-    for i in range(p.size):
-        p[i] = z[i] + beta * p[i]
-
-
-# --------------------------------------------------------------------------------------------------
 # The solve
 
 
@@ -428,25 +300,25 @@ class _Problem:
 
     def green_cc(self, vec: np.ndarray, out: np.ndarray, dinv: np.ndarray | None = None) -> np.ndarray:
         """out = G_cc vec (+ D⁻¹ vec when dinv is given); G_cc is +G (V per A/cm²), no sign flip."""
-        _scatter(self.buf_flat, self.cpix, vec)
+        kfield.scatter(self.buf_flat, self.cpix, vec)
         spec = scipy.fft.rfft2(self.buf, workers=1)
         spec *= self.plane.green
         full = scipy.fft.irfft2(spec, s=self.buf.shape, workers=1, overwrite_x=True).reshape(-1)
         if dinv is None:
-            _gather(full, self.cpix, out)
+            kfield.gather(full, self.cpix, out)
         else:
-            _gather_add(full, self.cpix, dinv, vec, out)
+            kfield.gather_add(full, self.cpix, dinv, vec, out)
         return out
 
     def kinetics(self, psi, g, dneg):
-        _pixel_kinetics(psi, self.loc, self.weight, self.j0, self.alpha, self.u, self.f, g, dneg)
+        kfield.pixel_kinetics(psi, self.loc, self.weight, self.j0, self.alpha, self.u, self.f, g, dneg)
 
     def current_at(self, psi, g):
-        _pixel_current_only(psi, self.loc, self.weight, self.j0, self.alpha, self.u, self.f, g)
+        kfield.pixel_current_only(psi, self.loc, self.weight, self.j0, self.alpha, self.u, self.f, g)
 
     def total(self, base, slope, x):
         """Faradaic current (A) at ψ = base + x·slope, and its derivative in x."""
-        tot, dtot = _total_current(base, slope, x, self.loc, self.weight, self.j0, self.alpha, self.u,
+        tot, dtot = kfield.total_current(base, slope, x, self.loc, self.weight, self.j0, self.alpha, self.u,
                                    self.f)
         return tot * self.a2, dtot * self.a2
 
@@ -456,18 +328,18 @@ class _Problem:
         q = np.empty(self.n)
         r = b - self.green_cc(x, q, dinv)
         z = np.empty(self.n)
-        mu, rz, res2 = _precondition(r, cinv, z)
+        mu, rz, res2 = kfield.precondition(r, cinv, z)
         target2 = max(atol, rtol * math.sqrt(res2)) ** 2
         p = z.copy()
         it = 0
         while res2 > target2 and it < maxiter and rz > 0.0:
             self.green_cc(p, q, dinv)
-            pq = _dot(p, q)
+            pq = kfield.dot(p, q)
             if not pq > 0.0:
                 break
-            _cg_step(x, r, p, q, rz / pq)
-            mu, rz_new, res2 = _precondition(r, cinv, z)
-            _cg_direction(p, z, rz_new / rz)
+            kfield.cg_step(x, r, p, q, rz / pq)
+            mu, rz_new, res2 = kfield.precondition(r, cinv, z)
+            kfield.cg_direction(p, z, rz_new / rz)
             rz = rz_new
             it += 1
         return x, mu, it
@@ -700,12 +572,12 @@ def _newton(prob, current, u_ce_v, voltage, j, rtol, galvanostatic, gj=None):
         prob.green_cc(dj, gdj)
         dpsi = dv + gdj
         # Armijo backtracking on ‖D_k⁻¹ r‖ with D frozen at the iterate.
-        m0 = float(np.sqrt(_dot(err, err)))
+        m0 = float(np.sqrt(kfield.dot(err, err)))
         t = 1.0
         for _ in range(40):
             prob.current_at(psi + t * dpsi, g_trial)
             ft = (j + t * dj - g_trial) * dinv
-            mt = float(np.sqrt(_dot(ft, ft)))
+            mt = float(np.sqrt(kfield.dot(ft, ft)))
             if mt <= (1.0 - 1e-4 * t) * m0 or not m0 > 0.0:
                 break
             t *= 0.5
@@ -716,7 +588,7 @@ def _newton(prob, current, u_ce_v, voltage, j, rtol, galvanostatic, gj=None):
     faces = prob.faces
     face_j = np.zeros(len(faces))
     active_j = np.empty(prob.active.size)
-    _face_currents(psi, err, prob.loc, prob.j0, prob.alpha, prob.u, prob.f, active_j)
+    kfield.face_currents(psi, err, prob.loc, prob.j0, prob.alpha, prob.u, prob.f, active_j)
     face_j[prob.active] = active_j
     jmap = np.zeros(prob.plane.ny * prob.plane.nx)
     jmap[prob.cpix] = j

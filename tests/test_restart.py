@@ -67,19 +67,38 @@ def test_checkpoint_write_is_atomic(tmp_path):
 
 
 def test_second_process_loads_kernels_from_cache(tmp_path):
+    """A second process loads the hop model's kernels and every kernel of the field solve from the cache,
+    and the field kernels are cached in the directory keyed by the digest of the kernel sources.
+    Shown to fail with ``cache=True`` taken off ``kernels/field.py``'s ``precondition``, and with
+    ``kernels/__init__.py`` not setting Numba's cache directory (the kernels cached outside the digest's)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     code = """
         import json
+        from pathlib import Path
+        import numpy as np
+        from numba.core.registry import CPUDispatcher
         from kmc import hop
-        from kmc.kernels import hop as k, solver
+        from kmc.field import Faces, Plane, solve_galvanostatic, solve_potentiostatic
+        from kmc.kernels import CACHE_DIR, field as kfield, hop as k, solver
         s = hop.new_state(5, 0.5, seed=1)
         hop.advance(s, max_events=100)
         funcs = {"run_batch": k.run_batch, "count_empty_neighbors": k.count_empty_neighbors,
                  "fill_leaves": k.fill_leaves, "tree_build": solver.tree_build}
-        print(json.dumps({n: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
-                          for n, f in funcs.items()}))
+        # A field solve with spreading resistance (CG iterates) in both modes calls every field kernel.
+        plane = Plane(8, 8, 1e-4, 3e-3, 1e-3)
+        spots = np.array([0, 1, 8, 9, 36, 37, 44])
+        faces = Faces(spots, plane.pixel_area_cm2, 1e-3, 0.5, 0.0)
+        solve_galvanostatic(plane, faces, 1e-9, 0.0, 298.15)
+        solve_potentiostatic(plane, faces, -0.05, 0.0, 298.15)
+        funcs.update({f"field.{n}": f for n, f in vars(kfield).items()
+                      if isinstance(f, CPUDispatcher) and not f.targetoptions.get("inline") == "always"})
+        counts = {n: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
+                  for n, f in funcs.items()}
+        print(json.dumps({"counts": counts, "field_index_files": len(list(Path(CACHE_DIR).rglob("field.*.nbi")))}))
     """
     first = json.loads(_python(code, env).strip().splitlines()[-1])
-    assert all(misses >= 1 for hits, misses in first.values()), first  # compiled and written
+    assert len(first["counts"]) == 4 + 11, first
+    assert all(misses >= 1 for hits, misses in first["counts"].values()), first  # compiled and written
+    assert first["field_index_files"] >= 11, first
     second = json.loads(_python(code, env).strip().splitlines()[-1])
-    assert all(hits >= 1 and misses == 0 for hits, misses in second.values()), second
+    assert all(hits >= 1 and misses == 0 for hits, misses in second["counts"].values()), second
