@@ -38,7 +38,8 @@ def main():
 
     Na is plated in situ between a current collector and a solid electrolyte; the simulator follows
     nucleation, growth, contact under stack pressure, filaments and voids on a 3D voxel lattice in
-    physical units, and writes trajectories to Zarr stores for xarray.
+    physical units, and writes trajectories to Zarr stores for xarray. The model it implements is
+    described in docs/model.md of the repository (`mkdocs serve` there shows all of docs/).
 
     \b
     Commands:
@@ -47,7 +48,7 @@ def main():
       status    what each run of a store is doing, and why failed runs failed
       resume    continue a store's interrupted and unstarted runs from their checkpoints
       plot      the standard figures of a store, as PNG files
-      validate  run the VALIDATION.md experiments and print model against paper
+      validate  run the validation experiments (docs/validation.md), model against paper
       bench     the engine benchmark (events per second on the hop model)
 
     \b
