@@ -48,6 +48,7 @@ def main():
       status    what each run of a store is doing, and why failed runs failed
       resume    continue a store's interrupted and unstarted runs from their checkpoints
       plot      the standard figures of a store, as PNG files
+      export    a run's lattice snapshots and maps as VTK files for ParaView
       validate  run the validation experiments (docs/validation.md), model against paper
       bench     the engine benchmark (events per second on the hop model)
 
@@ -358,6 +359,53 @@ def plot(store, out_dir, run_index, frames, snaps, all_runs):
                        f"has none of their variables")
     if not result.files:
         click.echo(f"{store}: no figure applies; nothing written")
+
+
+@main.command()
+@click.argument("store", metavar="OUT.zarr", type=click.Path())
+@click.option("--vtk", "vtk_dir", metavar="DIR", required=True, type=click.Path(),
+              help="Directory for the VTK files (created if missing; files of the same names are replaced).")
+@click.option("--run", "run_index", default=0, show_default=True, type=int,
+              help="Run to export (0-based index along the store's run dimension).")
+def export(store, vtk_dir, run_index):
+    """Write a run's lattice snapshots and maps as VTK image data, to look at in ParaView.
+
+    \b
+    DIR/lattice_runR_NNNN.vti   each 3D snapshot NNNN of run R: cell data "state" (the store's
+                                uint8 state codes), one cell per voxel, spacing the voxel size
+                                (µm; site indices for the hop model)
+    DIR/lattice_runR.pvd        the snapshots with their simulated times (s): open this one
+                                in ParaView to play them in time
+    DIR/maps_runR_NNNN.vti      each map frame NNNN as a 2D image, one cell per column: cell data
+                                thickness_map [µm], contact_map, current_map [mA/cm2] (and
+                                stress_map [MPa] when the store has it)
+    DIR/maps_runR.pvd           the frames with their simulated times
+    DIR/legend.json             state code -> meaning, spacing and units, the maps' units
+
+    The state legend (for the battery model 0 gap, 1 electrolyte, 2 sodium, 3 collector,
+    4 interphase; for the hop model 0 empty, 1 occupied) is in every snapshot file too, as the
+    field arrays state_code and state_meaning; each file also has its time as the field array
+    TimeValue. In ParaView, color by "state" and tick "Interpret Values As Categories"; a Threshold
+    on state = 2 shows the sodium.
+
+    Snapshot and frame slots past the run's end (a run that shorted or stopped early, or one still
+    running) are skipped. Bad input — OUT.zarr not a kmc store, --run out of range, DIR a file, a
+    run with nothing written yet — gives one line on stderr, exit code 2, and nothing written.
+    """
+    from kmc.export import export_vtk
+
+    done = export_vtk(store, vtk_dir, run=run_index)
+    if done.snapshots:
+        click.echo(f"wrote {len(done.snapshots)} lattice snapshot(s) of run {run_index}: "
+                   f"{done.collections[0]} (+ {done.snapshots[0].name} ...)")
+    if done.frames:
+        click.echo(f"wrote {len(done.frames)} map frame(s) of run {run_index}: "
+                   f"{done.collections[-1]} (+ {done.frames[0].name} ...)")
+    click.echo(f"wrote {done.legend}")
+    skipped = [f"{len(s)} {what}" for s, what in ((done.skipped_snaps, "snapshot(s)"), (done.skipped_frames, "frame(s)"))
+               if s]
+    if skipped:
+        click.echo(f"skipped {' and '.join(skipped)} past the run's end (fill values)")
 
 
 def _parse_rows(ctx, param, value):
