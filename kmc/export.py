@@ -116,18 +116,19 @@ def export_vtk(store, out_dir, run: int = 0) -> Exported:
     if snaps:
         width = max(4, len(str(ds.sizes["snap"] - 1)))
         series = []
-        for k, time_s, lattice_zyx in snaps:
+        for k, time_s in snaps:
             path = out_dir / f"lattice_run{run}_{k:0{width}d}.vti"
-            _write_image(path, {"state": lattice_zyx}, grid, time_s, legend)
+            _write_image(path, {"state": ds["lattice"].isel(run=run, snap=k).values}, grid, time_s, legend)
             series.append((path, time_s))
             done.snapshots.append(path)
         done.collections.append(_write_collection(out_dir / f"lattice_run{run}.pvd", series))
     if frames:
         width = max(4, len(str(ds.sizes["frame"] - 1)))
         series = []
-        for k, time_s, maps_yx in frames:
+        for k, time_s in frames:
             path = out_dir / f"maps_run{run}_{k:0{width}d}.vti"
-            _write_image(path, {name: m[np.newaxis] for name, m in maps_yx.items()}, grid, time_s, {}, flat=True)
+            maps = {name: ds[name].isel(run=run, frame=k).values[np.newaxis] for name in map_names}
+            _write_image(path, maps, grid, time_s, {}, flat=True)
             series.append((path, time_s))
             done.frames.append(path)
         done.collections.append(_write_collection(out_dir / f"maps_run{run}.pvd", series))
@@ -159,32 +160,34 @@ def _grid(ds) -> Grid:
     return Grid(sizes, step, origin, units)
 
 
-def _written_snapshots(ds, run: int):
-    """[(snap index, time s, lattice (z, y, x))] of the written snapshots, and the skipped indices."""
+def _written_snapshots(ds, run: int) -> tuple[list[tuple[int, float]], list[int]]:
+    """[(snap index, time s)] of the run's written snapshots, and the indices skipped.
+
+    A slot past the run's end is all fill (no chunk was written); a written one has a finite time.
+    Each snapshot is read here and again when written, so that a long run never sits in memory whole.
+    """
     lattice = ds["lattice"]
-    fill = lattice.encoding.get("fill_value", lattice.attrs.get("_FillValue", 255))
+    fill = lattice.encoding.get("fill_value", 255)
     times = np.asarray(ds["snap_time"].isel(run=run).values, dtype=np.float64)
     written, skipped = [], []
     for k in range(ds.sizes["snap"]):
-        values = np.asarray(lattice.isel(run=run, snap=k).values)
-        # A slot past the run's end is all fill (no chunk written); a written one has a finite time.
-        if np.all(values == fill) or not np.isfinite(times[k]):
-            skipped.append(k)
+        if np.isfinite(times[k]) and not np.all(lattice.isel(run=run, snap=k).values == fill):
+            written.append((k, float(times[k])))
         else:
-            written.append((k, float(times[k]), values))
+            skipped.append(k)
     return written, skipped
 
 
-def _written_frames(ds, run: int, map_names: list[str]):
-    """[(frame index, time s, {map name: (y, x)})] of the written frames, and the skipped indices."""
+def _written_frames(ds, run: int, map_names: list[str]) -> tuple[list[tuple[int, float]], list[int]]:
+    """[(frame index, time s)] of the run's written frames (some map value not NaN), and those skipped."""
     times = np.asarray(ds["frame_time"].isel(run=run).values, dtype=np.float64)
     written, skipped = [], []
     for k in range(ds.sizes["frame"]):
-        maps = {name: np.asarray(ds[name].isel(run=run, frame=k).values) for name in map_names}
-        if all(np.all(np.isnan(m)) for m in maps.values()) or not np.isfinite(times[k]):
-            skipped.append(k)
+        if np.isfinite(times[k]) and not all(np.isnan(ds[name].isel(run=run, frame=k).values).all()
+                                             for name in map_names):
+            written.append((k, float(times[k])))
         else:
-            written.append((k, float(times[k]), maps))
+            skipped.append(k)
     return written, skipped
 
 
