@@ -92,7 +92,7 @@ def read_pvd(path):
     return [(float(d.get("timestep")), path.parent / d.get("file")) for d in root.find("Collection")]
 
 
-def check_export(store, out, run, prefix_maps=True):
+def check_export(store, out, run, with_maps=True):
     """Every exported value, time and legend entry against the store; returns the written slot indices."""
     ds = kmc.open(store).load()
     lattice = ds.lattice.isel(run=run).values
@@ -116,7 +116,7 @@ def check_export(store, out, run, prefix_maps=True):
     saved = json.loads((out / "legend.json").read_text())
     assert saved["state"] == {str(c): m for c, m in legend.items()}
     assert saved["spacing"] == step and saved["length_units"] == ds.x.attrs["units"]
-    if not prefix_maps:
+    if not with_maps:
         assert not list(out.glob("maps_*"))
         return written_snaps, []
 
@@ -141,7 +141,7 @@ def check_export(store, out, run, prefix_maps=True):
 def test_every_snapshot_and_map_of_a_run_reads_back_as_in_the_store(battery_store, tmp_path):
     """Each voxel's state, each map value, the spacing (0.5 µm), the .pvd times and the legend equal
     the store's. Fails under a planted fault: the lattice transposed x/y (the 8×8 columns keep the
-    extent, only the voxel order changes), or x/z."""
+    extent, only the voxel order changes), or x/z; the .pvd listing file counts instead of times."""
     out = tmp_path / "vtk"
     result = export(battery_store, "--vtk", out)
     assert result.exit_code == 0, result.output
@@ -175,7 +175,7 @@ def test_a_hop_store_exports_its_lattice_in_site_units(hop_store, tmp_path):
     out = tmp_path / "vtk"
     result = export(hop_store, "--vtk", out)
     assert result.exit_code == 0, result.output
-    snaps, _ = check_export(hop_store, out, run=0, prefix_maps=False)
+    snaps, _ = check_export(hop_store, out, run=0, with_maps=False)
     assert len(snaps) == kmc.open(hop_store).sizes["snap"]
     image, cells, fields = read_vti(out / "lattice_run0_0000.vti")
     assert image.get("Spacing").split() == ["1.0", "1.0", "1.0"] and image.get("Origin").split() == ["-0.5"] * 3
