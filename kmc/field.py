@@ -86,10 +86,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 
+from kmc import units
 from kmc.kernels import field as kfield
 
-FARADAY_C_MOL = 96485.33212
-GAS_CONSTANT_J_MOL_K = 8.314462618
 
 #: Exponent argument beyond which exp(x) is continued linearly (value and slope continuous).
 EXP_ARG_LIMIT = kfield.EXP_ARG_LIMIT  # compiled into the kernels, so defined with them
@@ -254,7 +253,7 @@ def apply_green(plane: Plane, pixel_current: np.ndarray) -> np.ndarray:
 
 def thermal_factor(temperature_k: float) -> float:
     """f = F/RT (1/V)."""
-    return FARADAY_C_MOL / (GAS_CONSTANT_J_MOL_K * temperature_k)
+    return units.F / (units.R * temperature_k)
 
 
 def interfacial_resistance_ohm_cm2(solution: Solution, plane: Plane, current_a: float,
