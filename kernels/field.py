@@ -44,17 +44,6 @@ def pixel_kinetics(psi, loc, weight, j0, alpha, u, f, g, dneg):
 
 
 @njit(cache=True)
-def pixel_current_only(psi, loc, weight, j0, alpha, u, f, g):
-    g[:] = 0.0
-    for k in range(loc.size):
-        c = loc[k]
-        eta = psi[c] - u[k]
-        e1, _ = _gexp(-alpha[k] * f * eta)
-        e2, _ = _gexp((1.0 - alpha[k]) * f * eta)
-        g[c] += weight[k] * j0[k] * (e1 - e2)
-
-
-@njit(cache=True)
 def face_currents(psi, shift, loc, j0, alpha, u, f, out):
     """j_f at potential psi, corrected to first order by the pixel's potential shift (V)."""
     for k in range(loc.size):

@@ -104,6 +104,7 @@ class _Problem:
         self.u_scale = float(np.max(np.abs(self.u))) if self.u.size else 0.0
         self.buf = np.zeros((plane.ny, plane.nx))
         self.buf_flat = self.buf.reshape(-1)
+        self.slope_scratch = np.empty(self.n)  # current_at needs no slope: computed and dropped
 
     def green_cc(self, vec: np.ndarray, out: np.ndarray, dinv: np.ndarray | None = None) -> np.ndarray:
         """out = G_cc vec (+ D⁻¹ vec when dinv is given); G_cc is +G (V per A/cm²), no sign flip."""
@@ -121,7 +122,7 @@ class _Problem:
         kfield.pixel_kinetics(psi, self.loc, self.weight, self.j0, self.alpha, self.u, self.f, g, dneg)
 
     def current_at(self, psi, g):
-        kfield.pixel_current_only(psi, self.loc, self.weight, self.j0, self.alpha, self.u, self.f, g)
+        kfield.pixel_kinetics(psi, self.loc, self.weight, self.j0, self.alpha, self.u, self.f, g, self.slope_scratch)
 
     def total(self, base, slope, x):
         """Faradaic current (A) at ψ = base + x·slope, and its derivative in x."""
