@@ -89,7 +89,7 @@ def test_every_material_constant_is_on_the_parameters_page_with_its_value(site):
 def test_every_scenario_key_step_key_and_store_variable_is_in_the_user_guide(site):
     """Planted fault seen to fail it: the hook leaving out the [numerics] table."""
     from kmc.config import SCHEMA, STEP_KINDS, load_scenario
-    from kmc.runner import model_for
+    from kmc.model import model_for
     from kmc.store import RUN_VARS
 
     cells = {r[0] for r in table_rows(page(site, "user-guide")) if r}

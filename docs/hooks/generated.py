@@ -334,7 +334,7 @@ def _var_rows(variables) -> list[str]:
 
 def store_layout() -> str:
     from kmc.config import load_scenario
-    from kmc.runner import model_for
+    from kmc.model import model_for
     from kmc.store import RUN_VARS
 
     battery = model_for(load_scenario(LAYOUT_SCENARIO)).layout()
