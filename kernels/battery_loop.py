@@ -254,13 +254,13 @@ def _move(w, u, r_p, r_a, r_nuc, r_m, c_au):
 @njit(cache=True, inline="always")
 def _needs_solve(w, i_far_a, capacity_drift):
     """Whether the faces, the supports or the faces' capacity have moved enough to need a new solve."""
-    lim = w.limits
+    lim, counts = w.limits, w.state_counts
     faces0 = lim[L_FACES]
     supports0 = lim[L_SUPPORTS]
     frac = lim[L_FRACTION]
     floor = lim[L_FLOOR]
-    if abs(w.state_counts[N_FACES] - faces0) > frac * max(faces0, floor) \
-            or abs(w.state_counts[N_NA_SUPPORTS] - supports0) > frac * max(supports0, floor):
+    if abs(counts[N_FACES] - faces0) > frac * max(faces0, floor) \
+            or abs(counts[N_NA_SUPPORTS] - supports0) > frac * max(supports0, floor):
         return True
     capacity = tree_total(w.plate_tree) + tree_total(w.alloy_tree)
     capacity0 = lim[L_CAPACITY]
@@ -277,13 +277,14 @@ def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift):
     in Na voxels; ``capacity_drift`` the factor of the capacity test (``_needs_solve``)."""
     stop_on_nucleus = w.limits[L_STOP_ON_NUCLEUS] > 0.0
     stripping = w.params[P_DIRECTION] < 0.0
+    clock, counters = w.clock, w.counters  # out of the tuple once (see battery_update.refresh)
     done = 0
     while done < max_events:
         r_p, r_a, r_nuc, r_m = _class_rates(w, i_far_a, q_v_c, c_au, stop_on_nucleus)
-        code, u = next_event(rng, r_p + r_a + r_nuc + r_m, w.clock, t_end)
+        code, u = next_event(rng, r_p + r_a + r_nuc + r_m, clock, t_end)
         if code != EVENT:
             return code
-        w.counters[C_EVENTS] += 1
+        counters[C_EVENTS] += 1
         done += 1
         kind = _pick_class(u, r_p, r_a, r_nuc)
         if kind == EV_PLATE and stripping:
