@@ -73,6 +73,7 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
     writer = st.RunWriter(location, run)
     beat = None
     state = None
+    ended = False  # the run's end (done, failed, interrupted) is recorded
     wall0 = time.perf_counter()
     prior_wall = 0.0
     try:
@@ -139,11 +140,13 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
                     beat.halt.set()
                     beat.join()
                     writer.heartbeat(alive=False)  # not alive: resumable at once
+                    ended = True
                     return INTERRUPTED
         flush()
         beat.halt.set()
         writer.set(status=st.STATUS_DONE)
         writer.heartbeat()
+        ended = True
         return DONE
     except Exception as err:  # a failed run is recorded, never allowed to take others down
         if beat is not None:
@@ -152,6 +155,7 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
         try:
             writer.set(status=st.STATUS_FAILED, error=message, wall_seconds=prior_wall + time.perf_counter() - wall0)
             writer.heartbeat()
+            ended = True
         except Exception:
             pass
         return FAILED
@@ -159,3 +163,10 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
         if beat is not None:
             beat.halt.set()
             beat.join(timeout=5)
+        if beat is not None and not ended:
+            # Left by a KeyboardInterrupt or the like, in a process that may live on (a notebook's
+            # kernel): say the run is not alive, or `kmc resume` would wait for that process to end.
+            try:
+                writer.heartbeat(alive=False)
+            except Exception:
+                pass

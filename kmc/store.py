@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from kmc import liveness
 from kmc.errors import KmcError
 from kmc.state import State
 
@@ -39,15 +39,18 @@ STATUS_PENDING, STATUS_RUNNING, STATUS_DONE, STATUS_FAILED = 0, 1, 2, 3
 STATUS_NAMES = {STATUS_PENDING: "pending", STATUS_RUNNING: "running", STATUS_DONE: "done",
                 STATUS_FAILED: "failed"}
 
-#: A live run writes its heartbeat this often (wall-clock seconds) ...
+#: A live run writes its heartbeat this often (wall-clock seconds), with the host, process id and
+#: process start time of its writer (kmc.liveness).
 HEARTBEAT_EVERY_S = 10.0
-#: ... so a running run whose heartbeat is older than this is taken for dead. The environment
-#: variable ``KMC_STALE_AFTER_S`` (seconds, a number >= 0) overrides it wherever run statuses are
-#: read (``kmc status``, ``kmc resume``, ``kmc sweep --rerun-failed``): set it low when you know a
-#: run's process is gone (a job killed with SIGKILL, a node lost) and want to resume it without
-#: waiting a minute; ``KMC_STALE_AFTER_S=0`` takes every running run for dead. Below
-#: HEARTBEAT_EVERY_S it also takes live runs for dead, so resuming then may start a second writer
-#: of a run that is still alive: only lower it when no process of the store is running.
+#: A running run whose writer is on this host is judged by that process: gone, the run is
+#: interrupted at once; alive, it is running, whatever its heartbeat's age. A run whose writer is on
+#: another host (or whose store records no writer, made by an older kmc) is taken for dead once its
+#: heartbeat is older than this (seconds). The environment variable ``KMC_STALE_AFTER_S`` (a number
+#: >= 0) overrides it wherever run statuses are read (``kmc status``, ``kmc resume``, ``kmc sweep
+#: --rerun-failed``, ``kmc validate``): set it low when you know that other host's job is gone (a lost
+#: node) and want to resume its runs without waiting a minute. Below HEARTBEAT_EVERY_S it takes live
+#: runs of other hosts for dead too, so resuming then may start a second writer of a run that is still
+#: alive there: only lower it when no process of the store runs on another host.
 STALE_AFTER_S = 60.0
 STALE_AFTER_ENV = "KMC_STALE_AFTER_S"
 
@@ -87,6 +90,10 @@ RUN_VARS = (
     Var("samples_written", ("run",), "int64", "1", "samples written so far"),
     Var("heartbeat", ("run",), "float64", "seconds since 1970-01-01T00:00:00Z",
         "wall-clock time the run was last seen alive"),
+    Var("heartbeat_host", ("run",), "str", "1", "host of the process that wrote the heartbeat"),
+    Var("heartbeat_pid", ("run",), "int64", "1", "id of the process that wrote the heartbeat (-1: none)", -1),
+    Var("heartbeat_process_start", ("run",), "float64", "seconds since 1970-01-01T00:00:00Z",
+        "start time of the process that wrote the heartbeat (tells a reused process id apart)"),
     Var("error", ("run",), "str", "1", "message of a failed run"),
     Var("code_version", ("run",), "str", "1", "kmc version that ran the run"),
     Var("git_hash", ("run",), "str", "1", "git commit of the code that ran the run, if known"),
@@ -95,7 +102,12 @@ RUN_VARS = (
 )
 
 #: Variables that depend on when and where a run ran, not on the scenario and seed.
-WALL_CLOCK_AND_PROVENANCE = ("wall_seconds", "heartbeat", "code_version", "git_hash", "host", "array_task")
+WALL_CLOCK_AND_PROVENANCE = ("wall_seconds", "heartbeat", "heartbeat_host", "heartbeat_pid", "heartbeat_process_start",
+                             "code_version", "git_hash", "host", "array_task")
+
+#: The heartbeat's writer variables (absent from stores made before they existed: such stores' runs
+#: are judged by their heartbeat's age alone).
+WRITER_VARS = ("heartbeat_host", "heartbeat_pid", "heartbeat_process_start")
 
 
 @dataclass
@@ -321,6 +333,8 @@ class RunWriter:
         self.run = int(run)
         self.group = open_group(location, mode="r+")
         self._arrays = {}
+        self._records_writer = all(name in self.group for name in WRITER_VARS)
+        self._writer_written: liveness.Writer | None = None
 
     def array(self, name):
         if name not in self._arrays:
@@ -347,13 +361,23 @@ class RunWriter:
             self.array(name)[self.run] = value
 
     def heartbeat(self, alive: bool = True) -> None:
+        """Record the run alive now, with this process as its writer; or not alive (NaN: resumable at once).
+
+        The writer's host, id and start time go first and only when they change (the first beat, a
+        clock step), so that a fresh beat always names the process that wrote it.
+        """
+        if alive and self._records_writer:
+            me = liveness.this_process()
+            if self._writer_written is None or not me.same_as(self._writer_written):
+                self.set(heartbeat_host=me.host, heartbeat_pid=me.pid, heartbeat_process_start=me.started_s)
+                self._writer_written = me
         self.set(heartbeat=time.time() if alive else math.nan)
 
     def mark_running(self, array_task: int = -1) -> None:
         from kmc import __version__
 
         self.set(status=STATUS_RUNNING, error="", code_version=__version__, git_hash=_git_hash(),
-                 host=socket.gethostname(), array_task=array_task)
+                 host=liveness.this_host(), array_task=array_task)
         self.heartbeat()
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -401,11 +425,16 @@ class RunWriter:
 
 @dataclass
 class RunStatus:
+    """A run's status as judged now; for a running or interrupted run, its writer and why so."""
+
     run: int
     status: str  # pending | running | interrupted | done | failed
     samples_written: int
-    heartbeat_age_s: float
+    heartbeat_age_s: float  # inf: never beat, or stopped (NaN heartbeat)
     error: str
+    host: str = ""  # the heartbeat's writer ("" and -1: not recorded)
+    pid: int = -1
+    why: str = ""  # one line, for running and interrupted runs
 
 
 def stale_after_s() -> float:
@@ -423,9 +452,13 @@ def stale_after_s() -> float:
 
 
 def run_statuses(location, now: float | None = None) -> list[RunStatus]:
-    """Every run's status; a running run whose heartbeat is missing or stale is ``interrupted``.
+    """Every run's status; a run marked running is ``interrupted`` when its writer is taken for dead.
 
-    Stale: older than ``stale_after_s()`` (STALE_AFTER_S, or the environment variable KMC_STALE_AFTER_S).
+    Dead: its heartbeat is NaN (it stopped after a checkpoint, or never beat); else, if its writer
+    ran on this host, that process is gone (kmc.liveness: no such id, a zombie, or the id reused by a
+    process started at another time) — a live one keeps the run ``running`` however old its beat;
+    else (another host, or a store that records no writer) its heartbeat is older than
+    ``stale_after_s()`` (STALE_AFTER_S, or the environment variable KMC_STALE_AFTER_S).
     """
     g = open_group(location, mode="r")
     now = time.time() if now is None else now
@@ -434,11 +467,42 @@ def run_statuses(location, now: float | None = None) -> list[RunStatus]:
     beat = np.asarray(g["heartbeat"][:])
     written = np.asarray(g["samples_written"][:])
     errors = np.asarray(g["error"][:])
+    n = status.size
+    if all(name in g for name in WRITER_VARS):
+        hosts = np.asarray(g["heartbeat_host"][:])
+        pids = np.asarray(g["heartbeat_pid"][:])
+        starts = np.asarray(g["heartbeat_process_start"][:])
+    else:  # a store made before the writer was recorded
+        hosts, pids, starts = np.full(n, "", dtype=object), np.full(n, -1), np.full(n, math.nan)
+    here = liveness.this_host()
     out = []
-    for r in range(status.size):
+    for r in range(n):
         age = now - beat[r] if np.isfinite(beat[r]) else math.inf
         name = STATUS_NAMES.get(int(status[r]), "unknown")
-        if name == "running" and age > stale_after:
-            name = "interrupted"
-        out.append(RunStatus(r, name, int(written[r]), float(age), str(errors[r])))
+        host, pid = str(hosts[r]), int(pids[r])
+        why = ""
+        if name == "running":
+            name, why = _judge_running(age, host, pid, float(starts[r]), here, stale_after)
+        out.append(RunStatus(r, name, int(written[r]), float(age), str(errors[r]), host, pid, why))
     return out
+
+
+def _judge_running(age_s: float, host: str, pid: int, started_s: float, here: str,
+                   stale_after_s: float) -> tuple[str, str]:
+    """(``running`` or ``interrupted``, why) for a run marked running (see run_statuses)."""
+    writer = f"process {pid} on {host}" if pid >= 0 and host else "its process (the store records no process id)"
+    if not math.isfinite(age_s):
+        return "interrupted", f"{writer}: stopped after a checkpoint, or ended before its first heartbeat"
+    if pid >= 0 and host == here:
+        gone = liveness.why_gone(pid, started_s)
+        if gone is not None:
+            return "interrupted", f"{writer} {gone}"
+        why = f"{writer} is alive (heartbeat {max(age_s, 0.0):.0f} s ago)"
+        if age_s > stale_after_s:
+            why += f"; no heartbeat for {age_s:.0f} s: stopped or hung? end that process to resume the run"
+        return "running", why
+    if age_s > stale_after_s:
+        return "interrupted", f"no heartbeat for {age_s:.0f} s from {writer}"
+    where = "another host" if pid >= 0 and host else "a process that cannot be checked"
+    return "running", (f"heartbeat {max(age_s, 0.0):.0f} s ago from {writer}, {where}: taken for dead after "
+                       f"{stale_after_s:g} s without one ({STALE_AFTER_ENV} sets it)")
