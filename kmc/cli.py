@@ -5,6 +5,7 @@ allowed, and exits with code 2.
 """
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -173,7 +174,8 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, dry_run):
 @click.option("--task-id", type=int, metavar="I",
               help="Run array task I (0-based; default $SLURM_ARRAY_TASK_ID): runs I*K ... I*K+K-1.")
 @click.option("--rerun-failed", is_flag=True,
-              help="Redo the store's failed runs and runs whose heartbeat is stale (not runs alive elsewhere).")
+              help="Redo the store's failed runs and resume its interrupted ones (writer gone; not runs alive "
+                   "elsewhere).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rerun_failed, overwrite):
     """Run a parameter sweep: every point of [vary] times `replicas`.
@@ -190,7 +192,8 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
     left out for them. Each run's seed
     derives from the sweep seed, the point's values and the replica, so adding points never
     reseeds existing runs. Sweeping a key that changes array shapes (lattice.*) is refused.
-    `--rerun-failed` redoes failed runs and stale ones; `kmc status OUT.zarr` shows which.
+    `--rerun-failed` redoes failed runs and resumes interrupted ones (their process gone, judged as by
+    `kmc resume`); `kmc status OUT.zarr` shows which.
     """
     import os
 
@@ -209,8 +212,9 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
         attrs = root_attrs(out)
         n_runs = len(run_statuses(out))
         if rerun_failed:
-            # A failed run starts afresh; a stale one (its process died) continues from its checkpoint.
+            # A failed run starts afresh; an interrupted one (its process died) continues from its checkpoint.
             statuses = run_statuses(out)
+            _report_left_alone((s for s in statuses if s.status == "running"), out)
             outcomes = {}
             for kind, resume_it in (("failed", False), ("interrupted", True)):
                 runs = [s.run for s in statuses if s.status == kind]
@@ -250,12 +254,15 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
 @click.argument("store", metavar="OUT.zarr", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(store, as_json):
-    """Show how many runs are pending, running, interrupted, done and failed, and why runs failed.
+    """Show how many runs are pending, running, interrupted, done and failed, why runs failed, and
+    where running runs run.
 
-    A run marked running whose heartbeat is older than a minute is reported as interrupted
-    (its process is gone); `kmc resume` continues it from its last checkpoint. After a job was
-    killed (SIGKILL, a lost node) set KMC_STALE_AFTER_S=0 to take its runs for dead at once — only
-    when no process of the store is still running.
+    A run marked running is judged by its writer, recorded with each heartbeat: on this host, by
+    whether that process is still alive (interrupted at once when it is gone); on another host, by
+    the heartbeat's age (interrupted once it is older than a minute; KMC_STALE_AFTER_S=SECONDS
+    changes that, for a lost node). Each running or interrupted run gets a line saying which process
+    wrote it (host, process id) and why it is judged so. `kmc resume` continues interrupted runs
+    from their last checkpoint.
     """
     import json
 
@@ -266,13 +273,42 @@ def status(store, as_json):
     for s in statuses:
         counts[s.status] = counts.get(s.status, 0) + 1
     failures = [{"run": s.run, "error": s.error} for s in statuses if s.status == "failed"]
+    writers = {kind: [{"run": s.run, "host": s.host, "pid": s.pid,
+                       "heartbeat_age_s": s.heartbeat_age_s if math.isfinite(s.heartbeat_age_s) else None,
+                       "why": s.why} for s in statuses if s.status == kind] for kind in ("running", "interrupted")}
     if as_json:
         click.echo(json.dumps({"runs": len(statuses), **counts, "failures": failures,
-                               "by_run": [s.status for s in statuses]}))
+                               "by_run": [s.status for s in statuses],
+                               "running_runs": writers["running"], "interrupted_runs": writers["interrupted"]}))
         return
     click.echo(f"{store}: {len(statuses)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    for kind, hint in (("running", ""), ("interrupted", "; `kmc resume` continues it")):
+        shown = writers[kind][:_RUN_LINES]
+        for w in shown:
+            click.echo(f"  run {w['run']} {kind}: {w['why']}{hint}")
+        if len(writers[kind]) > len(shown):
+            click.echo(f"  ... and {len(writers[kind]) - len(shown)} more {kind} (--json lists every one)")
     for f in failures:
         click.echo(f"  run {f['run']} failed: {f['error']}")
+
+
+#: `kmc status` lists at most this many running (and as many interrupted) runs, one line each.
+_RUN_LINES = 20
+
+
+def _report_left_alone(statuses, store: str = "OUT.zarr") -> int:
+    """One line on stderr per run not resumed (running, failed), saying why; returns how many."""
+    n = 0
+    for s in statuses:
+        if s.status == "running":
+            why = s.why
+        elif s.status == "failed":
+            why = f"failed (`kmc status {store}` shows why; `kmc sweep -o {store} --rerun-failed` redoes it)"
+        else:
+            why = s.status
+        _echo_err(f"run {s.run} left alone: {why}")
+        n += 1
+    return n
 
 
 @main.command()
@@ -282,16 +318,29 @@ def status(store, as_json):
 def resume(store, workers, scheduler):
     """Continue a store's interrupted runs from their last checkpoint, and start its pending runs.
 
-    Runs still alive in another process (fresh heartbeat) are left alone; done and failed runs too
-    (`kmc sweep ... --rerun-failed` redoes failed ones). A resumed run ends with exactly the data it
-    would have had without the interruption.
+    A run marked running is resumed at once when the process that wrote it, on this host, is gone
+    (killed, crashed, its machine rebooted); it is left alone while that process is alive, and when
+    it runs on another host whose heartbeat is fresh (under a minute old: KMC_STALE_AFTER_S=SECONDS
+    changes that, for a lost node). Failed runs are left alone too (`kmc sweep -o OUT.zarr
+    --rerun-failed` redoes them). Each run left alone gets a line on stderr saying why. A resumed run
+    ends with exactly the data it would have had without the interruption.
+
+    Exit codes: 0 every run is done, or the runs that could be resumed were resumed to completion;
+    1 runs remain unfinished and none could be resumed (or a resumed run failed); 3 stopped by a
+    signal after a checkpoint.
     """
     from kmc.executors import run_dask, run_serial, stop_on_signals
     from kmc.store import run_statuses
 
-    runs = [s.run for s in run_statuses(store) if s.status in ("interrupted", "pending")]
+    statuses = run_statuses(store)
+    runs = [s.run for s in statuses if s.status in ("interrupted", "pending")]
+    left_alone = _report_left_alone((s for s in statuses if s.status not in ("interrupted", "pending", "done")),
+                                    store)
     if not runs:
         click.echo(f"{store}: nothing to resume")
+        if left_alone:
+            _echo_err(f"{left_alone} run(s) not finished and none could be resumed")
+            sys.exit(1)
         return
     _echo_err(f"resuming {len(runs)} run(s): {runs[:20]}")
     if workers or scheduler:

@@ -6,8 +6,10 @@ provenance ones) with an uninterrupted reference run of the same scenario: a kil
 must end with exactly the data it would have had (DESIGN.md "Reproducibility", SCHEMA.md
 "Checkpoints").
 
-A SIGKILLed run's heartbeat stays fresh for ``STALE_AFTER_S`` (a minute); the tests set
-``KMC_STALE_AFTER_S=0`` for ``kmc resume`` / ``kmc status`` / ``--rerun-failed`` instead of waiting.
+A SIGKILLed run's heartbeat stays fresh for a minute, but it names its writer (host, process id,
+process start): ``kmc resume`` / ``kmc status`` / ``--rerun-failed`` right after the kill, with no
+setting, see that the process is gone and resume the run at once. Section 5 checks the other side:
+runs alive in another process, or on another host with a fresh heartbeat, are left alone.
 
 The fast set takes about 110 s of CPU (each ``kmc run`` costs ~2.5 s of imports and store creation),
 about a minute of wall time on 2 idle cores; ``-m slow`` adds a long kill/resume campaign (60 trials).
@@ -15,10 +17,12 @@ about a minute of wall time on 2 idle cores; ``-m slow`` adds a long kill/resume
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,10 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 import kmc
-from kmc.store import STATUS_DONE, STATUS_FAILED, WALL_CLOCK_AND_PROVENANCE, run_statuses
+from kmc.store import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, WALL_CLOCK_AND_PROVENANCE, run_statuses
 
 # A hop-model scenario whose run spends about half its wall time writing checkpoints: a checkpoint
 # at (nearly) every sample boundary, snapshots every 4 samples, 41 samples, ~0.4 s per replica.
@@ -153,7 +158,7 @@ def assert_same_data(store: Path, reference: Path, runs=None):
             a, b = a.isel(run=list(runs)), b.isel(run=list(runs))
         names = set(a.variables) - set(WALL_CLOCK_AND_PROVENANCE)
         assert names == set(b.variables) - set(WALL_CLOCK_AND_PROVENANCE)
-        assert set(a.data_vars) == set(b.data_vars) and set(a.coords) == set(b.coords)
+        assert set(a.data_vars) & names == set(b.data_vars) & names and set(a.coords) == set(b.coords)
         mismatches = []
         for name in sorted(names):
             va, vb = a[name], b[name]
@@ -283,7 +288,7 @@ def _kill_trial(trial: int, scenario: Path, reference: Path, workdir: Path, plan
         if fresh:
             proc = start("run", scenario, "-o", store, "--replicas", 2, cwd=workdir)
         else:
-            proc = start("resume", store, cwd=workdir, KMC_STALE_AFTER_S=0)
+            proc = start("resume", store, cwd=workdir)  # at once, no staleness setting
         if mode == "early":
             _sleep_while_alive(proc, delay)
         elif mode in ("run", "ckpt"):
@@ -319,12 +324,15 @@ def _kill_trial(trial: int, scenario: Path, reference: Path, workdir: Path, plan
             if meta0 is None:
                 meta0 = metadata(store)
             assert STATUS_FAILED not in read_run_var(store, "status").tolist()
+            # Right after the kill, no run reads as alive: the killed process was their writer.
+            alive = [(s.run, s.why) for s in run_statuses(store) if s.status == "running"]
+            assert not alive, f"trial {trial}: runs of a killed process read as running: {alive}"
         record["kills"].append({"mode": mode, "delay": round(delay, 3), "killed": killed, "landed": landed,
                                 "after_s": round(time.monotonic() - t0, 3),
                                 "samples_written": read_run_var(store, "samples_written").tolist()
                                 if (store / "zarr.json").is_file() else None})
     if (store / "zarr.json").is_file():
-        kmc_cli("resume", store, cwd=workdir, KMC_STALE_AFTER_S=0)
+        kmc_cli("resume", store, cwd=workdir)
     else:
         kmc_cli("run", scenario, "-o", store, "--replicas", 2, cwd=workdir)
         meta0 = metadata(store)
@@ -378,7 +386,13 @@ def _kill_campaign(n_trials, seed, max_kills, scenario, reference, tmp_path, lan
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_reference(scenario, reference, tmp_path):
-    """10 trials, 1-2 SIGKILLs each (seeded): every store resumes to exactly the reference's data."""
+    """10 trials, 1-2 SIGKILLs each (seeded), each kill followed at once by `kmc resume` (no staleness
+    setting): every store resumes to exactly the reference's data.
+
+    Planted faults it fails under: the writer's process left unchecked on its own host (the heartbeat's
+    age alone decides, as before): the killed runs read as running and `kmc resume` exits 1 with them
+    unfinished.
+    """
     records, summary = _kill_campaign(10, seed=1, max_kills=2, scenario=scenario, reference=reference,
                                       tmp_path=tmp_path)
     # The campaign did what it claims: kills in each phase, some of them inside checkpoint writes.
@@ -390,7 +404,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_reference(scenario, ref
 
 @pytest.mark.slow
 def test_sigkill_campaign_long(scenario, reference, tmp_path):
-    """60 trials of up to 5 SIGKILLs each."""
+    """60 trials of up to 5 SIGKILLs each, each followed at once by `kmc resume`."""
     records, summary = _kill_campaign(60, seed=2, max_kills=5, scenario=scenario, reference=reference,
                                       tmp_path=tmp_path)
     assert summary["landed"].get("inside a checkpoint write", 0) >= 10, summary
@@ -440,8 +454,8 @@ def test_signal_stops_with_checkpoint_and_resume_gives_the_reference(scenario, r
 
 def test_concurrent_array_tasks_one_killed(scenario, reference, tmp_path):
     """8 array tasks of one store at once, one SIGKILLed mid-run: the other 7 equal a serial run of the
-    sweep, no metadata changes, status says 7 done + 1 running (interrupted with the threshold at 0),
-    and `--rerun-failed` completes the killed run to the reference."""
+    sweep, no metadata changes, status says 7 done + 1 interrupted (its process, named, is gone), and
+    `--rerun-failed` completes the killed run to the reference, with no staleness setting."""
     # (`reference` only so that the kernels are compiled and cached before 9 processes start at once.)
     sweep = tmp_path / "sweep.toml"
     shutil.copy(scenario, tmp_path / "robust.toml")
@@ -495,19 +509,20 @@ def test_concurrent_array_tasks_one_killed(scenario, reference, tmp_path):
     written = read_run_var(store, "samples_written")
     assert 0 < written[victim] < N_SAMPLES
 
-    # The killed run's heartbeat is fresh: alive for a minute, unless the threshold is lowered.
+    # The killed run's heartbeat is fresh, but it names its writer, which is gone.
     s = status_json(store)
-    assert (s["done"], s["running"]) == (7, 1) and s["by_run"][victim] == "running", s
-    s = status_json(store, KMC_STALE_AFTER_S=0)
     assert (s["done"], s["interrupted"]) == (7, 1) and s["by_run"][victim] == "interrupted", s
+    [where] = s["interrupted_runs"]
+    assert (where["run"], where["pid"], where["host"]) == (victim, tasks[victim].pid, socket.gethostname()), s
+    assert where["why"] == f"process {tasks[victim].pid} on {socket.gethostname()} is gone", s
 
     assert_same_data(store, ref, runs=others)
     assert metadata(store) == meta0, "a writer changed the store's metadata"
     # Each task wrote its own run's region: its provenance says so.
     assert read_run_var(store, "array_task")[others].tolist() == others
 
-    res = kmc_cli("sweep", sweep, "-o", store, "--rerun-failed", cwd=tmp_path, KMC_STALE_AFTER_S=0)
-    assert f"[{victim}]" in res.stderr
+    res = kmc_cli("sweep", sweep, "-o", store, "--rerun-failed", cwd=tmp_path)
+    assert f"resuming 1 interrupted run(s): [{victim}]" in res.stderr
     assert_all_done(store, N_SWEEP_RUNS)
     assert_same_data(store, ref)
     assert metadata(store) == meta0
@@ -543,8 +558,10 @@ def test_failed_run_is_recorded_and_others_are_untouched(scenario, reference, tm
     assert (s["done"], s["failed"]) == (2, 1) and s["failures"] == [{"run": 1, "error": error}], s
     text = kmc_cli("status", store).stdout
     assert f"run 1 failed: {error}" in text
-    # `kmc resume` leaves failed runs alone ...
-    assert "nothing to resume" in kmc_cli("resume", store, KMC_STALE_AFTER_S=0).stdout
+    # `kmc resume` leaves failed runs alone, says so, and exits 1: the store is not finished ...
+    res = kmc_cli("resume", store, expect=1)
+    assert "nothing to resume" in res.stdout
+    assert res.stderr.splitlines()[0].startswith("kmc: run 1 left alone: failed"), res.stderr
     assert read_run_var(store, "status").tolist() == [STATUS_DONE, STATUS_FAILED, STATUS_DONE]
     # ... `--rerun-failed` redoes them, once the cause is gone.
     blocker.unlink()
@@ -560,3 +577,186 @@ def test_stale_threshold_from_the_environment_is_checked(reference):
         out = kmc_cli("status", reference, expect=2, KMC_STALE_AFTER_S=bad)
         assert out.stderr.startswith("kmc: error: KMC_STALE_AFTER_S = ") and len(out.stderr.splitlines()) == 1
     assert status_json(reference, KMC_STALE_AFTER_S="2.5")["done"] == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. Who is alive: the heartbeat's writer (host, process id, process start)
+# ------------------------------------------------------------------------------------------------
+
+def _template(scenario: Path, store: Path, replicas: int, run_vars=None, monkeypatch=None) -> None:
+    """A new store of ``replicas`` runs of the scenario, in this process (no run started).
+    ``run_vars``: the per-run bookkeeping variables to create it with (an older kmc's)."""
+    from kmc import store as st
+    from kmc.api import plan_replicas
+    from kmc.config import load_scenario
+
+    if run_vars is not None:
+        monkeypatch.setattr(st, "RUN_VARS", run_vars)
+    plan_replicas(load_scenario(scenario), replicas).create(str(store))
+
+
+def _mark_running(store: Path, run: int, *, beat_s: float, host: str | None = None, pid: int | None = None,
+                  started_s: float = math.nan) -> None:
+    """Mark ``run`` running as its writer does (writer's identity first, then the heartbeat)."""
+    import zarr
+
+    g = zarr.open_group(str(store), mode="r+")
+    if host is not None:
+        g["heartbeat_host"][run], g["heartbeat_pid"][run], g["heartbeat_process_start"][run] = host, pid, started_s
+    g["status"][run] = STATUS_RUNNING
+    g["heartbeat"][run] = beat_s
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_resume_leaves_a_live_run_alone_and_says_why(scenario, reference, tmp_path):
+    """A `kmc run` alive in another process: `kmc resume` leaves its run alone with one line on stderr
+    naming the process and host, writes nothing, and exits 1 (unfinished, nothing resumable);
+    `kmc status` names the writer. The live run goes on undisturbed (SIGTERM then stops it, exit 3).
+
+    Planted faults it fails under: every process taken for gone (the liveness check returning "is
+    gone"): the live run is resumed by a second writer and resume does not exit 1.
+    """
+    store = tmp_path / "live.zarr"
+    # 1000 samples of ~2.6 million events each: minutes, far longer than the test; SIGTERM stops it.
+    proc = start("run", scenario, "-o", store, "--set", "hop.duration_s=1000000", "--set", "output.sample_every_s=1000",
+                 "--set", "output.checkpoint_every_s=1", cwd=tmp_path)
+    try:
+        wait_until(lambda: read_run_var(store, "samples_written")[0] > 0 if (store / "zarr.json").is_file()
+                   else False, proc, what="the run's first samples")
+        host, pid = socket.gethostname(), proc.pid
+        res = kmc_cli("resume", store, cwd=tmp_path, expect=1)
+        assert "nothing to resume" in res.stdout
+        lines = res.stderr.splitlines()
+        assert lines[0].startswith(f"kmc: run 0 left alone: process {pid} on {host} is alive (heartbeat "), res.stderr
+        assert lines[1:] == ["kmc: 1 run(s) not finished and none could be resumed"], res.stderr
+
+        s = status_json(store)
+        assert s["by_run"] == ["running"], s
+        [where] = s["running_runs"]
+        assert (where["run"], where["host"], where["pid"]) == (0, host, pid), s
+        assert f"  run 0 running: process {pid} on {host} is alive" in kmc_cli("status", store).stdout
+        assert proc.poll() is None, "the run ended before the checks were done: make it longer"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code, out, err = finish(proc)
+    assert code == 3, (code, out, err)
+
+
+def test_another_hosts_run_is_judged_by_its_heartbeat_age(scenario, reference, tmp_path):
+    """Writers on another host: run 0's heartbeat is fresh, so it is left alone (its reason printed)
+    although its process id is not alive here; run 1's is an hour old, so it is resumed although its
+    process id is alive here (this test's). Run 1 then ends with the reference's data.
+
+    Planted faults it fails under: the host ignored (every writer checked as if on this host): run 0
+    is resumed and run 1 left alone.
+    """
+    store = tmp_path / "hosts.zarr"
+    _template(scenario, store, 2)
+    now, other = time.time(), "elsewhere.invalid"
+    dead = _dead_pid()
+    me = psutil.Process()
+    _mark_running(store, 0, beat_s=now, host=other, pid=dead, started_s=now - 5)
+    _mark_running(store, 1, beat_s=now - 3600, host=other, pid=me.pid, started_s=me.create_time())
+
+    s = status_json(store)
+    assert s["by_run"] == ["running", "interrupted"], s
+    assert [(w["run"], w["host"], w["pid"]) for w in s["running_runs"]] == [(0, other, dead)], s
+    res = kmc_cli("resume", store, cwd=tmp_path)
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith("kmc: run 0 left alone: heartbeat ") and lines[0].endswith(
+        f" s ago from process {dead} on {other}, another host: taken for dead after 60 s without one "
+        f"(KMC_STALE_AFTER_S sets it)"), res.stderr
+    assert lines[1] == "kmc: resuming 1 run(s): [1]", res.stderr
+    assert read_run_var(store, "status").tolist() == [STATUS_RUNNING, STATUS_DONE]
+    assert read_run_var(store, "samples_written")[0] == 0  # run 0 untouched
+    assert read_run_var(store, "heartbeat_host")[1] == socket.gethostname()  # run 1's writer: that resume
+    assert_same_data(store, reference, runs=[1])
+
+
+def test_writer_on_this_host_gone_zombie_or_id_reused(scenario, tmp_path):
+    """Writers on this host, judged by their process: this one (alive: running); this one's id with
+    another start time (id reused: interrupted); a zombie child (interrupted); a reaped child
+    (interrupted). Each gives its reason; heartbeats are all fresh.
+
+    Planted faults it fails under: the start time not compared (run 1 reads as running); zombies not
+    told apart (run 2 running); the pid check ignored, the heartbeat's age alone deciding (runs 1-3
+    running).
+    """
+    store = tmp_path / "local.zarr"
+    _template(scenario, store, 4)
+    host, me, now = socket.gethostname(), psutil.Process(), time.time()
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        wait_until(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, what="a zombie")
+        dead = _dead_pid()
+        _mark_running(store, 0, beat_s=now, host=host, pid=me.pid, started_s=me.create_time())
+        _mark_running(store, 1, beat_s=now, host=host, pid=me.pid, started_s=me.create_time() - 100)
+        _mark_running(store, 2, beat_s=now, host=host, pid=zombie.pid,
+                      started_s=psutil.Process(zombie.pid).create_time())
+        _mark_running(store, 3, beat_s=now, host=host, pid=dead, started_s=now - 5)
+        got = [(s.status, s.why) for s in run_statuses(store)]
+    finally:
+        zombie.wait()
+    assert got[0][0] == "running" and got[0][1].startswith(f"process {me.pid} on {host} is alive (heartbeat "), got
+    assert got[1:] == [
+        ("interrupted", f"process {me.pid} on {host} is gone (its id now belongs to another process)"),
+        ("interrupted", f"process {zombie.pid} on {host} is gone (a zombie)"),
+        ("interrupted", f"process {dead} on {host} is gone")], got
+
+
+def test_store_without_writer_variables_falls_back_to_heartbeat_age(scenario, reference, tmp_path, monkeypatch):
+    """A store made before the writer was recorded (no heartbeat_host/pid/process_start): a running
+    run is judged by its heartbeat's age as before (fresh: running, an hour old: interrupted), and
+    `kmc resume` resumes the stale one to the reference without adding the variables.
+
+    Planted faults it fails under: the writer variables read or written unconditionally (KeyError:
+    status fails, the resumed run fails).
+    """
+    from kmc import store as st
+
+    old_vars = tuple(v for v in st.RUN_VARS if v.name not in st.WRITER_VARS)
+    store = tmp_path / "old.zarr"
+    _template(scenario, store, 2, run_vars=old_vars, monkeypatch=monkeypatch)
+    now = time.time()
+    _mark_running(store, 0, beat_s=now)
+    _mark_running(store, 1, beat_s=now - 3600)
+    got = [(s.status, s.host, s.pid) for s in run_statuses(store)]
+    assert got == [("running", "", -1), ("interrupted", "", -1)], got
+
+    res = kmc_cli("resume", store, cwd=tmp_path)
+    assert res.stderr.splitlines()[0].startswith("kmc: run 0 left alone: heartbeat "), res.stderr
+    assert "the store records no process id" in res.stderr.splitlines()[0], res.stderr
+    assert read_run_var(store, "status").tolist() == [STATUS_RUNNING, STATUS_DONE]
+    assert not (store / "heartbeat_pid").exists()
+    assert_same_data(store, reference, runs=[1])
+
+
+def test_interrupted_in_a_live_process_is_resumable_at_once(scenario, reference, tmp_path):
+    """A run left by a KeyboardInterrupt in a process that lives on (a notebook's kernel: here, this
+    test's process) reads as interrupted at once, and resumes to the reference.
+
+    Planted faults it fails under: the heartbeat not set to NaN when the run is left unrecorded (the
+    run reads as running: its writer, this process, is alive).
+    """
+    from kmc.runner import DONE, execute_run
+
+    store = tmp_path / "kbd.zarr"
+    _template(scenario, store, 1)
+
+    def interrupt(k):
+        if k == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(str(store), 0, progress=interrupt)
+    [s] = run_statuses(store)
+    assert (s.status, s.pid) == ("interrupted", os.getpid()), s
+    assert 0 < s.samples_written < N_SAMPLES
+    assert execute_run(str(store), 0) == DONE
+    assert_same_data(store, reference, runs=[0])
