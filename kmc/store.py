@@ -468,7 +468,8 @@ def run_statuses(location, now: float | None = None) -> list[RunStatus]:
     written = np.asarray(g["samples_written"][:])
     errors = np.asarray(g["error"][:])
     n = status.size
-    if all(name in g for name in WRITER_VARS):
+    recorded = all(name in g for name in WRITER_VARS)
+    if recorded:
         hosts = np.asarray(g["heartbeat_host"][:])
         pids = np.asarray(g["heartbeat_pid"][:])
         starts = np.asarray(g["heartbeat_process_start"][:])
@@ -482,15 +483,19 @@ def run_statuses(location, now: float | None = None) -> list[RunStatus]:
         host, pid = str(hosts[r]), int(pids[r])
         why = ""
         if name == "running":
-            name, why = _judge_running(age, host, pid, float(starts[r]), here, stale_after)
+            name, why = _judge_running(age, host, pid, float(starts[r]), here, stale_after, recorded)
         out.append(RunStatus(r, name, int(written[r]), float(age), str(errors[r]), host, pid, why))
     return out
 
 
-def _judge_running(age_s: float, host: str, pid: int, started_s: float, here: str,
-                   stale_after_s: float) -> tuple[str, str]:
-    """(``running`` or ``interrupted``, why) for a run marked running (see run_statuses)."""
-    writer = f"process {pid} on {host}" if pid >= 0 and host else "its process (the store records no process id)"
+def _judge_running(age_s: float, host: str, pid: int, started_s: float, here: str, stale_after: float,
+                   recorded: bool) -> tuple[str, str]:
+    """(``running`` or ``interrupted``, why) for a run marked running (see run_statuses).
+    ``recorded``: the store has the writer variables."""
+    if pid >= 0 and host:
+        writer = f"process {pid} on {host}"
+    else:
+        writer = "its process" + (" (not recorded)" if recorded else " (the store records no process id)")
     if not math.isfinite(age_s):
         return "interrupted", f"{writer}: stopped after a checkpoint, or ended before its first heartbeat"
     if pid >= 0 and host == here:
@@ -498,11 +503,11 @@ def _judge_running(age_s: float, host: str, pid: int, started_s: float, here: st
         if gone is not None:
             return "interrupted", f"{writer} {gone}"
         why = f"{writer} is alive (heartbeat {max(age_s, 0.0):.0f} s ago)"
-        if age_s > stale_after_s:
+        if age_s > stale_after:
             why += f"; no heartbeat for {age_s:.0f} s: stopped or hung? end that process to resume the run"
         return "running", why
-    if age_s > stale_after_s:
+    if age_s > stale_after:
         return "interrupted", f"no heartbeat for {age_s:.0f} s from {writer}"
-    where = "another host" if pid >= 0 and host else "a process that cannot be checked"
+    where = "another host" if pid >= 0 and host else "which cannot be checked"
     return "running", (f"heartbeat {max(age_s, 0.0):.0f} s ago from {writer}, {where}: taken for dead after "
-                       f"{stale_after_s:g} s without one ({STALE_AFTER_ENV} sets it)")
+                       f"{stale_after:g} s without one ({STALE_AFTER_ENV} sets it)")
