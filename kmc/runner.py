@@ -60,6 +60,53 @@ class _Heartbeat(threading.Thread):
                 pass
 
 
+class _Samples:
+    """The samples observed since the last write; written with the run's progress (events, wall time)."""
+
+    def __init__(self, writer: st.RunWriter, state, first: int, wall):
+        self.writer, self.state, self.first, self.wall = writer, state, first, wall
+        self.buffer: dict[str, list] = {}
+        self.last_flush = time.perf_counter()
+
+    def add(self, observed: dict) -> None:
+        for name, value in observed.items():
+            self.buffer.setdefault(name, []).append(value)
+
+    def due(self, k: int, now: float) -> bool:
+        """Whether sample k's buffer is due for writing (by wall time or by count)."""
+        return now - self.last_flush >= FLUSH_EVERY_S or k + 1 - self.first >= FLUSH_EVERY_SAMPLES
+
+    def flush(self) -> None:
+        if self.buffer:
+            data = {name: np.asarray(values) for name, values in self.buffer.items()}
+            self.writer.write_samples(self.first, data)
+            self.first += len(next(iter(self.buffer.values())))
+            self.buffer = {}
+        self.writer.set(events=self.state.events, wall_seconds=self.wall())
+        self.last_flush = time.perf_counter()
+
+
+def _write_records(writer: st.RunWriter, records) -> None:
+    """A sample's records: per-run values (index None) and entries of the frame, snapshot and cycle clocks."""
+    for name, index, values in records:
+        if index is None:
+            writer.set(**{name: values})
+        else:
+            writer.write_at(name, index, values)
+
+
+def _start(writer: st.RunWriter, model, run: int, seed: int, resume: bool):
+    """(state, first sample, wall seconds spent before): from the run's last checkpoint when resuming and
+    there is one, else a fresh State."""
+    loaded = writer.load_checkpoint() if resume else None
+    if loaded is None:
+        writer.clear_checkpoint()
+        return model.new_state(seed), 0, 0.0
+    state, k0 = loaded
+    prior = float(writer.array("wall_seconds")[run])
+    return state, k0, prior if math.isfinite(prior) else 0.0
+
+
 def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1,
                 stop: threading.Event | None = None, progress=None, checkpoint_every_s: float | None = None) -> str:
     """Run ``run`` of the store at ``location`` to its end; returns ``"done"``, ``"failed"`` or ``"interrupted"``.
@@ -72,7 +119,6 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
     """
     writer = st.RunWriter(location, run)
     beat = None
-    state = None
     ended = False  # the run's end (done, failed, interrupted) is recorded
     wall0 = time.perf_counter()
     prior_wall = 0.0
@@ -81,60 +127,32 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
         model = model_for(scenario)
         if checkpoint_every_s is None:
             checkpoint_every_s = float(scenario.data.get("output", {}).get("checkpoint_every_s", 300.0))
-        loaded = writer.load_checkpoint() if resume else None
-        if loaded is not None:
-            state, k0 = loaded
-            prior = float(writer.array("wall_seconds")[run])
-            prior_wall = prior if math.isfinite(prior) else 0.0
-        else:
-            writer.clear_checkpoint()
-            state, k0 = model.new_state(seed), 0
+        state, k0, prior_wall = _start(writer, model, run, seed, resume)
         writer.mark_running(array_task)
         beat = _Heartbeat(writer)
         beat.start()
-
-        def wall():
-            return prior_wall + time.perf_counter() - wall0
-
-        buffer: dict[str, list] = {}
-        buffer_start = k0
-        last_flush = last_ckpt = time.perf_counter()
-
-        def flush():
-            nonlocal buffer, buffer_start, last_flush
-            if buffer:
-                data = {name: np.asarray(values) for name, values in buffer.items()}
-                writer.write_samples(buffer_start, data)
-                buffer_start += len(next(iter(buffer.values())))
-                buffer = {}
-            writer.set(events=state.events, wall_seconds=wall())
-            last_flush = time.perf_counter()
-
+        samples = _Samples(writer, state, k0, lambda: prior_wall + time.perf_counter() - wall0)
+        last_ckpt = time.perf_counter()
         if progress is not None and k0:
             progress(k0)
         for k in range(k0, model.n_samples):
             observed = model.advance_sample(state, k)
             if observed is None:  # the protocol ended before the store's last sample (NaN after)
                 break
-            for name, value in observed.items():
-                buffer.setdefault(name, []).append(value)
-            for name, index, values in model.records(state, k):
-                if index is None:  # a per-run value
-                    writer.set(**{name: values})
-                else:
-                    writer.write_at(name, index, values)
+            samples.add(observed)
+            _write_records(writer, model.records(state, k))
             if progress is not None:
                 progress(k + 1)
             now = time.perf_counter()
             stopping = stop is not None and stop.is_set()
             due_ckpt = now - last_ckpt >= checkpoint_every_s
-            if stopping or due_ckpt or now - last_flush >= FLUSH_EVERY_S \
-                    or k + 1 - buffer_start >= FLUSH_EVERY_SAMPLES:
-                flush()
-                if (stopping or due_ckpt) and k + 1 < model.n_samples:
+            if stopping or due_ckpt or samples.due(k, now):
+                samples.flush()
+                more = k + 1 < model.n_samples
+                if (stopping or due_ckpt) and more:
                     writer.save_checkpoint(state, k + 1)
                     last_ckpt = time.perf_counter()
-                if stopping and k + 1 < model.n_samples:
+                if stopping and more:
                     # Stop the heartbeat thread before marking the run not alive, or a beat in
                     # flight could overwrite the NaN and hide the run from `kmc resume` for a minute.
                     beat.halt.set()
@@ -142,7 +160,7 @@ def execute_run(location, run: int, *, resume: bool = True, array_task: int = -1
                     writer.heartbeat(alive=False)  # not alive: resumable at once
                     ended = True
                     return INTERRUPTED
-        flush()
+        samples.flush()
         beat.halt.set()
         writer.set(status=st.STATUS_DONE)
         writer.heartbeat()
