@@ -199,7 +199,8 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
 
     from kmc.api import plan_sweep
     from kmc.executors import run_dask, run_serial, stop_on_signals
-    from kmc.store import root_attrs, run_statuses
+    from kmc.run_status import run_statuses
+    from kmc.store import root_attrs
 
     command = " ".join(["kmc"] + sys.argv[1:])
     env_task = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -266,7 +267,7 @@ def status(store, as_json):
     """
     import json
 
-    from kmc.store import run_statuses
+    from kmc.run_status import run_statuses
 
     statuses = run_statuses(store)
     counts = {k: 0 for k in ("pending", "running", "interrupted", "done", "failed")}
@@ -330,7 +331,7 @@ def resume(store, workers, scheduler):
     signal after a checkpoint.
     """
     from kmc.executors import run_dask, run_serial, stop_on_signals
-    from kmc.store import run_statuses
+    from kmc.run_status import run_statuses
 
     statuses = run_statuses(store)
     runs = [s.run for s in statuses if s.status in ("interrupted", "pending")]

@@ -5,7 +5,7 @@ process started (``heartbeat_host``, ``heartbeat_pid``, ``heartbeat_process_star
 same host can then tell at once that the writer is gone — no process has that id any more, or it is a
 zombie, or the id now belongs to a process that started at another time (the kernel reuses ids) —
 instead of waiting for the heartbeat to age. A writer on another host cannot be checked from here:
-for it only the heartbeat's age counts (kmc.store.run_statuses).
+for it only the heartbeat's age counts (kmc.run_status.run_statuses).
 
 The start time comes from psutil (Linux, macOS, Windows; dask.distributed depends on it already).
 Comparing start times, not only ids, is what makes a reused id harmless: for a dead writer's id to

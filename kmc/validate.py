@@ -124,6 +124,7 @@ def plan_stores(cases: Sequence[Case], out_dir, *, quick: bool, replicas: int, o
     ones are (re)started from their checkpoints, failed ones are reported, not rerun.
     """
     from kmc import store as st
+    from kmc.run_status import run_statuses
     from kmc.api import plan_replicas
 
     out_dir = Path(out_dir)
@@ -142,7 +143,7 @@ def plan_stores(cases: Sequence[Case], out_dir, *, quick: bool, replicas: int, o
             if why is not None:
                 raise KmcError(f"{str(cs.path)!r} exists but is not this validate's store ({why}): pass "
                                f"--overwrite to recompute it, or choose another -o DIR")
-            for s in st.run_statuses(cs.path):
+            for s in run_statuses(cs.path):
                 {"pending": cs.todo, "interrupted": cs.todo, "running": cs.busy, "failed": cs.failed}.get(
                     s.status, []).append(s.run)
         planned.append(cs)

@@ -34,7 +34,8 @@ import psutil
 import pytest
 
 import kmc
-from kmc.store import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, WALL_CLOCK_AND_PROVENANCE, run_statuses
+from kmc.run_status import run_statuses
+from kmc.store import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, WALL_CLOCK_AND_PROVENANCE
 
 # A hop-model scenario whose run spends about half its wall time writing checkpoints: a checkpoint
 # at (nearly) every sample boundary, snapshots every 4 samples, 41 samples, ~0.4 s per replica.

@@ -16,7 +16,7 @@ from kmc import validation as val
 from kmc.api import plan_replicas
 from kmc.errors import KmcError
 from kmc.executors import run_processes, run_serial
-from kmc.store import run_statuses
+from kmc.run_status import run_statuses
 from kmc.validate import TABLE_CSV, TABLE_MD
 
 KMC = shutil.which("kmc")

@@ -31,7 +31,7 @@ from kmc.kernels import battery_loop as kloop
 from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
 from kmc.kernels.capillary import STENCIL_SIZE
-from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.cell import GAP, NA, SE, SEI
 from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.interface import FACE_NA, column_support, contact_faces, count_contact_faces, na_stress_mpa
 from kmc.kernels.lattice import N_NEIGHBORS
