@@ -24,9 +24,13 @@ _SE = {
     "correlation_length_um": "+", "contact_stress_mpa": "+", "unloaded_contact_quality": "+", "double_layer_capacitance_uf_cm2": "+",
     "sei_rate_ma_cm2": "+", "sei_limit_nm": "+", "sei_kind": str, "sei_exchange_ratio": "+", "flaw_density_cm2": "+",
     "flaw_scale_um": "+", "flaw_shape": "+", "crack_opening_um": "+",
+    "relief_rq_um": "+", "relief_rolloff_um": "+", "relief_cutoff_um": "+", "relief_hurst": "+",
+    "youngs_modulus_gpa": "+", "strength_weibull_modulus": "+",
 }
 _CC = {"foil_hardness_mpa": "+", "pellet_hardness_mpa": "+", "pellet_roughness_um": "+",
-       "nucleation_barrier_v2": "+", "nucleation_prefactor_cm2_s": "+"}
+       "nucleation_barrier_v2": "+", "nucleation_prefactor_cm2_s": "+",
+       "pellet_relief_rq_um": "+", "pellet_relief_rolloff_um": "+", "pellet_relief_cutoff_um": "+",
+       "pellet_relief_hurst": "+", "pore_radius_um": "+"}
 EXPECTED = {
     "na": {
         "molar_volume_cm3_mol": "+", "melting_point_c": "+", "creep_flow_stress_mpa": "+",
@@ -35,11 +39,13 @@ EXPECTED = {
         "surface_energy_j_m2": "+", "capillary_energy_scale_j_m2": "+",
         "pair_energy_na_na_j_m2": "-", "pair_energy_na_gap_j_m2": "0", "pair_energy_na_se_j_m2": "-",
         "pair_energy_na_au_j_m2": "-", "pair_energy_na_al_j_m2": "-", "pair_energy_na_cu_j_m2": "-",
-        "pair_energy_na_ti_j_m2": "-",
+        "pair_energy_na_ti_j_m2": "-", "size_effect_strength_mpa": "+", "size_effect_exponent": "+",
     },
     "nasicon": _SE, "nbh": _SE, "nps": _SE,
     "al": _CC, "cu": _CC, "ti": _CC,
-    "au": {"alloy_capacity_mah_cm2_per_100nm": "+", "alloying_potential_v": "+", "j0_ma_cm2": "+"},
+    "au": {"alloy_capacity_mah_cm2_per_100nm": "+", "alloying_potential_v": "+", "j0_ma_cm2": "+",
+           "dealloying_potential_v": "+", "alloy_spread_rate_um_s": "+", "naau2_molar_volume_cm3_mol": "+",
+           "naau_molar_volume_cm3_mol": "+", "na2au_molar_volume_cm3_mol": "+"},
     "na_counter": {"potential_v": "0"},
     "na9sn4": {"potential_v": "+"},
 }
@@ -213,11 +219,67 @@ def test_sourced_values_are_the_cited_ones():
         assert 0.9 <= MATERIALS[cc]["pellet_roughness_um"] <= 1.05
         assert 1.0 <= MATERIALS[cc]["nucleation_barrier_v2"] <= 2.0
     assert 0.1 <= MATERIALS["na9sn4"]["potential_v"] <= 0.2
+    assert 56.0 <= MATERIALS["nasicon"]["youngs_modulus_gpa"] <= 97.0                     # Wolfenstine et al. (2022)
 
 
 def test_au_capacity_between_naau2_and_na2au():
     per_na_per_au = 1e-5 * 19.32 / 196.967 * units.F / units.MAH      # 100 nm Au, mAh/cm² per Na/Au
     assert 0.5 * per_na_per_au <= MATERIALS["au"]["alloy_capacity_mah_cm2_per_100nm"] <= 2.0 * per_na_per_au * 1.001
+
+
+def test_size_effect_strength_is_li_at_the_same_homologous_temperature_scaled_by_shear_modulus():
+    """σ_ref + σ_s is the strength at h = 1 µm: Xu et al.'s ~1 µm Li pillars at 90 °C (35 MPa, exponent −1.00),
+    the temperature where Li has Na's T/Tm at 25 °C, times G_Na/G_Li = 1.7/4.24 (PHYSICS.md §5 M, §8).
+
+    Planted fault seen to fail it: σ_s = 34.8 MPa (Li's strength taken without the shear-modulus ratio)."""
+    homologous_na = units.T_REF_K / (NA["melting_point_c"] + 273.15)
+    homologous_li_90c = (90.0 + 273.15) / (180.5 + 273.15)
+    assert homologous_na == pytest.approx(homologous_li_90c, abs=0.01)
+    at_one_um = NA["creep_flow_stress_mpa"] + NA["size_effect_strength_mpa"]
+    assert at_one_um == pytest.approx(35.0 * 1.7 / 4.24, rel=0.01)
+    assert NA["size_effect_exponent"] == 1.0
+
+
+def test_relief_spectra_are_self_affine_bands_set_by_the_material():
+    """Every relief spans λ_s < λ_r (at least a decade here) with a Hurst exponent of polished, fractured and
+    pressed surfaces (0.7–0.9); NASICON keeps its v3 Rq; the pellets keep Deysher et al.'s 0.9–1.05 µm.
+
+    Planted fault seen to fail it: nasicon relief_rolloff_um and relief_cutoff_um swapped (30 ↔ 3)."""
+    reliefs = [(MATERIALS[se], "relief_") for se in ("nasicon", "nbh", "nps")]
+    reliefs += [(MATERIALS[cc], "pellet_relief_") for cc in ("al", "cu", "ti")]
+    for table, prefix in reliefs:
+        assert table[f"{prefix}rolloff_um"] >= 10 * table[f"{prefix}cutoff_um"]
+        assert 0.7 <= table[f"{prefix}hurst"] <= 0.9
+    assert MATERIALS["nasicon"]["relief_rq_um"] == MATERIALS["nasicon"]["roughness_um"]
+    for cc in ("al", "cu", "ti"):
+        assert 0.9 <= MATERIALS[cc]["pellet_relief_rq_um"] <= 1.05
+
+
+def test_pores_grow_with_the_hardness_of_the_pressed_powder():
+    """A harder powder keeps more porosity at the same pressing load, so larger interstices: Al < Cu < Ti, each
+    below the 2.1 µm interstice of loose ~10 µm particles.
+
+    Planted fault seen to fail it: cu pore_radius_um = 0.5 (below Al's)."""
+    radii = [MATERIALS[cc]["pore_radius_um"] for cc in ("al", "cu", "ti")]
+    hardness = [MATERIALS[cc]["pellet_hardness_mpa"] for cc in ("al", "cu", "ti")]
+    assert hardness == sorted(hardness) and radii == sorted(radii) and len(set(radii)) == 3
+    assert max(radii) < 2.1
+
+
+def test_na_au_phases_take_up_na_contracted_and_strip_above_their_alloying_potential():
+    """Molar volumes grow with the Na content but stay below the sum of the metals' volumes (the alkali metal is
+    contracted in its Au alloys); the de-alloying potential is not below the alloying potential.
+
+    Planted fault seen to fail it: dealloying_potential_v = 0.1 (below alloying_potential_v = 0.2)."""
+    au = MATERIALS["au"]
+    v_au = 196.967 / 19.32
+    phases = [("naau2_molar_volume_cm3_mol", 1, 2), ("naau_molar_volume_cm3_mol", 1, 1),
+              ("na2au_molar_volume_cm3_mol", 2, 1)]
+    volume_per_au = [au[key] / n_au for key, _, n_au in phases]
+    assert volume_per_au == sorted(volume_per_au)
+    for key, n_na, n_au in phases:
+        assert n_au * v_au < au[key] < n_au * v_au + n_na * VM, key
+    assert au["dealloying_potential_v"] >= au["alloying_potential_v"]
 
 
 def test_pair_energies_follow_young_dupre():

@@ -123,6 +123,11 @@ MEANING: dict[str, tuple[str, str]] = {
     "pair_energy_na_al_j_m2": ("J/m²", "bond energy of a Na face against a bare Al collector"),
     "pair_energy_na_cu_j_m2": ("J/m²", "bond energy of a Na face against a bare Cu collector"),
     "pair_energy_na_ti_j_m2": ("J/m²", "bond energy of a Na face against a bare Ti collector"),
+    "size_effect_strength_mpa": ("MPa", ("σ_s: size-effect term of Na's flow stress, "
+                                         "σ_f = [σ_ref + σ_s (h/1 µm)^(−β)] (ε̇/ε̇_ref)^(1/n) in a gap of height h "
+                                         "(v4 prior; not read by the code yet)")),
+    "size_effect_exponent": ("1", ("β: exponent of the size effect in σ_s (h/1 µm)^(−β) "
+                                   "(v4 prior; not read by the code yet)")),
     # electrolytes
     "conductivity_s_cm": ("S/cm", "ionic conductivity σ at its reference temperature (field solve, R_int)"),
     "conductivity_activation_ev": ("eV", "activation energy of σ"),
@@ -145,16 +150,39 @@ MEANING: dict[str, tuple[str, str]] = {
     "flaw_scale_um": ("µm", "c0: Weibull scale of the flaw depths (E8)"),
     "flaw_shape": ("1", "m: Weibull shape of the flaw depths (E8)"),
     "crack_opening_um": ("µm", "δ_c: opening of a flaw, in the extrusion pressure (E8)"),
+    "relief_rq_um": ("µm", ("Rq of the self-affine electrolyte relief: rms over the wavelengths λ_s to λ_r "
+                             "(v4 prior; not read by the code yet)")),
+    "relief_rolloff_um": ("µm", ("λ_r: roll-off wavelength of the relief spectrum, flat at longer waves, "
+                                  "∝ q^(−2(1+H)) at shorter (v4 prior; not read by the code yet)")),
+    "relief_cutoff_um": ("µm", ("λ_s: shortest wavelength of the relief, a material scale (grain, particle), "
+                                 "never the voxel (v4 prior; not read by the code yet)")),
+    "relief_hurst": ("1", "H: Hurst exponent of the self-affine relief (v4 prior; not read by the code yet)"),
+    "youngs_modulus_gpa": ("GPa", "E: Young's modulus of the electrolyte (v4; not read by the code yet)"),
+    "strength_weibull_modulus": ("1", ("m: Weibull modulus of the electrolyte's specimen strength, which sets the "
+                                       "flaw-depth tail (x/c0)^(−m/2) (E8; v4, not read by the code yet)")),
     # collectors
     "foil_hardness_mpa": ("MPa", "H of a foil: bearing fraction min(1, P/H) and the load its contacts carry"),
     "pellet_hardness_mpa": ("MPa", "H of a pressed-powder pellet: the load its contacts carry"),
     "pellet_roughness_um": ("µm", "Rq of the interface under a pellet collector (used instead of the electrolyte's)"),
     "nucleation_barrier_v2": ("V²", "B of the nucleation hazard a² J0 exp(−B/η²) (E2)"),
     "nucleation_prefactor_cm2_s": ("1/(cm² s)", "J0 of the nucleation hazard (E2)"),
+    "pellet_relief_rq_um": ("µm", "Rq of the self-affine relief under a pellet collector (v4 prior; not read yet)"),
+    "pellet_relief_rolloff_um": ("µm", "λ_r of the relief under a pellet collector (v4 prior; not read yet)"),
+    "pellet_relief_cutoff_um": ("µm", "λ_s of the relief under a pellet collector (v4 prior; not read yet)"),
+    "pellet_relief_hurst": ("1", "H of the relief under a pellet collector (v4 prior; not read yet)"),
+    "pore_radius_um": ("µm", ("r_p: pore radius of a porous pellet collector; Na enters above 2γ|cos θ|/r_p "
+                               "(E9; v4 prior, not read by the code yet)")),
     # seed layer and counter electrodes
     "alloy_capacity_mah_cm2_per_100nm": ("mAh/cm² per 100 nm", "Na taken up by 100 nm of Au when it alloys (E3)"),
     "alloying_potential_v": ("V vs Na/Na⁺", "local potential of unalloyed Au faces (electrochemical alloying, E3)"),
     "au.j0_ma_cm2": ("mA/cm²", "exchange current density of Au faces, unalloyed (E3) and alloyed (E1)"),
+    "dealloying_potential_v": ("V vs Na/Na⁺", ("potential above which alloyed Na facing the electrolyte is "
+                                                 "recovered on stripping (E3; v4 prior, not read by the code yet)")),
+    "alloy_spread_rate_um_s": ("µm/s", ("speed of the Na–Au alloy front along the Au, 1 µm from the Na feeding it "
+                                        "(E3; v4 prior, not read by the code yet)")),
+    "naau2_molar_volume_cm3_mol": ("cm³/mol", "molar volume of NaAu2 per formula unit (E3; not read by the code yet)"),
+    "naau_molar_volume_cm3_mol": ("cm³/mol", "molar volume of NaAu per formula unit (E3; not read by the code yet)"),
+    "na2au_molar_volume_cm3_mol": ("cm³/mol", "molar volume of Na2Au per formula unit (E3; not read by the code yet)"),
     "potential_v": ("V vs Na/Na⁺", "potential U_CE of the counter electrode"),
 }
 
