@@ -182,6 +182,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "material": Key("str", "solid electrolyte: NASICON Na3.4Zr2Si2.4P0.6O12, NBH Na4B10H10B12H12 "
                         "or Na3PS4", "nasicon", choices=("nasicon", "nbh", "nps")),
         "thickness_um": _pos("thickness L of the electrolyte pellet (enters the field solve)", 800.0),
+        "relief": Key("str", "the electrolyte surface: gaussian (one scale, Rq and correlation length) or self_affine "
+                      "(the material's relief spectrum: roll-off, cut-off, Hurst exponent)", "gaussian",
+                      choices=("gaussian", "self_affine")),
     },
     "collector": {
         "form": Key("str", "foil (rolled, hard, flat) or pellet (powder pressed onto the electrolyte)",

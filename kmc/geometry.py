@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from kmc import relief
 from kmc.errors import ScenarioError
 from kmc.kernels.cell import CC, GAP, NA, SE
 
@@ -77,10 +78,13 @@ def _correlated_pores(shape: tuple[int, ...], porosity: float, rng: np.random.Ge
 
 def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float, xi_um: float,
           stack_pressure_mpa: float, hardness_mpa: float, porosity: float = 0.0, au_nm: float = 0.0,
-          initial_na_um: float = 0.0, rng: np.random.Generator) -> Geometry:
-    """Build the initial cell (see the module docstring). Raises ScenarioError if nz is too small."""
+          initial_na_um: float = 0.0, rng: np.random.Generator, surface_um: np.ndarray | None = None) -> Geometry:
+    """Build the initial cell (see the module docstring). Raises ScenarioError if nz is too small.
+
+    ``surface_um``: the electrolyte's continuous heights (µm, (ny, nx)) when made elsewhere (a
+    self-affine relief, ``kmc.relief``); by default the Gaussian surface of ``rq_um`` and ``xi_um``."""
     a = voxel_um
-    h = rough_surface_um(nx, ny, a, rq_um, xi_um, rng)
+    h = rough_surface_um(nx, ny, a, rq_um, xi_um, rng) if surface_um is None else surface_um - surface_um.mean()
     # One SE voxel under the deepest valley; heights rounded to voxels.
     se_h = np.maximum(1, np.rint((h - h.min()) / a).astype(np.int64) + 1)
     n_cols = nx * ny
@@ -151,17 +155,27 @@ def collector_hardness_mpa(materials: dict, material: str, form: str) -> float:
 
 
 def from_scenario(scenario, rng: np.random.Generator) -> Geometry:
-    """Build the geometry a battery scenario describes, with its materials."""
+    """Build the geometry a battery scenario describes, with its materials. ``electrolyte.relief``
+    chooses the surface: ``"gaussian"`` (v3: one scale, Rq and ξ) or ``"self_affine"`` (v4,
+    ``kmc.relief``: the electrolyte's — or a pellet collector's — relief spectrum)."""
     d, m = scenario.data, scenario.materials
     lat, col, el = d["lattice"], d["collector"], d["electrolyte"]
     se = m[el["material"]]
-    rq = float(m[col["material"]]["pellet_roughness_um"]) if col["form"] == "pellet" else float(se["roughness_um"])
+    pellet = col["form"] == "pellet"
+    rq = float(m[col["material"]]["pellet_roughness_um"]) if pellet else float(se["roughness_um"])
+    nx, ny, voxel_um = int(lat["nx"]), int(lat["ny"]), float(lat["voxel_um"])
+    surface = None
+    if el.get("relief", "gaussian") == "self_affine":
+        table, prefix = (m[col["material"]], "pellet_relief_") if pellet else (se, "relief_")
+        spectrum = [float(table[prefix + k]) for k in ("rq_um", "rolloff_um", "cutoff_um", "hurst")]
+        rq = spectrum[0]
+        surface = relief.self_affine_surface_um(nx, ny, voxel_um, *spectrum, rng)
     return build(
-        int(lat["nx"]), int(lat["ny"]), int(lat["nz"]), float(lat["voxel_um"]),
+        nx, ny, int(lat["nz"]), voxel_um,
         form=col["form"], rq_um=rq, xi_um=float(se["correlation_length_um"]),
         stack_pressure_mpa=float(d["conditions"]["stack_pressure_mpa"]),
         hardness_mpa=collector_hardness_mpa(m, col["material"], col["form"]),
         porosity=float(col.get("porosity", 0.0)),
         au_nm=float(col.get("seed_layer_nm", 0.0)) if col.get("seed_layer") == "au" else 0.0,
-        initial_na_um=float(col.get("initial_na_um", 0.0)), rng=rng,
+        initial_na_um=float(col.get("initial_na_um", 0.0)), rng=rng, surface_um=surface,
     )

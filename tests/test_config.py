@@ -208,7 +208,7 @@ def test_defaults_are_filled_in(tmp_path):
                        "protocol", "output", "numerics", "materials"]
     assert d["scenario"] == {"name": "cell", "description": "", "reference": "", "seed": 1}
     assert d["lattice"] == {"voxel_um": 0.5, "nx": 64, "ny": 64, "nz": 64}
-    assert d["electrolyte"] == {"material": "nasicon", "thickness_um": 800.0}
+    assert d["electrolyte"] == {"material": "nasicon", "thickness_um": 800.0, "relief": "gaussian"}
     assert d["collector"] == {"form": "foil", "material": "al", "porosity": 0.0, "seed_layer": "none",
                               "seed_layer_nm": 0.0, "initial_na_um": 0.0}
     assert d["counter"] == {"material": "na"}

@@ -90,3 +90,26 @@ def test_a_flat_punch_at_bearing_fraction_p_over_h_sits_where_gaussian_heights_s
     t = punch / sigma
     gap = np.mean(np.maximum(punch - (h - h.mean()), 0.0))
     assert gap == pytest.approx(punch * norm.cdf(t) + sigma * norm.pdf(t), rel=0.05)
+
+
+def test_a_cell_on_the_self_affine_relief_builds_and_plates(tmp_path):
+    """``electrolyte.relief = "self_affine"``: the geometry takes the electrolyte's relief spectrum from
+    materials.toml (the v4 priors), the foil rests on the highest asperities at its bearing fraction,
+    and a short plating run closes its bookkeeping. The default stays the v3 Gaussian."""
+    import os
+
+    import kmc
+    from kmc.geometry import from_scenario
+
+    t2 = os.path.join(os.path.dirname(__file__), "..", "scenarios", "validation", "T2.toml")
+    sc = kmc.load_scenario(t2, overrides={"electrolyte.relief": "self_affine", "lattice.nx": 32, "lattice.ny": 32,
+                                          "protocol.0.capacity_mah_cm2": 0.05})
+    assert kmc.load_scenario(t2).get("electrolyte.relief") == "gaussian"
+    geo = from_scenario(sc, np.random.default_rng(1))
+    nasicon = sc.materials["nasicon"]
+    want = relief.self_affine_surface_um(32, 32, 0.5, nasicon["relief_rq_um"], nasicon["relief_rolloff_um"],
+                                         nasicon["relief_cutoff_um"], nasicon["relief_hurst"], np.random.default_rng(1))
+    np.testing.assert_allclose(geo.surface_um, want - want.mean(), atol=1e-12)
+    assert geo.bearing_fraction == pytest.approx(math.ceil(5.6 / 400 * 32 * 32) / (32 * 32))
+    ds = kmc.simulate(sc, seed=1).isel(run=0)
+    assert int(ds.status) == 2 and float(ds.plated[-1]) > 0.04
