@@ -55,14 +55,16 @@ sample_every_s = {every}
 
 
 def cell_scenario(path, protocol, every, *, n, nz, form="foil", au_nm=0.0, initial_na_um=0.0, pressure_mpa=5.6,
-                  thickness_um=1000.0, snapshot_every=None, materials=""):
+                  thickness_um=1000.0, snapshot_every=None, map_every=None, materials=""):
     """Write and load a small NASICON cell (Al collector, Na counter, 25 °C): ``protocol`` is whole
-    ``[[protocol]]`` tables, ``materials`` any ``[materials.…]`` tables of the study."""
+    ``[[protocol]]`` tables, ``materials`` any ``[materials.…]`` tables of the study; a snapshot and a
+    map every ``snapshot_every`` and ``map_every`` samples when given."""
     extra = f'seed_layer = "au"\nseed_layer_nm = {au_nm}' if au_nm else 'seed_layer = "none"'
     if initial_na_um:
         extra += f"\ninitial_na_um = {initial_na_um}"
+    clocks = (("snapshot_every_samples", snapshot_every), ("map_every_samples", map_every))
     path.write_text(CELL.format(name=path.stem, n=n, nz=nz, thickness_um=thickness_um, form=form, collector_extra=extra,
                                 pressure_mpa=pressure_mpa, protocol=protocol, every=every,
-                                output_extra=f"snapshot_every_samples = {snapshot_every}" if snapshot_every else "",
+                                output_extra="\n".join(f"{key} = {k}" for key, k in clocks if k),
                                 materials=materials))
     return kmc.load_scenario(path)

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from kmc.battery.driver import bands, classify
+from kmc.battery.driver import bands
 from kmc.kernels import faradaic as kf
-from kmc.kernels.cell import FLAG_MEANINGS, FLAG_VALUES, NA, SEI
-from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED
+from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
+from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED, classify_na, label_na_clusters
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
 
 #: Per-sample variables: name, dtype, units, long_name.
@@ -30,7 +30,8 @@ SAMPLE_VARS = (
     ("na_contact_fraction", "float64", "1", "Na-electrolyte contact area / electrolyte surface area"),
     ("load_fraction", "float64", "1", "fraction of columns bearing load (CC-SE contacts and Na supports)"),
     ("void_fraction", "float64", "1", "electrolyte surface facing a gap / electrolyte surface area"),
-    ("nucleation_density", "float64", "cm-2", "Na clusters touching the electrolyte per area"),
+    ("nucleation_density", "float64", "cm-2",
+     "Na clusters connected to the collector and touching the electrolyte (nuclei) per area"),
     ("thickness_mean", "float64", "um", "mean Na thickness"),
     ("thickness_cv", "float64", "1", "coefficient of variation of the Na thickness over columns"),
     ("max_current_density", "float64", "mA cm-2", "largest local (pixel) current density, in magnitude"),
@@ -85,7 +86,8 @@ class Observer:
         if self.n_frames:
             sizes["frame"] = self.n_frames
             v += [Var("thickness_map", ("run", "frame", "y", "x"), "float32", "um", "Na thickness per column"),
-                  Var("contact_map", ("run", "frame", "y", "x"), "float32", "1", "conductor contact per pixel (0/1)"),
+                  Var("contact_map", ("run", "frame", "y", "x"), "float32", "1",
+                      "conductor-electrolyte contact faces per pixel (whatever the current)"),
                   Var("current_map", ("run", "frame", "y", "x"), "float32", "mA cm-2", "current density per pixel"),
                   Var("frame_time", ("run", "frame"), "float64", "s", "simulated time of the frame")]
         if self.n_snaps:
@@ -101,10 +103,11 @@ class Observer:
         """Inventories recounted from the lattice and the per-column Au state (voxels).
 
         The classification goes to a scratch array (``site_class`` in the result): the kernels' own
-        array is left as the kernels maintain it between solves, so observing never changes a run."""
+        array is left as the kernels maintain it between solves, so observing never changes a run.
+        ``nuclei``: the active clusters (connected to the collector, touching the electrolyte); an
+        island cut off from the collector is dead Na, not a nucleus."""
         p = self.p
-        site_class = np.empty(run.state.n_sites, dtype=np.int64)
-        counts = classify(run, p, site_class)
+        site_class, counts, nuclei = na_clusters(run, p)
         na = int((run.lattice == NA).sum())
         alloyed = int(np.isin(run.col_state, (kf.CC_AU_ALLOYED,)).sum()) if p.c_au > 0 else 0
         # E7 inventory: the Na taken from the metal (voxels) plus the debt not yet taken. A thick
@@ -121,7 +124,7 @@ class Observer:
             raise RuntimeError(f"flaw bookkeeping broken: {run.flaw_fill.sum()} voxels in flaws, "
                                f"{run.flaw_paid_voxels} taken + {run.flaw_debt.sum()} owed")
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": int(counts[CLUSTER_TRAPPED]),
-                "dead": int(counts[CLUSTER_DEAD]), "clusters_on_electrolyte": int(counts[3]), "alloyed_columns": alloyed,
+                "dead": int(counts[CLUSTER_DEAD]), "nuclei": nuclei, "alloyed_columns": alloyed,
                 "site_class": site_class, "sei": sei, "flaw": flaw, "flaw_owed": flaw_owed}
 
     def check_bookkeeping(self, run, rc) -> None:
@@ -178,7 +181,7 @@ class Observer:
             "na_contact_fraction": na_contact / surface,
             "load_fraction": float(np.isin(support, (COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT)).mean()),
             "void_fraction": void / surface,
-            "nucleation_density": rc["clusters_on_electrolyte"] / p.area_cm2,
+            "nucleation_density": rc["nuclei"] / p.area_cm2,
             "thickness_mean": mean_t,
             "thickness_cv": float(thickness.std() / mean_t) if mean_t > 0 else math.nan,
             "max_current_density": float(np.abs(run.pixel_current).max()) * 1e3,
@@ -231,10 +234,43 @@ class Observer:
                                              ("charge_plated", i, float(table[3 * i + 1])),
                                              ("charge_stripped", i, float(table[3 * i + 2])))]
 
+    def contact_faces_map(self, run) -> np.ndarray:
+        """Conductor–electrolyte contact faces per pixel, (ny, nx): the faces the field solve sees
+        (``kmc.kernels.interface.contact_faces``: an electrolyte voxel facing the CC or Na of an active
+        cluster, side faces included), each in the column of its electrolyte voxel. Counted from the
+        lattice whatever the current: a contact at rest or while stripping is a contact."""
+        p = self.p
+        lat3 = run.lattice.reshape(p.nz, p.ny, p.nx)
+        site_class, _, _ = na_clusters(run, p)
+        active = site_class.reshape(lat3.shape) == CLUSTER_ACTIVE
+        conductor = ((lat3 == CC) | ((lat3 == NA) & active)).astype(np.int64)
+        electrolyte = (lat3 == SE) | (lat3 == SEI)
+        facing = np.zeros(lat3.shape, dtype=np.int64)  # conductor neighbours of each voxel
+        for axis in (1, 2):  # x and y periodic
+            facing += np.roll(conductor, 1, axis) + np.roll(conductor, -1, axis)
+        facing[1:] += conductor[:-1]  # z walled
+        facing[:-1] += conductor[1:]
+        return (facing * electrolyte).sum(axis=0)
+
     def _maps(self, run, i: int) -> list:
         p = self.p
         current = run.pixel_current.reshape(p.ny, p.nx)
         return [("thickness_map", i, self.thickness_um(run).astype(np.float32)),
-                ("contact_map", i, (current > 0).astype(np.float32)),
+                ("contact_map", i, self.contact_faces_map(run).astype(np.float32)),
                 ("current_map", i, (current * 1e3).astype(np.float32)),
                 ("frame_time", i, run.time_s)]
+
+
+def na_clusters(run, p):
+    """The Na clusters of the lattice, into scratch arrays (the kernels' own are left alone): the class
+    of every site (``CLUSTER_*``, −1 off Na), the Na voxels per class (active, trapped, dead), and the
+    number of active clusters (connected to the collector and touching the electrolyte)."""
+    n = run.state.n_sites
+    parent = np.empty(n, dtype=np.int64)
+    site_class = np.empty(n, dtype=np.int64)
+    counts = np.zeros(4, dtype=np.int64)
+    label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
+    classify_na(run.lattice, p.nx, p.ny, p.nz, parent, site_class, counts)
+    # After classify_na every Na site has been through a find: a cluster's root points to itself.
+    nuclei = int(((parent == np.arange(n)) & (site_class == CLUSTER_ACTIVE)).sum())
+    return site_class, counts, nuclei
