@@ -98,14 +98,23 @@ def test_flaws_of_one_depth_short_after_their_fill_time_above_the_griffith_curre
 
 
 def test_no_flaws_no_short_through_a_ccd(tmp_path):
+    """No flaws (n_flaw = 0): the flaw fronts advance and the cracking probabilities grow as in any cell,
+    but Λ = n_flaw A_cell ⟨P_i⟩ stays 0, below the cell's Exp(1) draw, through a ccd up to 50 mA/cm² —
+    by the same arithmetic as a flawed cell, no shortcut. Planted fault: Λ computed with the cell's
+    flaw count floored at 1e5 (a flawless cell treated as a flawed one) shorts it and fails this."""
     protocol = ('[[protocol]]\nkind = "ccd"\nstart_ma_cm2 = 2.0\nstep_ma_cm2 = 8.0\nmax_ma_cm2 = 50.0\n'
                 'capacity_mah_cm2 = 0.05')
     model = BatteryModel(scenario(tmp_path, protocol, 2.0, density=0.0))
+    assert model.params.cell_flaws == 0.0
     state = model.new_state(1)
     out = advance_all(model, state)
-    assert not Run(state).shorted
-    assert model.n_cycles == 7 and int(Run(state).cycles_done) == 7  # every level plated and stripped
+    run = Run(state)
+    assert not run.shorted
+    assert model.n_cycles == 7 and int(run.cycles_done) == 7  # every level plated and stripped
     assert max(o["current_density"] for o in out) == pytest.approx(50.0)
+    # E8 ran: Na went down the (absent) flaws, which would have cracked in a flawed cell.
+    assert out[-1]["filament_depth"] > 0 and run.flaw_hazard > 0
+    assert all(o["short_probability"] == 0.0 for o in out)
 
 
 def test_a_short_ends_the_run_cleanly_and_the_store_marks_it(tmp_path):

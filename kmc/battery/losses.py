@@ -91,10 +91,9 @@ class Losses:
         """The time, up to ``t_end`` at the frozen fields, at which Λ reaches the cell's draw (inf if it
         does not). Bisected on the batch's stop time itself, with the rise evaluated at ``t − t0``, the
         very expression the batch books afterwards: so stopping there shorts (at a large clock, t0 + dt
-        would not round-trip to dt)."""
+        would not round-trip to dt). A cell without flaws goes through the same arithmetic: its Λ stays
+        0, below any Exp(1) draw."""
         t0 = run.time_s
-        if self.p.cell_flaws == 0.0:
-            return math.inf
         plating = self.plating_pixels(run)  # frozen over the batch: once, not at every bisection step
 
         def reached(t):
@@ -130,7 +129,7 @@ class Losses:
         """The flaw population over a batch of ``dt`` at the frozen fields; True if the cell has shorted
         (the caller records the short)."""
         run.flaw_hazard += self.crack(run, dt, True)
-        return self.p.cell_flaws > 0.0 and self.expected_cracks(run) >= run.short_draw
+        return self.expected_cracks(run) >= run.short_draw
 
 
 def _touching_electrolyte(lattice, p):
