@@ -166,6 +166,46 @@ steps = [
     assert abs(na_mah - metal) <= layer + 2 * vox, (na_mah, metal)
 
 
+@pytest.mark.parametrize("leak", ["na_voxel_removed", "plating_counter_bumped"])
+def test_a_planted_leak_fails_the_run_with_the_bookkeeping_error(tmp_path, monkeypatch, leak):
+    """The in-run bookkeeping check fires: at the fourth sample a leak is planted just before the model
+    observes (a Na voxel removed from the lattice, or one plating event counted that never happened),
+    and the run, driven by the runner into a store, fails there: status failed, the error naming the
+    charge bookkeeping and both counts. Planted fault: the check turned into a no-op (the run then
+    finishes, status done) fails this."""
+    import xarray as xr
+
+    from kmc.api import plan_replicas
+    from kmc.battery.state import COUNTERS
+    from kmc.runner import execute_run
+    from kmc.store import STATUS_FAILED
+
+    sc = validation("T2", **{"lattice.nx": 12, "lattice.ny": 12, "protocol.0.capacity_mah_cm2": 0.05,
+                             "output.sample_every_s": 30.0})
+    observe = BatteryModel.observe
+    seen = []
+
+    def leaky_observe(self, state):
+        seen.append(state.time_s)
+        if len(seen) == 4:
+            if leak == "na_voxel_removed":
+                na = np.flatnonzero(state.lattice == NA)
+                state.lattice[na[-1]] = 0  # the topmost Na voxel becomes a gap
+            else:
+                state.counters[COUNTERS.index("plate")] += 1
+        return observe(self, state)
+
+    monkeypatch.setattr(BatteryModel, "observe", leaky_observe)
+    path = str(tmp_path / "leak.zarr")
+    plan_replicas(sc, 1, 7).create(path)
+    assert execute_run(path, 0) == "failed"
+    ds = xr.open_zarr(path)
+    assert int(ds.status[0]) == STATUS_FAILED
+    error = str(ds.error.values[0])
+    assert "charge bookkeeping broken" in error and "by events" in error and "by the lattice" in error, error
+    assert len(seen) == 4  # the run stopped at the leak, the samples before it passed the check
+
+
 # -- validation rows, small ------------------------------------------------------------------------------
 
 def test_t4_small_voltage_reaches_the_cutoff_with_ce_in_range():
