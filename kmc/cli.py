@@ -484,7 +484,7 @@ def validate(quick, out_dir, rows, replicas, workers, overwrite):
     """Run the VALIDATION.md experiments and print model against paper.
 
     Every row of VALIDATION.md runs its scenarios (scenarios/validation/<id>.toml; D1 has a foil
-    and a pellet one, and T1 a second one at 10 times its current, for a direction) with replicas,
+    and a pellet one) with replicas,
     each scenario into its own store DIR/<name>.zarr. Then one table, a line per quantity: the
     row's id and role (calibrates a constant, or predicts), the condition and lattice, the paper's
     value, the accepted range, the model's median over the finished replicas and their spread
@@ -498,7 +498,7 @@ def validate(quick, out_dir, rows, replicas, workers, overwrite):
     Below the table, the directions VALIDATION.md asks of the quick run:
       the pellet's CE above the foil's           median CE, D1_pellet vs D1_foil
       Au-Al does not short where bare Al does    share of replicas shorted, T2 vs T1
-      short charge falls as current rises        median short charge, T1 at 0.5 vs 0.05 mA/cm2
+      the sulfide's CE below half the NBH foil's median CE, D3 vs half of D1_foil's
 
     A full validate takes hours on 2 cores (T6 cycles ten times): runs go to --workers processes,
     longest first, with a progress bar per scenario on a terminal (a line per finished run

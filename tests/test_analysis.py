@@ -204,3 +204,62 @@ def test_summary_of_a_store_with_no_finished_run_is_empty(ds):
     none_done = ds.isel(run=slice(0, 0))
     s = none_done.kmc.summary()
     assert s.sizes.get("run", 0) == 0
+
+
+# -- the Na height from a snapshot (kmc.analysis.lattice) ---------------------------------------------------
+
+def layered_cell(nz=14, n=4):
+    """A (z, y, x) cell: electrolyte up to z = 3 (one column up to z = 4), dense Na up to z = 8, the
+    collector above."""
+    from kmc.kernels.cell import CC, NA, SE
+
+    lat = np.full((nz, n, n), CC, dtype=np.uint8)
+    lat[:8] = NA
+    lat[:3] = SE
+    lat[3, 0, 0] = SE
+    return lat
+
+
+def test_na_height_sees_voids_and_pores_a_voxel_count_does_not():
+    """The T2 thickness (height of the Na top above the electrolyte surface, per column) equals the Na
+    voxel count for a dense layer; a void under part of the Na (the collector lifted by it) or a porous
+    column raises it while the count stays the same. Planted fault: the height taken as the count fails."""
+    from kmc.analysis.lattice import mean_na_height_um, na_height_um
+    from kmc.kernels.cell import CC, GAP, NA
+
+    a = 0.5
+    lat = layered_cell()
+    count = (lat == NA).sum(axis=0) * a
+    np.testing.assert_array_equal(na_height_um(lat, a), count)  # dense: the height is the count
+    assert mean_na_height_um(lat, a) == pytest.approx((5 * 15 + 4) / 16 * a)
+    voided = lat.copy()
+    for y in (0, 1):  # half the columns: a void of 2 voxels under their Na, the collector lifted by it
+        for x in range(lat.shape[2]):
+            top = 4 if (y, x) == (0, 0) else 3
+            voided[top:, y, x] = [GAP, GAP] + [NA] * (8 - top) + [CC] * (lat.shape[0] - 10)
+    np.testing.assert_array_equal((voided == NA).sum(axis=0) * a, count)  # the count does not move
+    assert mean_na_height_um(voided, a) == pytest.approx(mean_na_height_um(lat, a) + a)  # the height does
+    porous = lat.copy()
+    porous[3:13, 2, 2] = [NA, GAP] * 5  # the column's 5 Na voxels with a gap above each
+    np.testing.assert_array_equal((porous == NA).sum(axis=0) * a, count)
+    assert na_height_um(porous, a)[2, 2] == pytest.approx(9 * a)
+    empty = np.where(lat == NA, GAP, lat)
+    assert np.isnan(na_height_um(empty, a)).all() and np.isnan(mean_na_height_um(empty, a))
+
+
+def test_summary_takes_the_na_height_from_the_snapshot_of_the_final_state():
+    """``final_na_height``: from the last snapshot when it was taken at the run's last sample, else NaN
+    (a snapshot of an earlier state is not the final state)."""
+    lat = layered_cell()
+    nz = lat.shape[0]
+    snaps = np.stack([np.stack([lat, lat]), np.stack([lat, np.full_like(lat, 255)])])  # (run, snap, z, y, x)
+    ds = xr.Dataset(
+        {"lattice": (("run", "snap", "z", "y", "x"), snaps, {"units": "1", "long_name": "voxel state"}),
+         "snap_time": (("run", "snap"), [[0.0, 60.0], [0.0, np.nan]], {"units": "s", "long_name": "t"}),
+         "time": (("run", "sample"), [[0.0, 30.0, 60.0], [0.0, 30.0, 60.0]], {"units": "s", "long_name": "t"}),
+         "status": ("run", np.array([2, 2], dtype=np.int8), {"units": "1", "long_name": "status"})},
+        coords={"z": ("z", (np.arange(nz) + 0.5) * 0.5, {"units": "um", "long_name": "z"})})
+    s = ds.kmc.summary()
+    assert float(s.final_na_height[0]) == pytest.approx((5 * 15 + 4) / 16 * 0.5)
+    assert np.isnan(float(s.final_na_height[1]))  # its last snapshot (t = 0) is not its final state
+    assert s.final_na_height.attrs["units"] == "um"
