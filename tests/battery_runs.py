@@ -68,3 +68,11 @@ def cell_scenario(path, protocol, every, *, n, nz, form="foil", au_nm=0.0, initi
                                 output_extra="\n".join(f"{key} = {k}" for key, k in clocks if k),
                                 materials=materials))
     return kmc.load_scenario(path)
+
+
+def accepted(row, quantity):
+    """The VALIDATION.md row's judged quantity (``kmc.validation.Metric``) whose name starts with
+    ``quantity``: tests judge a small run by the row's own accepted range (``Metric.accepts``)."""
+    from kmc.validation import ROWS
+
+    return next(m for r in ROWS if r.id == row for m in r.metrics if m.quantity.startswith(quantity))

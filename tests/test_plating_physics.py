@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 import pytest
-from battery_runs import cell_scenario, run, validation
+from battery_runs import accepted, cell_scenario, run, validation
 
-from kmc import units
+from kmc.analysis.lattice import mean_na_height_um
 from kmc.battery import BatteryModel, Run
 from kmc.kernels.cell import CC, SE
 from kmc.kernels.faradaic import CC_NUCLEATED
@@ -161,37 +161,45 @@ def test_capillary_cap_converges_on_t2_observables():
     _check_cap_convergence((0.1, 0.3, 1.0, 3.0), seeds=range(1, 17), n=32, capacity=0.2)
 
 
-# -- validation rows, small --------------------------------------------------------------------------
+# -- validation rows, small: judged by the rows' own accepted ranges (kmc.validation) ---------------------
 
-def _t2_checks(out, sc):
-    na = sc.materials["na"]
-    per_mah = units.capacity_to_thickness_um(1.0, na["molar_volume_cm3_mol"])
+def _t2_checks(state, out, model):
+    """VALIDATION.md T2 on one run: no short, final contact fraction ≥ 0.8, thickness within 15 % of
+    8.87 µm per mAh/cm² — the height of the Na top above the electrolyte (a void or porous Na would
+    raise it; a count of Na voxels could not see them) over the charge passed, as the row measures it;
+    and what the paper shows without a number: the voltage minimum within the first sample (60 s), then
+    a steady plateau, uniform Na."""
+    p = model.params
     v = np.array([o["voltage"] for o in out])
     v_min = np.array([o["voltage_min"] for o in out])
     end = out[-1]
     assert end["charge"] == pytest.approx(2.0, rel=1e-3)
+    assert not Run(state).shorted
     assert (v[1:] < 0).all()  # plating
     assert v_min.argmin() <= 1  # the minimum comes within the first sample interval (60 s)
     late = v[len(v) // 2:]
     assert late.max() - late.min() < 2e-3  # then a steady plateau
-    assert end["contact_fraction"] >= 0.8
-    # Thickness: the metal (the alloy holds part of the charge) within 15 % of 8.87 µm per mAh/cm².
-    metal = end["charge"] - end["alloy_na"]
-    assert end["thickness_mean"] == pytest.approx(metal * per_mah, rel=0.15)
-    assert end["thickness_cv"] < 0.15
+    assert accepted("T2", "final contact").accepts(end["contact_fraction"]), end["contact_fraction"]
+    height = mean_na_height_um(state.lattice.reshape(p.nz, p.ny, p.nx), p.voxel_um)
+    assert accepted("T2", "thickness").accepts(height / end["charge"]), height / end["charge"]
+    assert end["thickness_cv"] < 0.15  # uniform
 
 
 def test_t2_small():
+    """T2 at 32² columns. Planted fault: a voxel's charge 20 % too small (1 mAh/cm² of Na = 10.6 µm)
+    fails it (the thickness leaves the row's 8.87 µm ± 15 % per mAh/cm²)."""
     sc = validation("T2", **{"lattice.nx": 32, "lattice.ny": 32})
-    _, out = run(BatteryModel(sc), 1)
-    _t2_checks(out, sc)
+    model = BatteryModel(sc)
+    state, out = run(model, 1)
+    _t2_checks(state, out, model)
 
 
 def test_t3_small_interfacial_resistance_in_the_accepted_range():
     sc = validation("T3", **{"lattice.nx": 32, "lattice.ny": 32})
     _, out = run(BatteryModel(sc), 1)
     assert out[-1]["current_density"] == pytest.approx(0.02)
-    assert 3.5 <= out[-1]["interfacial_resistance"] <= 14.0
+    r_int = out[-1]["interfacial_resistance"]
+    assert accepted("T3", "interfacial resistance").accepts(r_int), r_int
 
 
 def test_d4_small_uniform_na_on_an_al_pellet():
@@ -199,13 +207,14 @@ def test_d4_small_uniform_na_on_an_al_pellet():
     _, out = run(BatteryModel(sc), 1)
     end = out[-1]
     assert end["charge"] == pytest.approx(1.0, rel=1e-3)
-    assert end["contact_fraction"] >= 0.9
-    assert end["thickness_cv"] <= 0.2
+    assert accepted("D4", "final contact").accepts(end["contact_fraction"]), end["contact_fraction"]
+    assert accepted("D4", "final thickness CV").accepts(end["thickness_cv"]), end["thickness_cv"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_t2_full_size(seed):
     sc = validation("T2")
-    _, out = run(BatteryModel(sc), seed)
-    _t2_checks(out, sc)
+    model = BatteryModel(sc)
+    state, out = run(model, seed)
+    _t2_checks(state, out, model)

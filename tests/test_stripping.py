@@ -11,7 +11,7 @@ Coulombic efficiency), through the production driver (``kmc.battery.BatteryModel
 
 import numpy as np
 import pytest
-from battery_runs import cell_scenario, run, validation
+from battery_runs import accepted, cell_scenario, run, validation
 
 import kmc
 from kmc import units
@@ -209,21 +209,54 @@ def test_a_planted_leak_fails_the_run_with_the_bookkeeping_error(tmp_path, monke
 # -- validation rows, small ------------------------------------------------------------------------------
 
 def test_t4_small_voltage_reaches_the_cutoff_with_ce_in_range():
+    """VALIDATION.md T4 at 32² columns, judged by the row's accepted ranges: CE 80–95 %, the voltage at
+    the cut-off, stranded + dead Na ≤ 3 % of the plated charge (and some Na left under the re-landed
+    foil). Planted fault: half the Au's alloy capacity (CE 95.2 %: passed the old bound of 96 %) fails it."""
     sc = validation("T4", **{"lattice.nx": 32, "lattice.ny": 32})
     state, out = run(BatteryModel(sc))
-    assert out[-1]["voltage"] >= 1.5  # the sudden rise at the end of stripping
-    assert 0.80 <= ce_of(state) <= 0.96
-    assert out[-1]["trapped_na"] + out[-1]["dead_na"] > 0  # Na left behind under the re-landed foil
+    end = out[-1]
+    assert accepted("T4", "final voltage").accepts(end["voltage"]), end["voltage"]  # the sudden rise at the end
+    ce = 100 * ce_of(state)
+    assert accepted("T4", "first-cycle CE").accepts(ce), ce
+    assert end["trapped_na"] + end["dead_na"] <= 0.03 * end["plated"], (end["trapped_na"], end["dead_na"])
+    assert end["trapped_na"] + end["dead_na"] > 0  # Na left behind under the re-landed foil
 
 
-def test_d1_small_pellet_above_foil_and_d3_small_low_ce():
+@pytest.fixture(scope="module")
+def d1_d3_small():
+    """First-cycle CE (%) of D1_foil, D1_pellet and D3 at 24² columns, seed 1."""
     ce = {}
     for name in ("D1_foil", "D1_pellet", "D3"):
         sc = validation(name, **{"lattice.nx": 24, "lattice.ny": 24})
         state, _ = run(BatteryModel(sc))
-        ce[name] = ce_of(state)
-    assert ce["D1_pellet"] > ce["D1_foil"], ce
-    assert ce["D3"] <= 0.15, ce
+        ce[name] = 100 * ce_of(state)
+    return ce
+
+
+@pytest.mark.xfail(strict=True, reason="D1_foil at 24² (seed 1): CE 89.6 %, above the accepted 50–78 % "
+                                        "(128², 4 runs: 82.9 %, README)")
+def test_d1_small_foil_ce_in_range(d1_d3_small):
+    """D1's foil CE within 50–78 %. Strict: once it holds, the unexpected pass fails the suite (shown by
+    a planted CE of 0.8 × stripped/plated, which puts the foil at 71.6 %)."""
+    assert accepted("D1", "foil CE").accepts(d1_d3_small["D1_foil"]), d1_d3_small
+
+
+def test_d1_small_pellet_ce_in_range(d1_d3_small):
+    """D1's pellet CE within 85–100 %. Planted fault: the CE computed as 0.8 × stripped/plated fails it."""
+    assert accepted("D1", "pellet CE").accepts(d1_d3_small["D1_pellet"]), d1_d3_small
+
+
+@pytest.mark.xfail(strict=True, reason="D1 at 24² (seed 1): pellet 100.0 % − foil 89.6 % = 10.4 points, below "
+                                        "the accepted 15 (the foil's CE is too high)")
+def test_d1_small_pellet_15_points_above_foil(d1_d3_small):
+    """D1: the pellet's CE at least 15 points above the foil's (strict: an unexpected pass fails the suite)."""
+    assert accepted("D1", "pellet − foil").accepts(d1_d3_small["D1_pellet"] - d1_d3_small["D1_foil"]), d1_d3_small
+
+
+def test_d3_small_ce_in_range(d1_d3_small):
+    """D3: the sulfide's continuous SEI leaves a CE ≤ 15 %. Planted fault: every interphase made
+    self-limiting (Na₃PS₄'s as NASICON's) fails it."""
+    assert accepted("D3", "first-cycle CE").accepts(d1_d3_small["D3"]), d1_d3_small
 
 
 @pytest.mark.slow
