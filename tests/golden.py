@@ -58,7 +58,7 @@ def counters_by_kind(state) -> dict:
         from kmc.battery import Run
 
         return Run(state).counts()
-    return {"events": int(state.counters[0])}
+    return {"events": state.events}
 
 
 def run_case(name: str) -> dict:

@@ -12,6 +12,7 @@ from battery_runs import cell_scenario
 
 import kmc
 from kmc import api, config
+from kmc.battery import Run
 from kmc.config import load_scenario
 from kmc.errors import KmcError, ScenarioError
 from kmc.runner import execute_run, model_for
@@ -311,7 +312,7 @@ def test_sweep_over_cycle_count_checkpoints_and_resumes(tmp_path, monkeypatch):
     for run in range(plan.n_runs):
         writer = kmc.store.RunWriter(store, run)
         state, samples = writer.load_checkpoint()
-        assert state.fields["cycle_table"].size == 3 * (run + 1) and 0 < samples
+        assert Run(state).cycle_table.size == 3 * (run + 1) and 0 < samples
         assert execute_run(store, run, resume=True) == "done"
     again = kmc.open(store).load()
     for name in sorted(set(ds.data_vars) - set(WALL_CLOCK_AND_PROVENANCE)):
