@@ -30,8 +30,9 @@ G is one ``rfft2`` and one ``irfft2`` (``apply_green``).
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
@@ -74,8 +75,6 @@ class Plane:
     pixel_cm: float
     thickness_cm: float
     conductivity_s_cm: float
-    green: np.ndarray = field(init=False, repr=False, compare=False)
-    green_self: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         for key in ("nx", "ny"):
@@ -86,6 +85,12 @@ class Plane:
             v = getattr(self, key)
             if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"Plane.{key} = {v!r}: expected a finite number > 0")
+
+    # G(q) is computed at the first solve, not when the plane is made: a model (and the store's layout,
+    # and the memory estimate that may refuse the run) is built from a scenario without allocating
+    # anything the size of the plane.
+    @functools.cached_property
+    def _green_and_self(self) -> tuple[np.ndarray, float]:
         a, L, sigma = float(self.pixel_cm), float(self.thickness_cm), float(self.conductivity_s_cm)
         qy = 2.0 * np.pi * np.fft.fftfreq(self.ny, a)[:, None]
         qx = 2.0 * np.pi * np.fft.rfftfreq(self.nx, a)[None, :]
@@ -99,8 +104,17 @@ class Plane:
         if self.nx % 2 == 0:
             weight[-1] = 1.0
         self_term = float(((green * weight).sum() - green[0, 0]) / (self.nx * self.ny))
-        object.__setattr__(self, "green", green)
-        object.__setattr__(self, "green_self", self_term)
+        return green, self_term
+
+    @property
+    def green(self) -> np.ndarray:
+        """G(q) (Ω·cm²) on the rfft grid of a ``(ny, nx)`` map."""
+        return self._green_and_self[0]
+
+    @property
+    def green_self(self) -> float:
+        """Σ_{q≠0} G(q) / (nx·ny) (Ω·cm²): the diagonal of the pixel Green's matrix without the uniform mode."""
+        return self._green_and_self[1]
 
     @property
     def pixel_area_cm2(self) -> float:
