@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -33,10 +34,9 @@ class Plan:
     sweep_definition: dict | None = None
     runs_per_task: int = 0
     command: str = "kmc"
-    # Computed once from the points (layout, state_prototype), not arguments.
+    # Computed once from the points (layout, State spec), not arguments.
     _layout: st.Layout | None = field(default=None, init=False, repr=False, compare=False)
-    _state_kinds: list | None = field(default=None, init=False, repr=False, compare=False)
-    _prototype: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _spec: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_runs(self) -> int:
@@ -47,20 +47,12 @@ class Plan:
 
     def _survey(self) -> None:
         """Build each distinct point's model (the protocol and the materials, no lattice: about a
-        millisecond) for the store's layout and the points whose States differ in shape."""
+        millisecond) for the store's layout and the checkpoint slots."""
         points = list({json.dumps(p, sort_keys=True, default=str): p for p in self.points}.values()) \
             if self.swept_keys else [{}]
-        layouts, kinds = [], {}
-        for point in points:
-            layout = model_for(self.base.with_overrides(point) if point else self.base).layout()
-            layouts.append(layout)
-            # A State's arrays follow the lattice (one for the whole store) and the number of cycles
-            # (the cycle table), never the sampling clock: one fresh State per distinct non-clock
-            # sizes covers every run without building a lattice per point.
-            kinds.setdefault(tuple(sorted((d, n) for d, n in layout.sizes.items()
-                                          if d not in ("sample", "frame", "snap"))), point)
-        self._layout = st.merge_layouts(layouts)
-        self._state_kinds = list(kinds.values())
+        models = [model_for(self.base.with_overrides(point) if point else self.base) for point in points]
+        self._layout = st.merge_layouts([m.layout() for m in models])
+        self._spec = _largest_spec(m.state_spec() for m in models)
 
     def layout(self) -> st.Layout:
         """The store's layout: sample, frame, snap and cycle as long as the longest run's (SCHEMA.md)."""
@@ -68,22 +60,15 @@ class Plan:
             self._survey()
         return self._layout
 
-    def state_prototype(self) -> dict:
-        """Every State array at its largest over the runs (sizes and dtypes of the checkpoint slots)."""
-        if self._prototype is None:
-            if self._state_kinds is None:
-                self._survey()
-            proto = {}
-            for point in self._state_kinds:
-                scenario = self.base.with_overrides(point) if point else self.base
-                for name, arr in model_for(scenario).new_state(self.seeds[0]).arrays().items():
-                    if name not in proto or arr.size > proto[name].size:
-                        proto[name] = arr
-            self._prototype = proto
-        return self._prototype
+    def state_spec(self) -> dict:
+        """Every State array at its largest over the runs, name -> (shape, dtype): the checkpoint slots,
+        from the sizes alone (creating a store allocates nothing the size of the lattice)."""
+        if self._spec is None:
+            self._survey()
+        return self._spec
 
     def estimated_bytes(self) -> int:
-        return st.estimate_bytes(self.layout(), self.n_runs, self.state_prototype())
+        return st.estimate_bytes(self.layout(), self.n_runs, self.state_spec())
 
     def attrs(self) -> dict:
         from kmc import __version__
@@ -114,8 +99,18 @@ class Plan:
         # Validate every run's scenario before anything is written.
         for r in range(self.n_runs):
             self.scenario(r)
-        st.create(location, self.layout(), self.run_coords(), self.attrs(), self.state_prototype(),
+        st.create(location, self.layout(), self.run_coords(), self.attrs(), self.state_spec(),
                   overwrite=overwrite)
+
+
+def _largest_spec(specs) -> dict:
+    """One spec holding every array of ``specs`` at its largest (runs of a sweep differ in their cycles)."""
+    out = {}
+    for spec in specs:
+        for name, (shape, dtype) in spec.items():
+            if name not in out or math.prod(shape) > math.prod(out[name][0]):
+                out[name] = (shape, dtype)
+    return out
 
 
 def plan_replicas(scenario: Scenario, replicas: int = 1, seed: int | None = None, command: str = "kmc") -> Plan:

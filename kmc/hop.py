@@ -15,8 +15,8 @@ import numpy as np
 from kmc.errors import ScenarioError
 from kmc.kernels import hop as hop_kernels
 from kmc.kernels.lattice import N_NEIGHBORS
-from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, tree_build, tree_new
-from kmc.state import State
+from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, tree_build, tree_offsets
+from kmc.state import ArraySpec, State, allocate
 
 MODELS = ("hop", "hop-random")
 
@@ -45,31 +45,33 @@ def new_state(size: int, fraction: float = 0.5, seed: int = 0, rate_decades: flo
         raise ScenarioError("hop.rate_decades", rate_decades, "a number from 0 to 15")
     n_sites = nx * ny * nz
     rng = np.random.default_rng(seed)
-    lattice = np.zeros(n_sites, dtype=np.uint8)
+    arrays = allocate(state_spec((nx, ny, nz)))
+    lattice, rate_mult, empty_count = arrays["lattice"], arrays["field.rate_mult"], arrays["field.empty_count"]
     lattice[rng.choice(n_sites, size=round(fraction * n_sites), replace=False)] = hop_kernels.OCCUPIED
     if rate_decades > 0.0:
-        rate_mult = (10.0 ** rng.uniform(-rate_decades, 0.0, size=n_sites)).astype(np.float32)
+        rate_mult[:] = 10.0 ** rng.uniform(-rate_decades, 0.0, size=n_sites)
     else:
-        rate_mult = np.ones(n_sites, dtype=np.float32)
-    empty_count = np.zeros(n_sites, dtype=np.uint8)
+        rate_mult[:] = 1.0
     hop_kernels.count_empty_neighbors(lattice, nx, ny, nz, z_periodic, empty_count,
                                       np.empty(N_NEIGHBORS, dtype=np.int64))
-    tree, offsets = tree_new(n_sites)
+    tree, offsets = arrays["tree"], arrays["tree_offsets"]
+    offsets[:] = tree_offsets(n_sites)
     hop_kernels.fill_leaves(tree, lattice, empty_count, rate_mult)
     tree_build(tree, offsets)
-    return State(
-        model="hop-random" if rate_decades > 0.0 else "hop",
-        shape=(int(nx), int(ny), int(nz)),
-        z_periodic=bool(z_periodic),
-        lattice=lattice,
-        tree=tree,
-        tree_offsets=offsets,
-        clock=np.zeros(1, dtype=np.float64),
-        counters=np.zeros(1, dtype=np.int64),
-        rng=rng,
-        fields={"empty_count": empty_count, "rate_mult": rate_mult},
-        params={"fraction": float(fraction), "rate_decades": float(rate_decades), "seed": int(seed)},
-    )
+    return State.from_arrays("hop-random" if rate_decades > 0.0 else "hop", (nx, ny, nz), z_periodic, arrays, rng,
+                             {"fraction": float(fraction), "rate_decades": float(rate_decades), "seed": int(seed)})
+
+
+def state_spec(shape: tuple[int, int, int]) -> ArraySpec:
+    """Every array of a hop-model State, name -> (shape, dtype), from the lattice shape alone."""
+    n_sites = math.prod(int(n) for n in shape)
+    offsets = tree_offsets(n_sites)
+    return {
+        "lattice": ((n_sites,), np.dtype(np.uint8)), "tree": ((int(offsets[-1]),), np.dtype(np.float64)),
+        "tree_offsets": (offsets.shape, np.dtype(np.int64)), "clock": ((1,), np.dtype(np.float64)),
+        "counters": ((1,), np.dtype(np.int64)),
+        "field.empty_count": ((n_sites,), np.dtype(np.uint8)), "field.rate_mult": ((n_sites,), np.dtype(np.float32)),
+    }
 
 
 def advance(state: State, max_events: int | None = None, until_time_s: float | None = None) -> int:
@@ -147,6 +149,10 @@ class HopModel:
 
     def new_state(self, seed: int) -> State:
         return new_state(self.size, self.fraction, seed=seed, rate_decades=self.rate_decades)
+
+    def state_spec(self) -> ArraySpec:
+        """Every State array, name -> (shape, dtype), without allocating (``new_state`` allocates from it)."""
+        return state_spec((self.size,) * 3)
 
     def advance_sample(self, state: State, k: int) -> dict:
         """Advance to sample k's time and return its observables."""

@@ -24,6 +24,10 @@ class Model(Protocol):
     def new_state(self, seed: int) -> State:
         """A fresh State for a run with this seed."""
 
+    def state_spec(self) -> dict:
+        """Every array of its States, name -> (shape, dtype), from the sizes alone (``kmc.state.ArraySpec``):
+        the store's checkpoint slots, made without building a State."""
+
     def advance_sample(self, state: State, k: int) -> dict | None:
         """Advance to sample k; its observables (name -> value), or None once the run has ended."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,22 @@ import numpy as np
 
 #: Version of the checkpoint layout; bumped when a field is added or its meaning changes.
 CHECKPOINT_VERSION = 1
+
+#: Every array of a State by its flat name (as ``State.arrays``: fields prefixed ``field.``) -> (shape,
+#: dtype). A model's ``state_spec`` gives it from the scenario's sizes alone; its ``new_state`` allocates
+#: from the same table (``allocate``), so the checkpoint slots and the memory estimate, which read the
+#: table, cannot drift from the State a run builds.
+ArraySpec = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
+def allocate(spec: ArraySpec) -> dict[str, np.ndarray]:
+    """Zeroed arrays of the spec's shapes and dtypes, by name."""
+    return {name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in spec.items()}
+
+
+def spec_nbytes(spec: ArraySpec) -> int:
+    """Bytes the spec's arrays hold."""
+    return sum(math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in spec.values())
 
 
 @dataclass
@@ -71,6 +88,20 @@ class State:
         }
         out.update({f"field.{k}": v for k, v in self.fields.items()})
         return out
+
+    def spec(self) -> ArraySpec:
+        """Every array's shape and dtype by name (what a model's ``state_spec`` predicts)."""
+        return {name: (a.shape, a.dtype) for name, a in self.arrays().items()}
+
+    @classmethod
+    def from_arrays(cls, model: str, shape, z_periodic: bool, arrays: dict[str, np.ndarray],
+                    rng: np.random.Generator, params: dict) -> State:
+        """A State over arrays named as ``arrays()`` gives them (e.g. ``allocate(spec)``, then filled)."""
+        return cls(model=model, shape=tuple(int(n) for n in shape), z_periodic=bool(z_periodic),
+                   lattice=arrays["lattice"], tree=arrays["tree"], tree_offsets=arrays["tree_offsets"],
+                   clock=arrays["clock"], counters=arrays["counters"], rng=rng,
+                   fields={k.removeprefix("field."): v for k, v in arrays.items() if k.startswith("field.")},
+                   params=params)
 
     def nbytes(self) -> int:
         """Bytes held by the state's arrays (what the engine keeps per run)."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from kmc import liveness
 from kmc.errors import KmcError
-from kmc.state import State
+from kmc.state import State, spec_nbytes
 
 SCHEMA_VERSION = "1"
 
@@ -184,24 +184,24 @@ def _chunks(var: Var, sizes: dict[str, int]) -> tuple[int, ...]:
     return tuple(chunks)
 
 
-def estimate_bytes(layout: Layout, n_runs: int, state_arrays: dict[str, np.ndarray]) -> int:
-    """Uncompressed size of a full store: every variable plus two checkpoint slots per run."""
+def estimate_bytes(layout: Layout, n_runs: int, state_spec: dict) -> int:
+    """Uncompressed size of a full store: every variable plus two checkpoint slots per run
+    (``state_spec``: the runs' State arrays, name -> (shape, dtype), ``kmc.state.ArraySpec``)."""
     sizes = dict(layout.sizes, run=n_runs)
     total = 0
     for v in layout.all_vars():
         itemsize = 64 if v.dtype == "str" else np.dtype(v.dtype).itemsize
         total += itemsize * math.prod(sizes[d] for d in v.dims)
-    total += 2 * n_runs * sum(a.nbytes for a in state_arrays.values())
-    return total
+    return total + 2 * n_runs * spec_nbytes(state_spec)
 
 
 def create(location, layout: Layout, run_coords: dict[str, np.ndarray], attrs: dict,
-           state_arrays: dict[str, np.ndarray], overwrite: bool = False):
+           state_spec: dict, overwrite: bool = False):
     """Write a store's template. ``location``: a directory path, or a Zarr store object (in memory).
 
     ``run_coords``: coordinates along ``run`` (``seed``, ``replica``, swept keys), equal lengths.
-    ``state_arrays``: a prototype of the runs' State arrays (names, shapes, dtypes) to size the
-    checkpoint slots. An existing directory is refused unless ``overwrite``; it is replaced only once
+    ``state_spec``: the runs' State arrays, name -> (shape, dtype) (``kmc.state.ArraySpec``), to size
+    the checkpoint slots; nothing of that size is allocated. An existing directory is refused unless ``overwrite``; it is replaced only once
     the new template is complete, and nothing is left behind if creation fails.
     """
     import dask.array as da
@@ -260,9 +260,10 @@ def create(location, layout: Layout, run_coords: dict[str, np.ndarray], attrs: d
                        mode="w")
             root = zarr.open_group(target, mode="r+")
             ckpt = root.create_group("checkpoint")
-            for name, proto in state_arrays.items():
-                ckpt.create_array(name, shape=(n_runs, 2, proto.size), chunks=(1, 1, max(1, proto.size)),
-                                  dtype=proto.dtype, fill_value=0)
+            for name, (shape, dtype) in state_spec.items():
+                size = math.prod(shape)
+                ckpt.create_array(name, shape=(n_runs, 2, size), chunks=(1, 1, max(1, size)), dtype=dtype,
+                                  fill_value=0)
             ckpt.create_array("meta", shape=(n_runs, 2), chunks=(1, 1), dtype=str, fill_value="")
             # [slot in use (-1: none), samples covered]: one chunk per run, so it changes atomically.
             ckpt.create_array("pointer", shape=(n_runs, 2), chunks=(1, 2), dtype="int64", fill_value=-1)

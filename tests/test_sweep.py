@@ -299,7 +299,7 @@ def test_sweep_over_cycle_count_checkpoints_and_resumes(tmp_path, monkeypatch):
     store = tmp_path / "cycles.zarr"
     plan.create(store)
     assert plan.layout().sizes["cycle"] == 2
-    assert plan.state_prototype()["field.cycle_table"].size == 6
+    assert plan.state_spec()["field.cycle_table"][0] == (6,)
     for run in range(plan.n_runs):
         assert execute_run(store, run) == "done"
     ds = kmc.open(store).load()

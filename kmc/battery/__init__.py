@@ -61,6 +61,10 @@ class BatteryModel:
     def layout(self):
         return self.observer.layout()
 
+    def state_spec(self) -> dict:
+        """Every State array, name -> (shape, dtype), without allocating (``new_state`` allocates from it)."""
+        return _state.state_spec(self.params, self.n_cycles)
+
     def new_state(self, seed: int) -> State:
         rng = np.random.default_rng(seed)
         geo = from_scenario(self.scenario, rng)

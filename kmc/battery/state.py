@@ -15,8 +15,8 @@ from kmc.kernels import battery_arrays as ka
 from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
 from kmc.kernels.cell import NA, SEI
-from kmc.kernels.solver import tree_new
-from kmc.state import State
+from kmc.kernels.solver import tree_offsets
+from kmc.state import ArraySpec, State, allocate
 
 # Slots of the driver's float64 "scalars" field.
 S_VOLTAGE = 0
@@ -186,37 +186,54 @@ class Run:
         return self.state.time_s
 
 
+def state_spec(p, n_cycles: int) -> ArraySpec:
+    """Every array of a battery State, name -> (shape, dtype), from the sizes alone (nothing allocated):
+    ``new_state`` allocates from it; the store's checkpoint slots and the memory estimate read it."""
+    n = p.nx * p.ny * p.nz
+    offsets = tree_offsets(n)
+    f64, i64, u8 = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint8)
+    tree = ((int(offsets[-1]),), f64)
+    cols = (p.n_cols,)
+    return {
+        "lattice": ((n,), u8), "tree": tree, "tree_offsets": (offsets.shape, i64), "clock": ((1,), f64),
+        "counters": ((ka.N_COUNTERS,), i64),
+        "field.tree_alloy": tree, "field.tree_nucleate": tree, "field.tree_moves": tree,
+        "field.move_params": (p.moves.shape, f64),
+        "field.site_class": ((n,), i64), "field.col_state": (cols, u8), "field.col_support": (cols, i64),
+        "field.cc_bottom": (cols, i64), "field.au_column": (cols, u8),
+        "field.phi": (cols, f64), "field.pixel_current": (cols, f64), "field.params": (p.kinetics.shape, f64),
+        "field.tally": ((ka.N_TALLY,), f64), "field.limits": ((ka.N_LIMITS,), f64), "field.state_counts": ((3,), f64),
+        # CE, plated, stripped (mAh/cm²) of cycle i at [3i, 3i + 3): flat, as checkpoints store arrays
+        "field.cycle_table": ((3 * max(n_cycles, 1),), f64),
+        "field.sei_nm": (cols, f64), "field.sei_debt": (cols, f64),
+        "field.na_faces_col": (cols, f64), "field.na_current": (cols, f64),
+        "field.flaw_front_um": (cols, f64),
+        "field.flaw_cracked": ((p.n_cols * p.depth_grid.n_bins,), u8),
+        "field.flaw_block": ((2 * p.n_cols,), i64),  # per pixel the lowest cracked bin run, then the highest
+        "field.flaw_fill": (cols, f64), "field.flaw_debt": (cols, f64),
+        "field.scalars": ((N_SCALARS,), f64),
+    }
+
+
 def new_state(p, geo, rng: np.random.Generator, seed: int, n_cycles: int) -> State:
     """A fresh battery State: the geometry's lattice, the parameters' kinetics and moves, every field."""
-    lattice = geo.lattice.ravel().copy()
-    n = lattice.size
-    plate, offsets = tree_new(n)
-    col_state = np.full(p.n_cols, kf.CC_AU if p.c_au > 0 else kf.CC_BARE, dtype=np.uint8)
-    scalars = np.zeros(N_SCALARS)
+    arrays = allocate(state_spec(p, n_cycles))  # zeroed; what is not zero at the start is set below
+    lattice = arrays["lattice"]
+    lattice[:] = geo.lattice.ravel()
+    arrays["tree_offsets"][:] = tree_offsets(lattice.size)
+    f = {name.removeprefix("field."): a for name, a in arrays.items() if name.startswith("field.")}
+    f["move_params"][:] = p.moves
+    f["params"][:] = p.kinetics
+    f["site_class"][:] = -1
+    f["col_state"][:] = kf.CC_AU if p.c_au > 0 else kf.CC_BARE
+    f["cc_bottom"][:] = (geo.cc_offset + geo.cc_shape).ravel()
+    f["au_column"][:] = geo.au_nm.ravel() > 0
+    f["cycle_table"][:] = np.nan
+    f["flaw_block"][p.n_cols:] = -1
+    scalars = f["scalars"]
     scalars[S_VOLTAGE] = scalars[S_VMIN] = scalars[S_VMAX] = -p.u_ce_v  # at rest: V + U_CE = 0
     scalars[S_NEED_SOLVE] = 1.0
     scalars[S_NA0] = float((lattice == NA).sum())
     scalars[S_SEI0] = float((lattice == SEI).sum())
     scalars[S_SHORT_DRAW] = rng.exponential()  # E8: the cell's weakest link (kmc.flaws)
-    fields = {
-        "tree_alloy": np.zeros_like(plate), "tree_nucleate": np.zeros_like(plate), "tree_moves": np.zeros_like(plate),
-        "move_params": p.moves.copy(),
-        "site_class": np.full(n, -1, dtype=np.int64), "col_state": col_state,
-        "col_support": np.zeros(p.n_cols, dtype=np.int64),
-        "cc_bottom": (geo.cc_offset + geo.cc_shape).ravel().astype(np.int64),
-        "au_column": (geo.au_nm.ravel() > 0).astype(np.uint8),
-        "phi": np.zeros(p.n_cols), "pixel_current": np.zeros(p.n_cols), "params": p.kinetics.copy(),
-        "tally": np.zeros(ka.N_TALLY), "limits": np.zeros(ka.N_LIMITS), "state_counts": np.zeros(3),
-        # CE, plated, stripped (mAh/cm²) of cycle i at [3i, 3i + 3): flat, as checkpoints store arrays
-        "cycle_table": np.full(3 * max(n_cycles, 1), np.nan),
-        "sei_nm": np.zeros(p.n_cols), "sei_debt": np.zeros(p.n_cols),
-        "na_faces_col": np.zeros(p.n_cols), "na_current": np.zeros(p.n_cols),
-        "flaw_front_um": np.zeros(p.n_cols),
-        "flaw_cracked": np.zeros(p.n_cols * p.depth_grid.n_bins, dtype=np.uint8),
-        "flaw_block": np.stack([np.zeros(p.n_cols, dtype=np.int64), np.full(p.n_cols, -1, dtype=np.int64)]).ravel(),
-        "flaw_fill": np.zeros(p.n_cols), "flaw_debt": np.zeros(p.n_cols),
-        "scalars": scalars,
-    }
-    return State(model="battery", shape=(p.nx, p.ny, p.nz), z_periodic=False, lattice=lattice,
-                 tree=plate, tree_offsets=offsets, clock=np.zeros(1), counters=np.zeros(ka.N_COUNTERS, dtype=np.int64),
-                 rng=rng, fields=fields, params={"seed": int(seed)})
+    return State.from_arrays("battery", (p.nx, p.ny, p.nz), False, arrays, rng, {"seed": int(seed)})
