@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kmc import memory
 from kmc import store as st
 from kmc.config import Scenario, load_scenario, seed_for_replica
 from kmc.errors import KmcError
@@ -34,9 +35,10 @@ class Plan:
     sweep_definition: dict | None = None
     runs_per_task: int = 0
     command: str = "kmc"
-    # Computed once from the points (layout, State spec), not arguments.
+    # Computed once from the points (layout, State spec, memory estimate), not arguments.
     _layout: st.Layout | None = field(default=None, init=False, repr=False, compare=False)
     _spec: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _memory: memory.Estimate | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_runs(self) -> int:
@@ -47,12 +49,13 @@ class Plan:
 
     def _survey(self) -> None:
         """Build each distinct point's model (the protocol and the materials, no lattice: about a
-        millisecond) for the store's layout and the checkpoint slots."""
+        millisecond) for the store's layout, the checkpoint slots and the peak memory of its runs."""
         points = list({json.dumps(p, sort_keys=True, default=str): p for p in self.points}.values()) \
             if self.swept_keys else [{}]
         models = [model_for(self.base.with_overrides(point) if point else self.base) for point in points]
         self._layout = st.merge_layouts([m.layout() for m in models])
         self._spec = _largest_spec(m.state_spec() for m in models)
+        self._memory = max((memory.estimate(m) for m in models), key=lambda e: e.peak_bytes)
 
     def layout(self) -> st.Layout:
         """The store's layout: sample, frame, snap and cycle as long as the longest run's (SCHEMA.md)."""
@@ -66,6 +69,12 @@ class Plan:
         if self._spec is None:
             self._survey()
         return self._spec
+
+    def memory(self) -> memory.Estimate:
+        """The estimated peak memory of the run that needs most (``kmc.memory``)."""
+        if self._memory is None:
+            self._survey()
+        return self._memory
 
     def estimated_bytes(self) -> int:
         return st.estimate_bytes(self.layout(), self.n_runs, self.state_spec())
@@ -131,45 +140,93 @@ def plan_sweep(sweep_def, runs_per_task: int = 0, command: str = "kmc") -> Plan:
                 tuple(sw.varied_keys), sw.to_dict(), runs_per_task, command)
 
 
+def _python(value):
+    return value.item() if hasattr(value, "item") else value
+
+
 def _as_scenario(scenario) -> Scenario:
     return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
 
 
-def simulate(scenario, seed: int | None = None):
-    """Run one scenario in memory and return its xarray.Dataset (the store's variables, run = 1)."""
+def simulate(scenario, seed: int | None = None, max_memory=None):
+    """Run one scenario in memory and return its xarray.Dataset (the store's variables, run = 1).
+
+    Refused (KmcError) before anything is allocated if its estimated peak memory — the run, its store
+    in memory and the Dataset — exceeds ``max_memory`` (bytes, or a size such as ``"8G"``), by default
+    the memory available on this machine (``kmc.memory``)."""
     import xarray as xr
     import zarr
 
-    memory = zarr.storage.MemoryStore()
     plan = plan_replicas(_as_scenario(scenario), 1, seed)
-    plan.create(memory)
-    outcome = run_serial(memory, [0], progress=False)[0]
-    ds = xr.open_zarr(memory).load()
+    layout = plan.layout()
+    in_memory = (plan.estimated_bytes(), st.estimate_bytes(layout, 1, {}))
+    memory.check(memory.estimate(model_for(plan.base), in_memory_store=in_memory), max_memory)
+    store = zarr.storage.MemoryStore()
+    plan.create(store)
+    outcome = run_serial(store, [0], progress=False)[0]
+    ds = xr.open_zarr(store).load()
     if outcome != DONE:
         raise KmcError(f"the run failed: {ds['error'].values[0]}")
     return ds
 
 
-def run(scenario, store, replicas: int = 1, seed: int | None = None, overwrite: bool = False):
-    """Run a scenario's replicas one by one into a new store; returns the opened store."""
+def run(scenario, store, replicas: int = 1, seed: int | None = None, overwrite: bool = False, max_memory=None):
+    """Run a scenario's replicas one by one into a new store; returns the opened store.
+
+    Refused (KmcError), with nothing written, if a run's estimated peak memory exceeds ``max_memory``
+    (bytes, or a size such as ``"8G"``), by default the memory available on this machine."""
     plan = plan_replicas(_as_scenario(scenario), replicas, seed)
+    memory.check(plan.memory(), max_memory)
     plan.create(store, overwrite=overwrite)
     run_serial(store, range(plan.n_runs))
     return open(store)
 
 
-def sweep(sweep_def, store, client=None, workers: int | None = None, overwrite: bool = False):
+def sweep(sweep_def, store, client=None, workers: int | None = None, overwrite: bool = False, max_memory=None):
     """Run a sweep on Dask (``client``, or a LocalCluster of ``workers``); returns the opened store.
 
     ``sweep_def``: a sweep TOML file or a mapping with its content (``kmc.load_sweep``); in a mapping,
     ``base`` may be a ``kmc.Scenario`` as well as a file path or ``scenario.to_dict()``. The store's
     ``sample``, ``frame``, ``snap`` and ``cycle`` are as long as the longest point's protocol; a shorter
     run reads as fill past its end (``samples_written`` says how far each run got).
+
+    Refused (KmcError), with nothing written, if the largest point's estimated peak memory exceeds
+    ``max_memory`` (bytes or a size such as ``"8G"``, per run); without it, on a LocalCluster, if the
+    runs held at once by its workers exceed the memory available on this machine (a ``client``'s
+    workers are not checked: their memory is not this machine's).
     """
     plan = plan_sweep(sweep_def)
+    check_memory(plan.memory(), max_memory, local_workers(workers, plan.n_runs) if client is None else None)
     plan.create(store, overwrite=overwrite)
     run_dask(store, list(range(plan.n_runs)), client=client, workers=workers)
     return open(store)
+
+
+def local_workers(workers: int | None, n_runs: int) -> int:
+    """Runs a LocalCluster of ``workers`` (default: the CPU count) holds at once."""
+    return max(1, min(workers or os.cpu_count() or 1, n_runs))
+
+
+def check_memory(estimate: memory.Estimate, max_memory=None, workers: int | None = 1) -> None:
+    """Refuse a run that would not fit (``kmc.memory.check``): against ``max_memory`` when given, else
+    against this machine's available memory shared by ``workers`` runs at once; ``workers`` None: the runs
+    go elsewhere (a Dask scheduler), so only ``max_memory`` is checked."""
+    if workers is None and max_memory is None:
+        return
+    memory.check(estimate, max_memory, workers or 1)
+
+
+def store_plan(location) -> Plan:
+    """The plan a store was created from (its scenario and its runs' points, from the store's attrs and
+    run coordinates): what its runs need, e.g. ``store_plan(OUT).memory()`` before resuming them."""
+    group = st.open_group(location, mode="r")
+    attrs = group.attrs
+    base = Scenario.from_dict(json.loads(attrs["scenario"]))
+    keys = tuple(json.loads(attrs.get("swept_keys", "[]")))
+    columns = {key: np.asarray(group[key][:]) for key in keys}
+    seeds = [int(s) for s in np.asarray(group["seed"][:])]
+    points = [{key: _python(columns[key][r]) for key in keys} for r in range(len(seeds))] if keys else []
+    return Plan(base, seeds, [int(r) for r in np.asarray(group["replica"][:])], points, keys)
 
 
 def open(store):  # noqa: A001 - the public name SCHEMA.md gives

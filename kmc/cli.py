@@ -61,7 +61,8 @@ def main():
       python -c "import kmc; print(kmc.open('T2.zarr').kmc.summary())"
 
     Run `kmc COMMAND --help` for the options of a command. Exit codes: 0 success, 1 a run failed,
-    2 bad input (nothing written), 3 stopped by a signal after a checkpoint.
+    2 bad input or a run that would not fit in memory (nothing written), 3 stopped by a signal after a
+    checkpoint.
     """
 
 
@@ -119,6 +120,11 @@ def _finish(outcomes: dict) -> None:
     sys.exit(code)
 
 
+_MAX_MEMORY_HELP = ("Refuse a run whose estimated peak memory exceeds SIZE (e.g. 8G, 500M, 1.5GiB; K/M/G/T are "
+                    "powers of 1024, as SLURM's --mem). Default: the memory this machine has available now "
+                    "(MemAvailable, or less under a cgroup limit such as a job's --mem).")
+
+
 @main.command()
 @click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out", metavar="OUT.zarr", type=click.Path(),
@@ -131,8 +137,12 @@ def _finish(outcomes: dict) -> None:
               help="Override a scenario key, dotted, array entries by index; the value is a TOML value. "
                    "E.g. --set conditions.stack_pressure_mpa=5 --set protocol.0.current_ma_cm2=0.2")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
-@click.option("--dry-run", is_flag=True, help="Validate, print the resolved scenario and the store size; write nothing.")
-def run(scenario_file, out, seed, replicas, overrides, overwrite, dry_run):
+@click.option("--max-memory", metavar="SIZE", help=_MAX_MEMORY_HELP)
+@click.option("--dry-run", is_flag=True,
+              help="Validate, print the resolved scenario, the store size and the memory estimate; write nothing. "
+                   "Exit code 0 if the run would start, 2 (with the refusal's line) if it would be refused "
+                   "for memory.")
+def run(scenario_file, out, seed, replicas, overrides, overwrite, max_memory, dry_run):
     """Run a scenario into a Zarr store.
 
     The scenario file is validated first (unknown keys, wrong types and unphysical values are
@@ -142,7 +152,13 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, dry_run):
 
     SIGTERM or SIGINT (Ctrl-C) stops after the current sample with a checkpoint (exit code 3);
     `kmc resume OUT.zarr` then continues exactly where it stopped.
+
+    Before anything is allocated or written, each run's peak memory is estimated from the scenario's
+    sizes (the State, the phases' temporaries, the interpreter); a run whose estimate exceeds
+    --max-memory, or by default the memory this machine has available, is refused (exit code 2, one
+    line with the lattice keys, the estimate and the limit). --dry-run prints the estimate.
     """
+    from kmc import memory
     from kmc.api import plan_replicas
     from kmc.config import load_scenario
     from kmc.executors import run_serial, stop_on_signals
@@ -150,11 +166,15 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, dry_run):
     scenario = load_scenario(scenario_file, overrides=list(overrides))
     plan = plan_replicas(scenario, replicas, seed, command=" ".join(["kmc"] + sys.argv[1:]))
     out = out or f"{scenario.name}.zarr"
+    estimate = plan.memory()
     if dry_run:
         click.echo(scenario.dumps_toml())
         click.echo(f"# runs: {plan.n_runs}, seeds: {plan.seeds[:8]}{' ...' if plan.n_runs > 8 else ''}")
         click.echo(f"# store: {out}, at most {plan.estimated_bytes() / 1e6:.1f} MB uncompressed")
+        click.echo(f"# memory: {estimate.describe()}; limit: {memory.limit_bytes(max_memory)[1]}")
+        memory.check(estimate, max_memory)  # a run that would be refused: its line, exit code 2
         return
+    memory.check(estimate, max_memory)
     # Signals are caught from before the store exists: a SIGTERM during creation then stops the runs
     # at their first sample with a checkpoint (exit 3) instead of killing a half-made store.
     with stop_on_signals() as stop:
@@ -177,7 +197,10 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, dry_run):
               help="Redo the store's failed runs and resume its interrupted ones (writer gone; not runs alive "
                    "elsewhere).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
-def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rerun_failed, overwrite):
+@click.option("--max-memory", metavar="SIZE",
+              help=_MAX_MEMORY_HELP + " Per run: on a LocalCluster the default is shared by its workers; with "
+                   "--scheduler only SIZE is checked; for --init give the array nodes' memory per run.")
+def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rerun_failed, overwrite, max_memory):
     """Run a parameter sweep: every point of [vary] times `replicas`.
 
     \b
@@ -194,10 +217,14 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
     reseeds existing runs. Sweeping a key that changes array shapes (lattice.*) is refused.
     `--rerun-failed` redoes failed runs and resumes interrupted ones (their process gone, judged as by
     `kmc resume`); `kmc status OUT.zarr` shows which.
+
+    Every way refuses, before anything is written, runs whose estimated peak memory (the largest
+    point's) exceeds --max-memory or the memory available here (exit code 2); --init prints the
+    estimate, to size the array's jobs (e.g. sbatch --mem).
     """
     import os
 
-    from kmc.api import plan_sweep
+    from kmc.api import check_memory, local_workers, plan_sweep, store_plan
     from kmc.executors import run_dask, run_serial, stop_on_signals
     from kmc.run_status import run_statuses
     from kmc.store import root_attrs
@@ -216,6 +243,10 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
             # A failed run starts afresh; an interrupted one (its process died) continues from its checkpoint.
             statuses = run_statuses(out)
             _report_left_alone((s for s in statuses if s.status == "running"), out)
+            redo = [r.run for r in statuses if r.status in ("failed", "interrupted")]
+            if redo:
+                check_memory(store_plan(out).memory(), max_memory,
+                             None if scheduler else local_workers(workers, len(redo)) if workers else 1)
             outcomes = {}
             for kind, resume_it in (("failed", False), ("interrupted", True)):
                 runs = [s.run for s in statuses if s.status == kind]
@@ -235,6 +266,7 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
         if not 0 <= task_id < n_tasks:
             raise KmcError(f"--task-id = {task_id} is not allowed: expected 0 to {n_tasks - 1} for this store")
         runs = list(range(task_id * k, min(n_runs, task_id * k + k)))
+        check_memory(store_plan(out).memory(), max_memory)  # this node's memory (its cgroup: the job's --mem)
         with stop_on_signals() as stop:
             outcomes = run_serial(out, runs, array_task=task_id, stop=stop)
         _finish(outcomes)
@@ -242,10 +274,12 @@ def sweep(sweep_file, out, workers, scheduler, init, runs_per_task, task_id, rer
         raise KmcError("SWEEP.toml is needed to create a sweep store (only --task-id and --rerun-failed "
                        "work from the store alone)")
     plan = plan_sweep(sweep_file, runs_per_task=runs_per_task if init else 0, command=command)
+    # An array task runs its runs one by one; a LocalCluster holds one run per worker at once.
+    check_memory(plan.memory(), max_memory, 1 if init else None if scheduler else local_workers(workers, plan.n_runs))
     plan.create(out, overwrite=overwrite)
     if init:
         n_tasks = -(-plan.n_runs // runs_per_task)
-        click.echo(f"created {out}: {plan.n_runs} runs, {runs_per_task} per task")
+        click.echo(f"created {out}: {plan.n_runs} runs, {runs_per_task} per task; memory: {plan.memory().describe()}")
         click.echo(f"--array=0-{n_tasks - 1}")
         return
     _finish(run_dask(out, list(range(plan.n_runs)), workers=workers, scheduler=scheduler))
@@ -316,7 +350,8 @@ def _report_left_alone(statuses, store: str = "OUT.zarr") -> int:
 @click.argument("store", metavar="OUT.zarr", type=click.Path())
 @click.option("--workers", type=click.IntRange(min=1), help="Resume on a Dask LocalCluster of this many workers.")
 @click.option("--scheduler", metavar="ADDRESS", help="Resume on a running Dask scheduler.")
-def resume(store, workers, scheduler):
+@click.option("--max-memory", metavar="SIZE", help=_MAX_MEMORY_HELP)
+def resume(store, workers, scheduler, max_memory):
     """Continue a store's interrupted runs from their last checkpoint, and start its pending runs.
 
     A run marked running is resumed at once when the process that wrote it, on this host, is gone
@@ -326,10 +361,14 @@ def resume(store, workers, scheduler):
     --rerun-failed` redoes them). Each run left alone gets a line on stderr saying why. A resumed run
     ends with exactly the data it would have had without the interruption.
 
+    Runs whose estimated peak memory exceeds --max-memory, or the memory available here, are refused
+    first (exit code 2, nothing written).
+
     Exit codes: 0 every run is done, or the runs that could be resumed were resumed to completion;
     1 runs remain unfinished and none could be resumed (or a resumed run failed); 3 stopped by a
     signal after a checkpoint.
     """
+    from kmc.api import check_memory, local_workers, store_plan
     from kmc.executors import run_dask, run_serial, stop_on_signals
     from kmc.run_status import run_statuses
 
@@ -343,6 +382,8 @@ def resume(store, workers, scheduler):
             _echo_err(f"{left_alone} run(s) not finished and none could be resumed")
             sys.exit(1)
         return
+    check_memory(store_plan(store).memory(), max_memory,
+                 None if scheduler else local_workers(workers, len(runs)) if workers else 1)
     _echo_err(f"resuming {len(runs)} run(s): {runs[:20]}")
     if workers or scheduler:
         _finish(run_dask(store, runs, workers=workers, scheduler=scheduler))

@@ -16,7 +16,7 @@ from kmc.errors import ScenarioError
 from kmc.kernels import hop as hop_kernels
 from kmc.kernels.lattice import N_NEIGHBORS
 from kmc.kernels.solver import STOP_EVENTS, STOP_NO_EVENTS, tree_build, tree_offsets
-from kmc.state import ArraySpec, State, allocate
+from kmc.state import ArraySpec, State, allocate, spec_nbytes
 
 MODELS = ("hop", "hop-random")
 
@@ -150,9 +150,33 @@ class HopModel:
     def new_state(self, seed: int) -> State:
         return new_state(self.size, self.fraction, seed=seed, rate_decades=self.rate_decades)
 
+    @property
+    def size_keys(self) -> dict:
+        """The scenario key that sets the lattice's size (an L³ lattice), with its value."""
+        return {"hop.size": self.size}
+
     def state_spec(self) -> ArraySpec:
         """Every State array, name -> (shape, dtype), without allocating (``new_state`` allocates from it)."""
         return state_spec((self.size,) * 3)
+
+    def memory_phases(self) -> dict:
+        """Bytes a run holds at the peak of each phase, by part (``kmc.memory``): placing the particles
+        (``Generator.choice`` without replacement: an int64 permutation of the sites), the multipliers of
+        hop-random (float64 draws and their power), the run (the State; a snapshot's write), a resume."""
+        from kmc import memory
+
+        spec = self.state_spec()
+        n = self.size**3
+        state = spec_nbytes(spec)
+        placement = 8 * n + 8 * round(self.fraction * n)  # the permutation, and the chosen sites
+        draws = 16 * n if self.rate_decades > 0 else 0  # the float64 draws and their power, after the placement
+        return {
+            "building the State": {"state": state, "temporaries": max(placement, draws)},
+            "writing a snapshot": {"state": state,
+                                   "snapshot write": memory.zarr_write_bytes(n, 1) if self.n_snaps else 0},
+            "writing a checkpoint": {"state": state, "checkpoint write": memory.checkpoint_write_bytes(spec)},
+            "reading a checkpoint": {"state": state, "checkpoint read": memory.checkpoint_read_bytes(spec)},
+        }
 
     def advance_sample(self, state: State, k: int) -> dict:
         """Advance to sample k's time and return its observables."""

@@ -17,6 +17,7 @@ class Model(Protocol):
 
     kind: str
     n_samples: int  #: samples in the store (the protocol's bound)
+    size_keys: dict  #: the scenario keys that set the lattice's size, with their values (a memory refusal names them)
 
     def layout(self):
         """The store's variables, dimensions and coordinates (``kmc.store.Layout``)."""
@@ -26,7 +27,11 @@ class Model(Protocol):
 
     def state_spec(self) -> dict:
         """Every array of its States, name -> (shape, dtype), from the sizes alone (``kmc.state.ArraySpec``):
-        the store's checkpoint slots, made without building a State."""
+        the store's checkpoint slots and the memory estimate, made without building a State."""
+
+    def memory_phases(self) -> dict:
+        """Bytes a run holds beyond the interpreter at the peak of each of its phases, by part,
+        {phase: {part: bytes}}, from the sizes alone (``kmc.memory``)."""
 
     def advance_sample(self, state: State, k: int) -> dict | None:
         """Advance to sample k; its observables (name -> value), or None once the run has ended."""

@@ -61,9 +61,22 @@ class BatteryModel:
     def layout(self):
         return self.observer.layout()
 
+    @property
+    def size_keys(self) -> dict:
+        """The scenario keys that set the lattice's size, with their values."""
+        p = self.params
+        return {"lattice.nx": p.nx, "lattice.ny": p.ny, "lattice.nz": p.nz}
+
     def state_spec(self) -> dict:
         """Every State array, name -> (shape, dtype), without allocating (``new_state`` allocates from it)."""
         return _state.state_spec(self.params, self.n_cycles)
+
+    def memory_phases(self) -> dict:
+        """Bytes a run holds at the peak of each phase, by part (``kmc.battery.memory``)."""
+        from kmc.battery import memory
+
+        return memory.phases(self.scenario, self.params, self.state_spec(), bool(self.observer.n_snaps),
+                             bool(self.observer.n_frames))
 
     def new_state(self, seed: int) -> State:
         rng = np.random.default_rng(seed)
