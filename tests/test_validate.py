@@ -236,9 +236,11 @@ def quick_validate(tmp_path_factory):
 def quick_directions(quick_validate):
     """The directions evaluated on the quick run's stores, by name."""
     out = quick_validate[0]
-    planned = val.plan_stores(val.cases_of(val.ROW_IDS), out, quick=True, replicas=val.QUICK_REPLICAS,
-                              overwrite=False)
-    return {d.direction.cases: d for d in val.check_directions(val.summaries(planned))}
+    from kmc import validate as orchestration
+
+    planned = orchestration.plan_stores(val.cases_of(val.ROW_IDS), out, quick=True, replicas=orchestration.QUICK_REPLICAS,
+                                        overwrite=False)
+    return {d.direction.cases: d for d in val.check_directions(orchestration.summaries(planned))}
 
 
 @needs_kmc
