@@ -272,5 +272,6 @@ def na_clusters(run, p):
     label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
     classify_na(run.lattice, p.nx, p.ny, p.nz, parent, site_class, counts)
     # After classify_na every Na site has been through a find: a cluster's root points to itself.
-    nuclei = int(((parent == np.arange(n)) & (site_class == CLUSTER_ACTIVE)).sum())
+    active = np.flatnonzero(site_class == CLUSTER_ACTIVE)
+    nuclei = int(np.count_nonzero(parent[active] == active))
     return site_class, counts, nuclei
