@@ -15,7 +15,7 @@ import numpy as np
 
 from kmc import memory
 from kmc import store as st
-from kmc.config import Scenario, load_scenario, seed_for_replica
+from kmc.config import MAX_RUNS, Scenario, load_scenario, seed_for_replica
 from kmc.errors import KmcError
 from kmc.executors import run_dask, run_serial
 from kmc.runner import DONE, model_for
@@ -123,8 +123,9 @@ def _largest_spec(specs) -> dict:
 
 
 def plan_replicas(scenario: Scenario, replicas: int = 1, seed: int | None = None, command: str = "kmc") -> Plan:
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
-        raise KmcError(f"replicas = {replicas!r} is not allowed: expected an integer of at least 1")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= MAX_RUNS:
+        raise KmcError(f"replicas = {replicas!r} is not allowed: expected an integer from 1 to {MAX_RUNS} "
+                       f"(the runs of one store)")
     base_seed = scenario.seed if seed is None else int(seed)
     if not 0 <= base_seed < 2**63:
         raise KmcError(f"seed = {base_seed!r} is not allowed: expected an integer from 0 to 2**63-1")

@@ -11,6 +11,7 @@ import sys
 import click
 
 from kmc import __version__
+from kmc.config import MAX_RUNS
 from kmc.errors import KmcError
 
 
@@ -131,7 +132,7 @@ _MAX_MEMORY_HELP = ("Refuse a run whose estimated peak memory exceeds SIZE (e.g.
               help="Store to write (default: <scenario name>.zarr in the working directory).")
 @click.option("--seed", type=int, help="Seed of replica 0 (default: [scenario] seed). Each run's `seed` "
               "coordinate reproduces that run alone with `kmc run --seed <seed>`.")
-@click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1, max=MAX_RUNS),
               help="Independent stochastic replicas of the scenario.")
 @click.option("--set", "overrides", metavar="KEY=VALUE", multiple=True,
               help="Override a scenario key, dotted, array entries by index; the value is a TOML value. "

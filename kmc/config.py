@@ -30,7 +30,7 @@ from kmc.errors import KmcError, ScenarioError
 __all__ = [
     "Key", "StepKind", "SCHEMA", "STEP_KINDS", "TABLES", "Scenario", "load_scenario", "read_toml",
     "parse_assignment", "shipped_materials", "protocol_duration_s", "ccd_currents_ma_cm2",
-    "seed_for_replica", "derive_seed", "SEED_LIMIT",
+    "seed_for_replica", "derive_seed", "SEED_LIMIT", "MAX_CCD_LEVELS", "MAX_CYCLES", "MAX_SAMPLES", "MAX_RUNS",
 ]
 
 #: Seeds are integers in [0, SEED_LIMIT): they fit a TOML integer and NumPy's SeedSequence.
@@ -40,6 +40,15 @@ DEFAULT_SAMPLES = 500
 #: A ccd step may have at most this many current levels (a typo in ``step_ma_cm2`` should not
 #: silently ask for a million plate/strip pairs).
 MAX_CCD_LEVELS = 10_000
+#: A cycle step may repeat at most this many times: the protocol is flattened cycle by cycle and the
+#: store has a ``cycle`` entry per cycle, so a typo in ``count`` should not ask for a billion.
+MAX_CYCLES = 10_000
+#: A run may have at most this many samples: every per-sample variable of the store is this long, so a
+#: typo in the sampling interval (or a protocol a million times longer) should not ask for 10¹² of them.
+MAX_SAMPLES = 1_000_000
+#: A store may have at most this many runs (replicas × sweep points): each run has its own chunks of
+#: every variable, and the store is planned run by run; more runs go into several stores.
+MAX_RUNS = 100_000
 
 
 class _Marker:
@@ -307,7 +316,7 @@ STEP_KINDS: dict[str, StepKind] = {
                            "max_duration_s": _pos("longest duration of the step", OPTIONAL)},
                      bound=("max_duration_s",)),
     "cycle": StepKind(doc="repeat steps count times (a cycle's steps are plate, strip, rest or hold)",
-                      keys={"count": _count("number of repetitions"),
+                      keys={"count": Key("int", "number of repetitions", ge=1, le=MAX_CYCLES),
                             "steps": Key("steps", "the steps of one cycle")}),
     "ccd": StepKind(doc="critical current density: plate then strip capacity_mah_cm2 at start_ma_cm2, "
                         "start + step, ... up to max_ma_cm2, until a short",
@@ -465,6 +474,52 @@ def _check_porosity(d: dict) -> None:
                             f'0 for form = "{cc["form"]}" (only a pellet collector has pores)')
 
 
+def _check_duration(d: dict) -> None:
+    # The protocol's time bound sizes the store: a capacity over a current that overflows to inf
+    # (1e300 mAh/cm² at 1e-300 mA/cm²) has no store size.
+    for i, step in enumerate(d["protocol"]):
+        if not math.isfinite(protocol_duration_s([step])):
+            raise ScenarioError(f"protocol.{i}", _brief(step), "a step whose time bound (capacity over current, "
+                                                               "count, max_duration_s) is a finite number of seconds")
+    if not math.isfinite(protocol_duration_s(d["protocol"])):
+        raise ScenarioError("protocol", _brief(d["protocol"]), "a protocol whose time bound (the sum of its steps') "
+                                                               "is a finite number of seconds")
+
+
+def _max_current_ma_cm2(steps: list[Mapping]) -> float:
+    """The largest current density of validated protocol steps (cycles and ccd levels included), mA/cm²."""
+    currents = [0.0]
+    for step in steps:
+        if step["kind"] in ("plate", "strip"):
+            currents.append(step["current_ma_cm2"])
+        elif step["kind"] == "cycle":
+            currents.append(_max_current_ma_cm2(step["steps"]))
+        elif step["kind"] == "ccd":
+            currents.append(ccd_currents_ma_cm2(step)[-1])
+    return max(currents)
+
+
+def _check_sample_count(d: dict) -> None:
+    # The number of samples (the store's sample dimension) is the time bound over the interval, the
+    # interval in charge being passed at the protocol's largest current (as kmc.battery samples it).
+    out, duration = d["output"], _duration_s(d)
+    if "sample_every_s" in out:
+        key, every_s, how = "output.sample_every_s", out["sample_every_s"], ""
+    elif "sample_every_mah_cm2" in out and d["model"]["kind"] == "battery":
+        j_max = _max_current_ma_cm2(d["protocol"])
+        if j_max <= 0:   # no current: the run samples at the default interval
+            return
+        key, every_s = "output.sample_every_mah_cm2", 3600.0 * out["sample_every_mah_cm2"] / j_max
+        how = f" at the protocol's largest current, {j_max:g} mA/cm²"
+    else:   # the default interval: DEFAULT_SAMPLES samples
+        return
+    samples = duration / every_s + 1 if every_s > 0 else math.inf
+    if not samples <= MAX_SAMPLES:
+        raise ScenarioError(key, out[key.split(".")[1]],
+                            f"an interval giving at most {MAX_SAMPLES} samples over the run's time bound of "
+                            f"{duration:g} s (this one gives {samples:.3g}{how})")
+
+
 def _check_sampling(d: dict) -> None:
     out = d["output"]
     if "sample_every_s" in out and "sample_every_mah_cm2" in out:
@@ -482,8 +537,9 @@ def _check_hop_sampling(d: dict) -> None:
 
 
 CHECKS: dict[str, tuple[Callable[[dict], None], ...]] = {
-    "battery": (_check_domain, _check_initial_na, _check_seed_layer, _check_porosity, _check_sampling),
-    "hop": (_check_hop_sampling, _check_sampling),
+    "battery": (_check_domain, _check_initial_na, _check_seed_layer, _check_porosity, _check_duration,
+                _check_sampling, _check_sample_count),
+    "hop": (_check_hop_sampling, _check_sampling, _check_sample_count),
 }
 
 

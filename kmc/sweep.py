@@ -18,11 +18,13 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from kmc.config import (
+    MAX_RUNS,
     MISSING,
     SEED_LIMIT,
     Key,
@@ -43,7 +45,7 @@ __all__ = ["RunSpec", "Sweep", "load_sweep", "SWEEP_KEYS", "UNSWEEPABLE"]
 SWEEP_KEYS: dict[str, Key] = {
     "mode": Key("str", "product: every combination of the lists; zip: the lists side by side",
                 "product", choices=("product", "zip")),
-    "replicas": Key("int", "runs per point, each with its own seed", 1, ge=1),
+    "replicas": Key("int", "runs per point, each with its own seed", 1, ge=1, le=MAX_RUNS),
     "seed": Key("int", "the sweep seed every run's seed is derived from", 0, ge=0, lt=SEED_LIMIT),
 }
 
@@ -155,6 +157,17 @@ def _points(vary: dict[str, list], mode: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, row)) for row in rows]
 
 
+def _check_run_count(vary: dict[str, list], mode: str, replicas: int) -> None:
+    """Refuse a sweep of more than MAX_RUNS runs before its points are expanded (product mode
+    multiplies the lists' lengths)."""
+    lengths = [len(v) for v in vary.values()]
+    n_points = (min(lengths) if mode == "zip" else math.prod(lengths)) if lengths else 1
+    if n_points * replicas > MAX_RUNS:
+        key, value = ("replicas", replicas) if n_points <= MAX_RUNS else ("vary", _brief(vary))
+        raise ScenarioError(key, value, f"at most {MAX_RUNS} runs in one store: {n_points} points × {replicas} "
+                                        f"replicas = {n_points * replicas} (split the sweep into several stores)")
+
+
 def _load_base(base, base_dir: Path) -> Scenario:
     if isinstance(base, Scenario):
         return base
@@ -196,6 +209,7 @@ def load_sweep(path_or_dict, base_dir=None) -> Sweep:
             raise ScenarioError(key, _brief(vary[key]), _refused(key))
     base = _load_base(raw["base"], folder)
     replicas, sweep_seed = settings["replicas"], settings["seed"]
+    _check_run_count(vary, settings["mode"], replicas)
     runs = []
     for point in _points(vary, settings["mode"]):
         scenario = base.with_overrides(point)
