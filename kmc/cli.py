@@ -169,9 +169,12 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, max_memory, dr
     out = out or f"{scenario.name}.zarr"
     estimate = plan.memory()
     if dry_run:
+        # Everything is estimated before anything is printed: a scenario refused on the way prints
+        # nothing on stdout.
+        store_mb = plan.estimated_bytes() / 1e6
         click.echo(scenario.dumps_toml())
         click.echo(f"# runs: {plan.n_runs}, seeds: {plan.seeds[:8]}{' ...' if plan.n_runs > 8 else ''}")
-        click.echo(f"# store: {out}, at most {plan.estimated_bytes() / 1e6:.1f} MB uncompressed")
+        click.echo(f"# store: {out}, at most {store_mb:.1f} MB uncompressed")
         click.echo(f"# memory: {estimate.describe()}; limit: {memory.limit_bytes(max_memory)[1]}")
         memory.check(estimate, max_memory)  # a run that would be refused: its line, exit code 2
         return

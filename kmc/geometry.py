@@ -110,7 +110,16 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
             se_h = np.where(contact, level, np.minimum(se_h, level - 1))
             bearing = k / n_cols
             if level < 2:
-                raise ScenarioError("lattice.nz", nz, "a roughness that leaves room for a gap (internal)")
+                # The foil had to come down to the deepest valleys to bear phi0 of the columns: no gap
+                # is left where it rests. Either the pressure reaches the foil's hardness, or the
+                # relief is flat to one voxel (voxels coarse against Rq).
+                if phi0 >= 1.0:
+                    raise ScenarioError("conditions.stack_pressure_mpa", stack_pressure_mpa,
+                                        f"a pressure below the foil's hardness, {hardness_mpa:g} MPa: at or above "
+                                        f"it the foil bears on every column and leaves no gap")
+                raise ScenarioError("lattice.voxel_um", a, f"a voxel that resolves the surface relief under a foil "
+                                                           f"(Rq = {rq_um:g} µm): at this voxel the relief is flat "
+                                                           f"where the foil bears (P/H = {phi0:.3g})")
         cc_offset = level
     elif form == "pellet":
         lift = int(np.rint(initial_na_um / a)) if initial_na_um > 0 else 0
