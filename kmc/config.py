@@ -182,7 +182,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "duration_s": _pos("simulated time to run"),
     },
     "lattice": {
-        "voxel_um": _pos("voxel edge a", 0.5),
+        # From atoms (1 nm) to the cell (1 mm): outside, the charge per voxel under- or overflows.
+        "voxel_um": Key("float", "voxel edge a", 0.5, ge=1e-3, le=1e3),
         "nx": Key("int", "columns along x (periodic)", 64, ge=1),
         "ny": Key("int", "columns along y (periodic)", 64, ge=1),
         "nz": Key("int", "height of the anode region, in voxels", 64, ge=2),
@@ -190,7 +191,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "electrolyte": {
         "material": Key("str", "solid electrolyte: NASICON Na3.4Zr2Si2.4P0.6O12, NBH Na4B10H10B12H12 "
                         "or Na3PS4", "nasicon", choices=("nasicon", "nbh", "nps")),
-        "thickness_um": _pos("thickness L of the electrolyte pellet (enters the field solve)", 800.0),
+        "thickness_um": Key("float", "thickness L of the electrolyte pellet (enters the field solve)", 800.0,
+                            ge=1e-3, le=1e5),
         "relief": Key("str", "the electrolyte surface: gaussian (one scale, Rq and correlation length) or self_affine "
                       "(the material's relief spectrum: roll-off, cut-off, Hurst exponent)", "gaussian",
                       choices=("gaussian", "self_affine")),
@@ -296,11 +298,16 @@ def _check_ccd(step: dict, path: str) -> None:
     if step["max_ma_cm2"] < step["start_ma_cm2"]:
         raise ScenarioError(f"{path}.max_ma_cm2", step["max_ma_cm2"],
                             f"a current >= start_ma_cm2 = {step['start_ma_cm2']:g} [mA/cm²]")
-    levels = _ccd_levels(step)
+    # Levels are kept to 1e-12 mA/cm² (ccd_currents_ma_cm2): a start below it would be a level of 0.
+    if round(step["start_ma_cm2"], 12) <= 0:
+        raise ScenarioError(f"{path}.start_ma_cm2", step["start_ma_cm2"], "a current of at least 1e-12 [mA/cm²]")
+    # (max - start) / step may overflow to inf before it is counted.
+    span = (step["max_ma_cm2"] - step["start_ma_cm2"]) / step["step_ma_cm2"]
+    levels = _ccd_levels(step) if span < MAX_CCD_LEVELS else math.inf
     if levels > MAX_CCD_LEVELS:
         raise ScenarioError(f"{path}.step_ma_cm2", step["step_ma_cm2"],
                             f"a current step giving at most {MAX_CCD_LEVELS} levels from start_ma_cm2 to "
-                            f"max_ma_cm2 (this one gives {levels})")
+                            f"max_ma_cm2 (this one gives {span + 1:.6g})")
 
 
 STEP_KINDS: dict[str, StepKind] = {
@@ -563,8 +570,65 @@ def shipped_materials() -> dict:
         raise KmcError(f"{resource}: not valid TOML: {err}") from None
 
 
+def _span(ge=None, le=None, gt=None, lt=None, doc="") -> Key:
+    return Key("float", doc, OPTIONAL, gt=gt, ge=ge, lt=lt, le=le)
+
+
+# Ranges of the material constants an override may take, by key name (the same name means the same
+# quantity in every material). They are typo guards, decades wider than any data, not priors: what
+# lies outside is not a material (a negative conductivity, a transfer coefficient of 2) or drives the
+# model's rates and geometry out of floating point (exp, powers, voxel counts). Units are in the
+# names (materials.toml). A key without a range here is checked for its type only.
+MATERIAL_RANGES: dict[str, Key] = {
+    # Na metal
+    "molar_volume_cm3_mol": _span(ge=1.0, le=1e3),
+    "melting_point_c": _span(gt=-273.15, le=4000.0),
+    "creep_flow_stress_mpa": _span(ge=1e-6, le=1e4),
+    "creep_reference_strain_rate_s": _span(ge=1e-12, le=1e6),
+    "creep_stress_exponent": _span(ge=1.0, le=20.0),
+    "creep_activation_ev": _span(ge=0.0, le=5.0),
+    "creep_geometric_factor": _span(ge=0.0, le=1e6),
+    "self_diffusion_cm2_s": _span(ge=0.0, le=1.0),
+    "self_diffusion_activation_ev": _span(ge=0.0, le=5.0),
+    "surface_energy_j_m2": _span(ge=0.0, le=10.0),
+    "capillary_energy_scale_j_m2": _span(ge=1e-6, le=10.0),
+    **{f"pair_energy_na_{other}_j_m2": _span(ge=-10.0, le=10.0)
+       for other in ("na", "gap", "au", "se", "al", "cu", "ti")},
+    # electrolytes
+    "conductivity_s_cm": _span(ge=1e-12, le=1e3),
+    "conductivity_activation_ev": _span(ge=0.0, le=5.0),
+    # exp(Q/kT_ref) overflows near 0 K: from -150 °C (Q up to 5 eV).
+    "conductivity_reference_c": _span(ge=-150.0, le=1000.0),
+    "j0_ma_cm2": _span(ge=1e-9, le=1e6),
+    "transfer_coefficient": _span(gt=0.0, lt=1.0),
+    "k_ic_mpa_m05": _span(ge=1e-3, le=1e3),
+    "roughness_um": _span(ge=0.0, le=100.0),
+    "correlation_length_um": _span(ge=1e-3, le=1e4),
+    "contact_stress_mpa": _span(ge=1e-6, le=1e4),
+    "unloaded_contact_quality": _span(ge=0.0, le=1.0),
+    "double_layer_capacitance_uf_cm2": _span(ge=1e-6, le=1e6),
+    "sei_rate_ma_cm2": _span(ge=0.0, le=1e6),
+    "sei_limit_nm": _span(gt=0.0, le=1e12),
+    "sei_exchange_ratio": _span(gt=0.0, le=1.0),
+    "flaw_density_cm2": _span(ge=0.0, le=1e12),
+    "flaw_scale_um": _span(ge=1e-6, le=1e4),
+    "flaw_shape": _span(ge=0.01, le=100.0),
+    "crack_opening_um": _span(ge=1e-6, le=1e3),
+    # collectors, seed layer, counter electrodes
+    "foil_hardness_mpa": _span(ge=1e-3, le=1e5),
+    "pellet_hardness_mpa": _span(ge=1e-3, le=1e5),
+    "pellet_roughness_um": _span(ge=0.0, le=100.0),
+    "nucleation_barrier_v2": _span(ge=0.0, le=1e3),
+    "nucleation_prefactor_cm2_s": _span(ge=0.0, le=1e40),
+    "alloy_capacity_mah_cm2_per_100nm": _span(ge=0.0, le=100.0),
+    "alloying_potential_v": _span(ge=-5.0, le=5.0),
+    "potential_v": _span(ge=-5.0, le=5.0),
+}
+
+
 def _check_like(value, shipped, path: str):
-    """``value`` checked to have the type of the shipped value (an int is accepted for a float)."""
+    """``value`` checked to have the type of the shipped value (an int is accepted for a float), and for
+    a number to lie in the key's ``MATERIAL_RANGES``."""
     if isinstance(shipped, bool):
         ok, what = isinstance(value, bool), "true or false"
     elif isinstance(shipped, int):
@@ -580,6 +644,10 @@ def _check_like(value, shipped, path: str):
         ok, what = type(value) is type(shipped), f"a {type(shipped).__name__}"
     if not ok:
         raise ScenarioError(path, _brief(value), f"{what}, like the shipped value {shipped!r}")
+    span = MATERIAL_RANGES.get(path.rsplit(".", 1)[-1])
+    if span is not None and isinstance(value, float) and not span.in_range(value):
+        raise ScenarioError(path, value, f"{span.allowed('')} "
+                                         f"(the shipped value is {shipped!r})")
     return value
 
 

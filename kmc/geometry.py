@@ -118,8 +118,9 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
                                         f"a pressure below the foil's hardness, {hardness_mpa:g} MPa: at or above "
                                         f"it the foil bears on every column and leaves no gap")
                 raise ScenarioError("lattice.voxel_um", a, f"a voxel that resolves the surface relief under a foil "
-                                                           f"(Rq = {rq_um:g} µm): at this voxel the relief is flat "
-                                                           f"where the foil bears (P/H = {phi0:.3g})")
+                                                           f"(or a rougher electrolyte: roughness_um = {rq_um:g}): "
+                                                           f"at this voxel the relief is flat where the foil bears "
+                                                           f"(P/H = {phi0:.3g})")
         cc_offset = level
     elif form == "pellet":
         lift = int(np.rint(initial_na_um / a)) if initial_na_um > 0 else 0
