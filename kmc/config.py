@@ -612,7 +612,7 @@ MATERIAL_RANGES: dict[str, Key] = {
     "sei_exchange_ratio": _span(gt=0.0, le=1.0),
     "flaw_density_cm2": _span(ge=0.0, le=1e12),
     "flaw_scale_um": _span(ge=1e-6, le=1e4),
-    "flaw_shape": _span(ge=0.01, le=100.0),
+    "flaw_shape": _span(ge=0.01, le=1e4),   # 1000: flaws of one depth (tests/test_filaments.py)
     "crack_opening_um": _span(ge=1e-6, le=1e3),
     # collectors, seed layer, counter electrodes
     "foil_hardness_mpa": _span(ge=1e-3, le=1e5),
