@@ -113,10 +113,7 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
                 # The foil had to come down to the deepest valleys to bear phi0 of the columns: no gap
                 # is left where it rests. Either the pressure reaches the foil's hardness, or the
                 # relief is flat to one voxel (voxels coarse against Rq).
-                if phi0 >= 1.0:
-                    raise ScenarioError("conditions.stack_pressure_mpa", stack_pressure_mpa,
-                                        f"a pressure below the foil's hardness, {hardness_mpa:g} MPa: at or above "
-                                        f"it the foil bears on every column and leaves no gap")
+                check_foil_pressure(stack_pressure_mpa, hardness_mpa)
                 raise ScenarioError("lattice.voxel_um", a, f"a voxel that resolves the surface relief under a foil "
                                                            f"(or a rougher electrolyte: roughness_um = {rq_um:g}): "
                                                            f"at this voxel the relief is flat where the foil bears "
@@ -153,6 +150,15 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
             bearing = 1.0 - bottom_open.mean()
     au = np.full((ny, nx), float(au_nm))
     return Geometry(a, lattice, h, cc_shape, int(cc_offset), au, float(bearing))
+
+
+def check_foil_pressure(stack_pressure_mpa: float, hardness_mpa: float) -> None:
+    """A foil with no Na in place needs P below its hardness: at or above it the foil bears on every
+    column and leaves no gap to plate into (a ScenarioError naming the stack pressure)."""
+    if stack_pressure_mpa >= hardness_mpa:
+        raise ScenarioError("conditions.stack_pressure_mpa", stack_pressure_mpa,
+                            f"a pressure below the foil's hardness, {hardness_mpa:g} MPa: at or above "
+                            f"it the foil bears on every column and leaves no gap")
 
 
 def collector_hardness_mpa(materials: dict, material: str, form: str) -> float:

@@ -723,7 +723,7 @@ def check(case: Case, fuzzed: bool = True):
             return result
         assert new and all(p == STORE or p.startswith(STORE + "/") for p in new), \
             f"--init wrote outside the store: {[p for p in new if not p.startswith(STORE)][:5]}\n{report}"
-        from kmc.store import run_statuses
+        from kmc.run_status import run_statuses
 
         n_runs = int(re.search(r"created \S+: (\d+) runs", result.stdout).group(1))
         statuses = run_statuses(folder / STORE)
@@ -857,16 +857,14 @@ def test_fuzzed_sweeps_exit_cleanly_long(case):
 # Huge lattices: the memory guard's (issue 13)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the memory guard (refuse a run whose estimated peak memory "
-                                       "exceeds the free memory, exit 2 naming the lattice keys) is not built "
-                                       "yet; today these end in a NumPy MemoryError traceback. Flip this test "
-                                       "(remove the mark) when the guard lands.")
 @pytest.mark.parametrize("relpath, sets", [
     ("scenarios/validation/T2.toml", ("lattice.nx=1000000", "lattice.ny=1000000")),
     ("scenarios/hop.toml", ("hop.size=1000000",)),
 ], ids=["battery", "hop"])
 def test_huge_lattice_is_refused_before_allocating(tmp_path, relpath, sets):
-    """Sizes chosen so large that the first allocation fails at once (no swap storm while xfail)."""
+    """The memory guard refuses a lattice far beyond any machine before anything is allocated: exit 2,
+    one line naming the lattice keys, nothing written. Shown to fail (a NumPy MemoryError traceback)
+    before the guard existed."""
     case = run_case(relpath, *sets, culprits=("lattice.nx", "lattice.ny", "lattice.nz", "hop.size"))
     lay_out(case, tmp_path)
     result, before, after, _ = invoke(case, tmp_path)

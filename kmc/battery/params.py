@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kmc import field, flaws, units
-from kmc.geometry import collector_hardness_mpa
+from kmc.geometry import check_foil_pressure, collector_hardness_mpa
 from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
 from kmc.kernels.capillary import EPS_AU, EPS_SIZE
@@ -98,11 +98,14 @@ def build(scenario, max_current_a: float) -> Params:
     crack_need, crack_flow = flaws.crack_criterion_tables(
         depth_grid, float(el["k_ic_mpa_m05"]), float(el["crack_opening_um"]), creep_sigma_ref, creep_rate_ref,
         float(na["creep_stress_exponent"]), vm)
+    hardness_mpa = collector_hardness_mpa(m, col["material"], col["form"])
+    if col["form"] == "foil" and not col.get("initial_na_um"):
+        check_foil_pressure(pressure_mpa, hardness_mpa)  # before anything is built or printed
     moves, nu_cap = _move_params(d, na, voxel_um, temperature_k, max_current_a / q_v_c / n_cols)
     return Params(
         nx=nx, ny=ny, nz=nz, voxel_um=voxel_um, n_cols=n_cols, area_cm2=n_cols * (voxel_um * 1e-4) ** 2,
         face_area_cm2=(voxel_um * 1e-4) ** 2, temperature_k=temperature_k, pressure_mpa=pressure_mpa,
-        hardness_mpa=collector_hardness_mpa(m, col["material"], col["form"]),
+        hardness_mpa=hardness_mpa,
         u_ce_v=float(m["na_counter" if counter == "na" else counter]["potential_v"]), molar_volume_cm3_mol=vm,
         q_v_c=q_v_c, voxel_mah_cm2=voxel_mah_cm2,
         plane=field.Plane(nx, ny, voxel_um * 1e-4, float(d["electrolyte"]["thickness_um"]) * 1e-4, sigma_s_cm),
