@@ -12,7 +12,7 @@ import click
 
 from kmc import __version__
 from kmc.config import MAX_RUNS
-from kmc.errors import KmcError
+from kmc.errors import KmcError, printable
 
 
 class _Group(click.Group):
@@ -172,11 +172,11 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, max_memory, dr
         # Everything is estimated before anything is printed: a scenario refused on the way prints
         # nothing on stdout.
         store_mb = plan.estimated_bytes() / 1e6
+        memory.check(estimate, max_memory)  # a run that would be refused: its one line, exit 2, nothing printed
         click.echo(scenario.dumps_toml())
         click.echo(f"# runs: {plan.n_runs}, seeds: {plan.seeds[:8]}{' ...' if plan.n_runs > 8 else ''}")
-        click.echo(f"# store: {out}, at most {store_mb:.1f} MB uncompressed")
+        click.echo(f"# store: {printable(out)}, at most {store_mb:.1f} MB uncompressed")
         click.echo(f"# memory: {estimate.describe()}; limit: {memory.limit_bytes(max_memory)[1]}")
-        memory.check(estimate, max_memory)  # a run that would be refused: its line, exit code 2
         return
     memory.check(estimate, max_memory)
     # Signals are caught from before the store exists: a SIGTERM during creation then stops the runs

@@ -537,6 +537,15 @@ def _check_sampling(d: dict) -> None:
                             f"at most the run's time bound of {_duration_s(d):g} s")
 
 
+def _check_name(d: dict) -> None:
+    # The name is also the default store, <name>.zarr in the working directory: a path separator or
+    # a control character there would put the store elsewhere or under an unprintable name.
+    name = d["scenario"]["name"]
+    if not name or not name.isprintable() or any(c in name for c in "/\\") or name in (".", ".."):
+        raise ScenarioError("scenario.name", name, "a non-empty name of printable characters without / or \\ "
+                                                   "(it names the default store <name>.zarr)")
+
+
 def _check_hop_sampling(d: dict) -> None:
     if "sample_every_mah_cm2" in d["output"]:
         raise ScenarioError("output.sample_every_mah_cm2", d["output"]["sample_every_mah_cm2"],
@@ -544,9 +553,9 @@ def _check_hop_sampling(d: dict) -> None:
 
 
 CHECKS: dict[str, tuple[Callable[[dict], None], ...]] = {
-    "battery": (_check_domain, _check_initial_na, _check_seed_layer, _check_porosity, _check_duration,
+    "battery": (_check_name, _check_domain, _check_initial_na, _check_seed_layer, _check_porosity, _check_duration,
                 _check_sampling, _check_sample_count),
-    "hop": (_check_hop_sampling, _check_sampling, _check_sample_count),
+    "hop": (_check_name, _check_hop_sampling, _check_sampling, _check_sample_count),
 }
 
 

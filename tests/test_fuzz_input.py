@@ -665,8 +665,8 @@ def _named(line: str, case: Case) -> str | None:
             if line.startswith(f"kmc: error: {shown} = ") or (
                     shown.endswith(".") and line.startswith(f"kmc: error: {shown}") and " = " in line):
                 return None
-    for rel in case.broken:   # the file (as the sweep reaches it: sweeps/../validation/T1.toml) and line
-        name = f"{Path(rel).parent.name}/{Path(rel).name}"
+    for rel in case.broken:   # the file (as the sweep reaches it: sweeps/../hop.toml) and the line
+        name = f"/{Path(rel).name}"
         if re.match(rf"^kmc: error: .*{re.escape(name)}: (not valid TOML: .*line \d+|not UTF-8 text \(byte \d+\))",
                     line):
             return None
@@ -790,6 +790,9 @@ REGRESSIONS = [
     ("reference temperature at 0 K", run_case("scenarios/studies/T2.toml",
                                               "materials.nasicon.conductivity_reference_c=-273.14"),
      "materials.nasicon.conductivity_reference_c"),
+    # A scenario name is the default store's name: a newline in it broke the dry run's TOML (and the path).
+    ("newline in the scenario name", run_case(HOP, 'scenario.name="line\\nbreak"'), "scenario.name"),
+    ("a path as the scenario name", run_case(HOP, 'scenario.name="../elsewhere"'), "scenario.name"),
     # A foil pressed at its hardness was refused naming lattice.nz "(internal)", after --dry-run had
     # printed the resolved scenario.
     ("foil at its hardness", run_case(T2, "conditions.stack_pressure_mpa=1e6"), "conditions.stack_pressure_mpa"),
