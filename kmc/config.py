@@ -774,7 +774,7 @@ def read_toml(path: Path, what: str = "scenario") -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         message = str(err)
-        if "line" not in message:   # errors "at end of document" carry no line number
+        if not re.search(r"\bline \d+", message):   # errors "at end of document" carry no line number
             message += f" (the file ends at line {max(1, len(text.splitlines()))})"
         raise KmcError(f"{path}: not valid TOML: {message}") from None
 

@@ -750,6 +750,7 @@ def sweep_case(text: str, *culprits: str) -> Case:
 
 T2, T5, T6 = (f"scenarios/validation/{n}.toml" for n in ("T2", "T5", "T6"))
 HOP = "scenarios/hop.toml"
+CYCLE = "scenarios/studies/cycle_ccd.toml"
 HOP_TEXT = FILES[HOP].decode()
 
 # Defects the fuzzer found, each with the key the one-line refusal must name (None: a clean run).
@@ -758,6 +759,10 @@ REGRESSIONS = [
     ("newline in a --set key", run_case(HOP, "a\nb=1"), "a\\nb"),
     ("newline in a TOML key", Case(["run", HOP, "--dry-run"], {HOP: (HOP_TEXT + '"x\\ny" = 1\n').encode()},
                                    {"output.x\ny"}), "output.x\\ny"),
+    # A file cut inside an inline table: "Unclosed inline table (at end of document)" had no line
+    # number (the word "inline" passed for one).
+    ("TOML cut in an inline table", Case(["run", CYCLE, "--dry-run"], {CYCLE: FILES[CYCLE][:362]}, broken={CYCLE}),
+     "scenarios/studies/cycle_ccd.toml"),
     # Sizes that hung, overflowed or ran out of memory while planning.
     ("a trillion replicas", run_case(HOP, culprits=("--replicas",), options=("--replicas", str(10**12))),
      "Invalid value for '--replicas'"),
@@ -814,6 +819,9 @@ def test_defects_found_by_fuzzing_stay_fixed(case, named):
     result = check(case, fuzzed=False)
     if named is None:
         assert result.exit_code == 0, result.stderr
+    elif named.endswith(".toml"):   # a file: its path and a line
+        assert result.exit_code == 2 and named in result.stderr and re.search(r"line \d+", result.stderr), \
+            result.stderr
     else:
         assert result.exit_code == 2 and result.stderr.startswith(f"kmc: error: {named}"), result.stderr
 
