@@ -310,13 +310,13 @@ class Driver:
 
 def classify(run, p, site_class=None):
     """Classify every Na voxel's cluster into ``site_class`` (the kernels' own array by default);
-    returns the counts per class."""
+    returns the Na voxels per class and the union-find parents (a cluster's root points to itself)."""
     site_class = run.site_class if site_class is None else site_class
     parent = np.empty(run.state.n_sites, dtype=np.int64)
     label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
     counts = np.zeros(4, dtype=np.int64)
     classify_na(run.lattice, p.nx, p.ny, p.nz, parent, site_class, counts)
-    return counts
+    return counts, parent
 
 
 def bands(lattice, p):

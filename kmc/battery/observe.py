@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from kmc.battery.driver import bands
+from kmc.battery.driver import bands, classify
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
-from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED, classify_na, label_na_clusters
+from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
 
 #: Per-sample variables: name, dtype, units, long_name.
@@ -262,15 +262,11 @@ class Observer:
 
 
 def na_clusters(run, p):
-    """The Na clusters of the lattice, into scratch arrays (the kernels' own are left alone): the class
+    """The Na clusters of the lattice, into a scratch array (the kernels' own is left alone): the class
     of every site (``CLUSTER_*``, −1 off Na), the Na voxels per class (active, trapped, dead), and the
     number of active clusters (connected to the collector and touching the electrolyte)."""
-    n = run.state.n_sites
-    parent = np.empty(n, dtype=np.int64)
-    site_class = np.empty(n, dtype=np.int64)
-    counts = np.zeros(4, dtype=np.int64)
-    label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
-    classify_na(run.lattice, p.nx, p.ny, p.nz, parent, site_class, counts)
+    site_class = np.empty(run.state.n_sites, dtype=np.int64)
+    counts, parent = classify(run, p, site_class)
     # After classify_na every Na site has been through a find: a cluster's root points to itself.
     active = np.flatnonzero(site_class == CLUSTER_ACTIVE)
     nuclei = int(np.count_nonzero(parent[active] == active))
