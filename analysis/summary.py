@@ -60,7 +60,8 @@ def final_na_height(ds: xr.Dataset) -> xr.DataArray:
     for r in range(ds.sizes["run"]):
         written = np.flatnonzero(np.isfinite(snap_time[r]))
         if written.size and snap_time[r, written[-1]] == final_time[r]:
-            heights[r] = mean_na_height_um(ds["lattice"].isel(run=r, snap=int(written[-1])).values, voxel_um)
+            surface = ds["surface_height"].isel(run=r).values if "surface_height" in ds else None
+            heights[r] = mean_na_height_um(ds["lattice"].isel(run=r, snap=int(written[-1])).values, voxel_um, surface)
     return xr.DataArray(heights, dims=("run",), attrs={
         "units": "um", "long_name": "final mean height of the Na top above the electrolyte surface "
                                     "(columns with Na, from the snapshot of the final state)"})

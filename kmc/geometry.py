@@ -8,6 +8,16 @@
   bearing area that carries P — the highest ones
   by continuous height, and the CC is flattened where it overlaps them (the asperity tops end at
   the CC's lower face). Everything between the surfaces is GAP.
+- **Sub-voxel heights** (PHYSICS.md §2: the voxel need not resolve Rq). The CC's lower face is put on
+  a voxel boundary at the continuous punch height, and every column's gap is the continuous
+  ``g = z_punch − h`` rounded to whole voxels — at least one voxel where the column does not touch, so
+  the lattice's contacts are exactly the bearing columns. The continuous SE surface (``se_surface_um``,
+  lattice coordinates: µm above the lattice's z = 0 plane) is kept beside the lattice; heights of the
+  Na above the electrolyte are measured from it. Rounding each column's own gap (not the SE heights
+  to a rounded CC level, as before) makes the lattice's gap volume an unbiased sum over columns: the
+  only bias left is the one-voxel minimum of thin gaps, O(a²) (measured on NASICON's self-affine
+  relief under T2's load, 64 µm domain: lattice/continuous gap volume 1.042, 1.006, 1.001 at voxels
+  of 0.5, 0.25, 0.125 µm; rounding the SE heights to a rounded CC level gave 1.24, 0.93, 1.07).
 - **Pellet CC**: its lower face replicates the SE topography (full contact); a porous pellet holds
   GAP pores, a fraction ``ε`` of the CC body and, at the interface, of the CC's lower face.
 - **Au**: the seed-layer inventory (nm) on every CC lower-face pixel.
@@ -38,6 +48,7 @@ class Geometry:
     voxel_um: float
     lattice: np.ndarray  # uint8 (nz, ny, nx)
     surface_um: np.ndarray  # continuous SE heights (mean 0), µm
+    se_surface_um: np.ndarray  # continuous SE surface in lattice coordinates (µm above z = 0), (ny, nx)
     cc_shape: np.ndarray  # int (ny, nx), lowest CC voxel relative to cc_offset
     cc_offset: int
     au_nm: np.ndarray  # float (ny, nx), Au on the CC lower face
@@ -85,8 +96,10 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
     self-affine relief, ``kmc.relief``); by default the Gaussian surface of ``rq_um`` and ``xi_um``."""
     a = voxel_um
     h = rough_surface_um(nx, ny, a, rq_um, xi_um, rng) if surface_um is None else surface_um - surface_um.mean()
-    # One SE voxel under the deepest valley; heights rounded to voxels.
-    se_h = np.maximum(1, np.rint((h - h.min()) / a).astype(np.int64) + 1)
+    # The continuous SE surface with one SE voxel under the deepest valley: its top face at
+    # rint(s/a) voxels, at least 1.
+    s = h - h.min() + a
+    se_h = np.maximum(1, np.rint(s / a).astype(np.int64))
     n_cols = nx * ny
     cc_shape = np.zeros((ny, nx), dtype=np.int64)
     if form == "foil":
@@ -96,28 +109,38 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
             level = int(np.rint(se_h.mean() + initial_na_um / a))
             level = max(level, 2)
             se_h = np.minimum(se_h, level - 1)
+            s = np.minimum(s, (level - 1) * a)
             bearing = 0.0
         else:
             # The smallest bearing area that carries P (k/N ≥ φ0): asperities at their hardness bear
             # the whole load, and Na in the gaps stays unloaded until it lifts the CC.
             phi0 = min(1.0, stack_pressure_mpa / hardness_mpa)
             k = max(1, int(math.ceil(phi0 * n_cols - 1e-9)))
+            if k >= n_cols:
+                check_foil_pressure(stack_pressure_mpa, hardness_mpa)
             order = np.argsort(h, axis=None, kind="stable")[::-1]
             contact = np.zeros(n_cols, dtype=bool)
             contact[order[:k]] = True
             contact = contact.reshape(ny, nx)
-            level = int(se_h.ravel()[order[k - 1]])
-            se_h = np.where(contact, level, np.minimum(se_h, level - 1))
+            punch = float(h.ravel()[order[k - 1]])
+            gap = np.where(contact, 0.0, punch - h)  # continuous gap under the punch, µm
+            # The CC face on a voxel boundary with room for the deepest gap over one SE voxel.
+            level = int(math.ceil(float(gap.max()) / a - 1e-9)) + 1
+            n_gap = np.where(contact, 0, np.maximum(1, np.rint(gap / a).astype(np.int64)))
+            se_h = level - n_gap
+            s = level * a - gap
             bearing = k / n_cols
-            if level < 2:
-                # The foil had to come down to the deepest valleys to bear phi0 of the columns: no gap
-                # is left where it rests. Either the pressure reaches the foil's hardness, or the
-                # relief is flat to one voxel (voxels coarse against Rq).
+            lattice_gap, continuous_gap = float(n_gap.mean()) * a, float(gap.mean())
+            if continuous_gap < a / 2:
+                # Voxels coarse against the relief: the gaps under the foil hold less than half a voxel
+                # per area, and the lattice's one-voxel minimum per gap column would hold more than twice
+                # what they can.
                 check_foil_pressure(stack_pressure_mpa, hardness_mpa)
                 raise ScenarioError("lattice.voxel_um", a, f"a voxel that resolves the surface relief under a foil "
                                                            f"(or a rougher electrolyte: roughness_um = {rq_um:g}): "
-                                                           f"at this voxel the relief is flat where the foil bears "
-                                                           f"(P/H = {phi0:.3g})")
+                                                           f"at this voxel the gaps under the foil "
+                                                           f"(P/H = {phi0:.3g}) hold {lattice_gap:.3g} µm of "
+                                                           f"volume per area for {continuous_gap:.3g} µm")
         cc_offset = level
     elif form == "pellet":
         lift = int(np.rint(initial_na_um / a)) if initial_na_um > 0 else 0
@@ -149,7 +172,7 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
         if initial_na_um == 0:
             bearing = 1.0 - bottom_open.mean()
     au = np.full((ny, nx), float(au_nm))
-    return Geometry(a, lattice, h, cc_shape, int(cc_offset), au, float(bearing))
+    return Geometry(a, lattice, h, s, cc_shape, int(cc_offset), au, float(bearing))
 
 
 def check_foil_pressure(stack_pressure_mpa: float, hardness_mpa: float) -> None:

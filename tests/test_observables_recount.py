@@ -118,6 +118,7 @@ def recount(lat):
         bearing += bool(z < col.size and col[z] == CC)
     return {
         "na_per_column": (lat == NA).sum(axis=0),
+        "na_top": lat.shape[0] - np.argmax((lat == NA)[::-1], axis=0),  # z + 1 of the highest Na voxel
         "surface_faces": int(faces_with(electrolyte, ~electrolyte).sum()),
         "contact_map": faces_with(electrolyte, (lat == CC) | active),
         "na_contact_faces": int(faces_with(electrolyte, active).sum()),
@@ -191,7 +192,8 @@ def test_nucleation_density_and_na_inventories_recounted(cell_run):
 
 
 def test_thickness_map_mean_and_cv_recounted_up_to_the_pending_layer(cell_run):
-    """``thickness_map``: Na voxels per column × voxel, plus the sealed layer's pending volume spread
+    """``thickness_map``: the height of each column's Na top above the electrolyte's continuous surface
+    (the store's ``surface_height``; 0 without Na), plus the sealed layer's pending volume spread
     evenly — not in the snapshot, so bounded: the map minus the recount is one offset over the columns,
     of less than a voxel (|pending| < one layer). ``thickness_mean`` is the recount's mean plus that
     offset, ``thickness_cv`` the recount's standard deviation over that mean. Planted fault: the map
@@ -199,8 +201,10 @@ def test_thickness_map_mean_and_cv_recounted_up_to_the_pending_layer(cell_run):
     sc, ds, rc = cell_run
     a, _, _ = constants(sc)
     offsets = []
+    surface = ds.surface_height.values
+    assert np.all(surface > 0) and np.ptp(surface) > 0
     for k, r in enumerate(rc):
-        counted = r["na_per_column"] * a
+        counted = np.where(r["na_per_column"] > 0, r["na_top"] * a - surface, 0.0)
         offset = ds.thickness_map.values[k].astype(np.float64) - counted
         assert np.ptp(offset) <= 1e-5, (k, offset.min(), offset.max())  # float32 map
         offsets.append(offset.mean())
@@ -230,7 +234,8 @@ def test_current_map_and_the_na_balance(cell_run):
         elif k > 0 and abs(float(ds.voltage[k])) < 1.0:  # carried by the faces (not the cut-off's jump)
             assert current.mean() == pytest.approx(j[k], rel=1e-4), k
         metal = float(ds.plated[k] - ds.stripped[k] - ds.alloy_na[k] - ds.sei_na[k] - ds.flaw_na[k]) / vox_mah
-        pending = float((ds.thickness_map.values[k] - r["na_per_column"] * a).mean()) / a * N**2
+        height = np.where(r["na_per_column"] > 0, r["na_top"] * a - ds.surface_height.values, 0.0)
+        pending = float((ds.thickness_map.values[k] - height).mean()) / a * N**2
         debts = r["na_per_column"].sum() + pending - metal  # voxels
         assert -1e-2 <= debts < 3.0, (k, debts)
 

@@ -16,6 +16,7 @@ from kmc.battery.driver import bands, classify
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED
+from kmc.kernels.heights import na_height_um
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
 
 #: Per-sample variables: name, dtype, units, long_name.
@@ -72,7 +73,9 @@ class Observer:
                   {"flag_values": [0, 1], "flag_meanings": "no_short shorted"}),
               Var("short_time", ("run",), "float64", "s", "simulated time of the short"),
               Var("short_charge", ("run",), "float64", "mA h cm-2", "charge passed at the short"),
-              Var("ccd", ("run",), "float64", "mA cm-2", "critical current density: the ccd level that shorted")]
+              Var("ccd", ("run",), "float64", "mA cm-2", "critical current density: the ccd level that shorted"),
+              Var("surface_height", ("run", "y", "x"), "float64", "um",
+                  "electrolyte surface height above the domain bottom (continuous, finer than the voxel)")]
         sizes = {"sample": self.n_samples, "x": p.nx, "y": p.ny}
         a = p.voxel_um
         coords = {"x": (("x",), (np.arange(p.nx) + 0.5) * a, {"units": "um", "long_name": "x"}),
@@ -148,11 +151,13 @@ class Observer:
 
     # -- observables ---------------------------------------------------------------------------------
     def thickness_um(self, run) -> np.ndarray:
-        """Na thickness per column (µm); a sealed layer's pending volume spread evenly (it is laid down
-        as a uniform layer)."""
+        """Na thickness per column (µm): the height of the Na top above the electrolyte's continuous
+        surface (``kmc.kernels.heights``), 0 where a column holds no Na; a sealed layer's pending
+        volume spread evenly (it is laid down as a uniform layer)."""
         p = self.p
-        lat3 = run.lattice.reshape(p.nz, p.ny, p.nx)
-        return ((lat3 == NA).sum(axis=0) + run.pending_voxels / p.n_cols) * p.voxel_um
+        height = np.empty(p.n_cols)
+        na_height_um(run.lattice, p.nx, p.ny, p.nz, run.cc_bottom, run.se_surface_um, p.voxel_um, height)
+        return (height + run.pending_voxels / p.n_cols * p.voxel_um).reshape(p.ny, p.nx)
 
     def observe(self, run) -> dict:
         """The sample's observables (after checking the bookkeeping); the next sample's voltage
@@ -206,6 +211,8 @@ class Observer:
         (index None for a per-run value): the short and the cycles closed since the last sample (then
         marked as handed over in the State), and the frames and snapshots due."""
         out = self._new_short(run) + self._new_cycles(run)
+        if k == 0:  # the electrolyte's continuous surface: what heights of Na are measured from
+            out.append(("surface_height", None, run.se_surface_um.reshape(self.p.ny, self.p.nx)))
         # A run that ended early (a short, a cut-off) also keeps its final state: in the next slot of
         # each clock, whose frame_time / snap_time say when it was taken.
         last = bool(run.ended)

@@ -154,6 +154,7 @@ class Run:
     col_support = _field("col_support", "load-bearing kind per column (interface.COLUMN_*)")
     cc_bottom = _field("cc_bottom", "z of the collector's lowest voxel per column")
     au_column = _field("au_column", "1 where the collector carries Au")
+    se_surface_um = _field("se_surface_um", "the electrolyte's continuous surface per column (µm above z = 0)")
     phi = _field("phi", "electrolyte potential per pixel at the last solve (V)")
     pixel_current = _field("pixel_current", "current density per pixel at the last solve (A/cm²)")
     na_current = _field("na_current", "current density the pixel's Na faces carry (A/cm²)")
@@ -200,7 +201,7 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "field.tree_alloy": tree, "field.tree_nucleate": tree, "field.tree_moves": tree,
         "field.move_params": (p.moves.shape, f64),
         "field.site_class": ((n,), i64), "field.col_state": (cols, u8), "field.col_support": (cols, i64),
-        "field.cc_bottom": (cols, i64), "field.au_column": (cols, u8),
+        "field.cc_bottom": (cols, i64), "field.au_column": (cols, u8), "field.se_surface_um": (cols, f64),
         "field.phi": (cols, f64), "field.pixel_current": (cols, f64), "field.params": (p.kinetics.shape, f64),
         "field.tally": ((ka.N_TALLY,), f64), "field.limits": ((ka.N_LIMITS,), f64), "field.state_counts": ((3,), f64),
         # CE, plated, stripped (mAh/cm²) of cycle i at [3i, 3i + 3): flat, as checkpoints store arrays
@@ -228,6 +229,7 @@ def new_state(p, geo, rng: np.random.Generator, seed: int, n_cycles: int) -> Sta
     f["col_state"][:] = kf.CC_AU if p.c_au > 0 else kf.CC_BARE
     f["cc_bottom"][:] = (geo.cc_offset + geo.cc_shape).ravel()
     f["au_column"][:] = geo.au_nm.ravel() > 0
+    f["se_surface_um"][:] = geo.se_surface_um.ravel()
     f["cycle_table"][:] = np.nan
     f["flaw_block"][p.n_cols:] = -1
     scalars = f["scalars"]
