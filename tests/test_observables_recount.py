@@ -105,7 +105,10 @@ def recount(lat):
     on_el = np.unique(cluster[(lat == NA) & next_to(electrolyte)])
     active_ids = np.intersect1d(on_cc, on_el)
     active = np.isin(cluster, active_ids) & (lat == NA)
-    trapped = np.isin(cluster, on_cc) & ~active & (lat == NA)
+    held = np.isin(cluster, on_cc) & ~active & (lat == NA)
+    # In the collector's pores: at or above the column's lowest CC voxel; below it, stranded in a gap.
+    cc_low = np.argmax(lat == CC, axis=0)
+    in_pores = held & (np.arange(lat.shape[0])[:, None, None] >= cc_low[None])
     dead = (lat == NA) & ~np.isin(cluster, on_cc)
     # Load-bearing columns: scanning up from the electrolyte, the CC first (a CC–SE contact), or Na
     # reaching the CC without a gap (a Na support).
@@ -125,7 +128,8 @@ def recount(lat):
         "void_faces": int(faces_with(electrolyte, lat == GAP).sum()),
         "bearing_columns": bearing,
         "nuclei": active_ids.size,
-        "active": int(active.sum()), "trapped": int(trapped.sum()), "dead": int(dead.sum()),
+        "active": int(active.sum()), "trapped": int(in_pores.sum()),
+        "stranded": int((held & ~in_pores).sum()), "dead": int(dead.sum()),
     }
 
 
@@ -147,7 +151,7 @@ def test_the_run_walks_plating_rest_and_stripping_with_contacts_throughout(cell_
     assert all(rc[k]["contact_map"].sum() > 0 for k in resting_or_stripping)
     assert max(r["void_faces"] for r in rc[len(rc) // 2:]) > 0
     assert max(r["nuclei"] for r in rc) >= 3
-    assert rc[-1]["trapped"] + rc[-1]["dead"] > 0
+    assert rc[-1]["trapped"] + rc[-1]["stranded"] + rc[-1]["dead"] > 0
 
 
 def test_contact_map_counts_contact_faces_per_pixel_whatever_the_current(cell_run):
@@ -181,14 +185,18 @@ def test_load_fraction_recounted(cell_run):
 
 def test_nucleation_density_and_na_inventories_recounted(cell_run):
     """``nucleation_density``: Na clusters touching the electrolyte and connected to the collector, per
-    cm²; ``dead_na`` (clusters not touching the CC) and ``trapped_na`` (touching the CC, not the
-    electrolyte) in mAh/cm². Planted fault: trapped Na counted as dead fails it."""
+    cm²; ``dead_na`` (clusters not touching the CC), ``trapped_na`` (touching the CC, not the
+    electrolyte, in the collector's pores) and ``stranded_na`` (the same below the collector's lower
+    face, in gaps) in mAh/cm². Planted faults: trapped Na counted as dead, or all of the connected Na
+    without an electrolyte face counted as trapped, fail it."""
     sc, ds, rc = cell_run
     _, vox_mah, area_cm2 = constants(sc)
     for k, r in enumerate(rc):
         assert float(ds.nucleation_density[k]) == pytest.approx(r["nuclei"] / area_cm2, rel=1e-12), k
         assert float(ds.dead_na[k]) == pytest.approx(r["dead"] * vox_mah, rel=1e-12, abs=1e-15), k
         assert float(ds.trapped_na[k]) == pytest.approx(r["trapped"] * vox_mah, rel=1e-12, abs=1e-15), k
+        assert float(ds.stranded_na[k]) == pytest.approx(r["stranded"] * vox_mah, rel=1e-12, abs=1e-15), k
+    assert any(r["stranded"] > 0 for r in rc)  # the split is exercised
 
 
 def test_thickness_map_mean_and_cv_recounted_up_to_the_pending_layer(cell_run):

@@ -40,7 +40,10 @@ SAMPLE_VARS = (
     ("plated", "float64", "mA h cm-2", "charge of Na plated (metal and alloy)"),
     ("stripped", "float64", "mA h cm-2", "charge of Na stripped"),
     ("dead_na", "float64", "mA h cm-2", "Na not connected to the collector"),
-    ("trapped_na", "float64", "mA h cm-2", "Na connected to the collector with no electrolyte contact"),
+    ("trapped_na", "float64", "mA h cm-2",
+     "Na in collector pores: connected to the collector, no electrolyte contact, above its lower face"),
+    ("stranded_na", "float64", "mA h cm-2",
+     "Na stranded in gaps: connected to the collector, no electrolyte contact, below its lower face"),
     ("alloy_na", "float64", "mA h cm-2", "Na held in the Au alloy"),
     ("sei_na", "float64", "mA h cm-2", "Na consumed by the solid-electrolyte interphase"),
     ("flaw_na", "float64", "mA h cm-2", "Na pressed into surface flaws of the electrolyte"),
@@ -126,7 +129,12 @@ class Observer:
         if abs(run.flaw_fill.sum() - run.flaw_paid_voxels - run.flaw_debt.sum()) > 1e-6 * max(1.0, flaw):
             raise RuntimeError(f"flaw bookkeeping broken: {run.flaw_fill.sum()} voxels in flaws, "
                                f"{run.flaw_paid_voxels} taken + {run.flaw_debt.sum()} owed")
-        return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": int(counts[CLUSTER_TRAPPED]),
+        # Connected Na with no electrolyte face: in the collector's pores (at or above its lower face in
+        # the column) it is trapped; below it, in gaps the collector re-landed on, it is stranded.
+        held = np.flatnonzero(site_class == CLUSTER_TRAPPED)
+        in_pores = int(np.count_nonzero(held // p.n_cols >= run.cc_bottom[held % p.n_cols]))
+        return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": in_pores,
+                "stranded": int(counts[CLUSTER_TRAPPED]) - in_pores,
                 "dead": int(counts[CLUSTER_DEAD]), "nuclei": nuclei, "alloyed_columns": alloyed,
                 "site_class": site_class, "sei": sei, "flaw": flaw, "flaw_owed": flaw_owed}
 
@@ -195,6 +203,7 @@ class Observer:
             "stripped": run.count("strip") * vox,
             "dead_na": rc["dead"] * vox,
             "trapped_na": rc["trapped"] * vox,
+            "stranded_na": rc["stranded"] * vox,
             "alloy_na": p.c_au * rc["alloyed_columns"] * vox,
             "sei_na": rc["sei"] * vox,
             "flaw_na": rc["flaw"] * vox,
