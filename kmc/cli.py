@@ -52,6 +52,7 @@ def main():
       plot      the standard figures of a store, as PNG files
       export    a run's lattice snapshots and maps as VTK files for ParaView
       validate  run the validation experiments (docs/validation.md), model against paper
+      converge  is a validation row converged? halve its voxel, double its domain, compare medians
       bench     the engine benchmark (events per second on the hop model)
 
     \b
@@ -615,3 +616,120 @@ def _print_validation(outcome) -> None:
         for d in shown:
             mark = "[green]holds[/]" if d.holds else "[red]FAILS[/]"
             console.print(Text.from_markup(f"  {mark}  ").append(f"{d.direction.name}: {d.detail}"))
+
+
+@main.command()
+@click.argument("target", metavar="ROW_OR_SCENARIO")
+@click.option("--replicas", default=8, show_default=True, type=click.IntRange(min=2),
+              help="Replicas of each variant, the same seeds in all three (8 is the least VALIDATION.md allows; "
+                   "fewer make a trial, not the study).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes, one run each (default: the CPU count).")
+@click.option("-o", "--output", "out_dir", metavar="DIR", type=click.Path(),
+              help="Directory of the stores (<scenario>_<variant>.zarr) and of the comment block "
+                   "(convergence.toml); default: convergence-<ROW_OR_SCENARIO>/.")
+@click.option("--set", "overrides", metavar="KEY=VALUE", multiple=True,
+              help="Override a key of the base scenario (repeatable), as in `kmc run`; the variants are made "
+                   "from the base after it, e.g. --set lattice.nx=64 --set lattice.ny=64 studies 64² columns.")
+@click.option("--overwrite", is_flag=True, help="Recompute every variant from scratch (replace their stores).")
+def converge(target, replicas, workers, out_dir, overrides, overwrite):
+    """Is a validation row converged in voxel size and domain size?
+
+    VALIDATION.md asks of every row: halving the voxel and doubling the domain each move its median
+    by less than the replicas' interquartile range (IQR), and the size the row runs at is written in
+    its scenario file with the study that justifies it. This command runs that study.
+
+    ROW_OR_SCENARIO is a row id (T1 ... T6, D1 ... D4: every scenario of the row and all its
+    quantities), one scenario of a row (D1_foil: its quantities only), or a scenario file whose
+    [scenario] name is a validation scenario (a copy of scenarios/validation/T3.toml being tuned).
+    Each scenario runs in three variants, with the same replica seeds:
+
+    \b
+      base           the scenario as written (after --set)
+      half voxel     voxel_um halved; nx, ny and nz doubled (nz counts voxels: the same height in µm)
+      double domain  nx and ny doubled at the same voxel (twice the lateral domain, same height)
+
+    Each quantity is the row's, as `kmc validate` measures it, over the finished replicas: its
+    median, and its IQR = Q75 - Q25 (quartiles interpolated linearly between the runs' values). A
+    share of replicas (T1's "replicas shorted") is judged by the share k/n, and its IQR is that of
+    the share another n replicas would give, Binomial(n, (k + 1/2)/(n + 1))/n: a 0/1 value per run
+    has no useful IQR of its own. A short charge or CCD of a run that did not short counts as "no
+    short", above every value.
+
+    Verdict: converged when, for every quantity, |median(half voxel) - median(base)| and
+    |median(double domain) - median(base)| are both below the IQR of the BASE: the replicas' scatter
+    at the size being judged (the variants' IQRs are shown but not used). A move of exactly 0
+    passes (all "no short" in every variant, say); a quantity without a value in a variant does not.
+
+    Printed: a table per variant (lattice, median, quartiles, IQR, runs, move, pass), then a TOML
+    comment block to paste into the scenario file above its [lattice] table, also written to
+    DIR/convergence.toml:
+
+    \b
+      # convergence (kmc converge T3 --replicas 8, 2026-12-03): median (IQR) over the replicas
+      #   interfacial resistance [Ω·cm²]
+      #     base 128x128x48 of 0.5 um: 7.15 (IQR 0.04, n 8)
+      #     half voxel 256x256x96 of 0.25 um: 7.13 (IQR 0.03, n 8), moved 0.02 < 0.04
+      #     double domain 256x256x48 of 0.5 um: 7.14 (IQR 0.02, n 8), moved 0.01 < 0.04
+      #   converged: halving the voxel and doubling the domain each move the median by less than ...
+
+    The halved voxel has 8 times the voxels of the base and the doubled domain 4 times, so a study
+    costs about 13 base studies: try it small first (--set lattice.nx=32 --set lattice.ny=32
+    --replicas 4). Runs go to --workers processes, the largest first; progress goes to stderr. As
+    with `kmc validate`, the stores are kept and the same command again reuses finished runs and
+    resumes interrupted ones; Ctrl-C or SIGTERM checkpoints them (exit code 3).
+
+    Exit codes: 0 every run finished (whatever the verdict: the output says it), 1 a run failed or
+    is not finished, 2 bad input — an unknown row or key, a variant whose lattice is not allowed (a
+    halved voxel_um below its least), a store of another study in DIR without --overwrite, or a
+    variant that would not fit in memory: one line naming it, nothing written — 3 stopped by a
+    signal after writing checkpoints.
+    """
+    from kmc.convergence import REPLICAS
+    from kmc.convergence import converge as run_study
+    from kmc.executors import show_progress
+
+    if replicas < REPLICAS:
+        _echo_err(f"converge: {replicas} replicas: a trial; VALIDATION.md asks for at least {REPLICAS}")
+    study = run_study(target, replicas=replicas, workers=workers, out_dir=out_dir, sets=overrides,
+                      overwrite=overwrite, progress=show_progress(),
+                      report=lambda message: _echo_err(f"converge: {message}"))
+    if study.stopped:
+        _echo_err("converge: stopped by a signal after writing checkpoints; the same command continues")
+        sys.exit(study.exit_code)
+    _print_convergence(study)
+    _echo_err(f"converge: wrote {study.block_path}")
+    if study.failed_runs:
+        _echo_err(f"converge: {len(study.failed_runs)} run(s) failed: {', '.join(study.failed_runs[:20])}; "
+                  f"`kmc status` shows why")
+    if study.busy:
+        _echo_err(f"converge: not finished (running elsewhere): {', '.join(study.busy[:20])}")
+    sys.exit(study.exit_code)
+
+
+def _print_convergence(study) -> None:
+    """A convergence study's table per variant on stdout, its verdict, and the comment block to paste."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from kmc.convergence import VARIANT_TITLES, VARIANTS
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(title=f"{study.command}: row {study.target.row.id}, median and IQR per variant",
+                  caption="pass: |median - base median| < IQR of the base (or 0)")
+    for name in ("quantity", "variant", "lattice", "median", "Q25 – Q75", "IQR", "n", "moved", "pass"):
+        table.add_column(name, overflow="fold", justify="right" if name in ("median", "IQR", "n", "moved") else "left")
+    for q in study.quantities:
+        for i, variant in enumerate(VARIANTS):
+            s = q.spreads[variant]
+            fmt = (lambda x: f"{x:.3f}") if s.share else q.fmt
+            median = f"{s.k}/{s.n} = {s.statistic:.3f}" if s.share and s.n else fmt(s.statistic)
+            moved, ok = ("", "") if variant == "base" else (fmt(q.moved(variant)), "yes" if q.passes(variant) else "no")
+            table.add_row(q.metric.quantity if i == 0 else "", VARIANT_TITLES[variant], q.lattices[variant], median,
+                          f"{fmt(s.q25)} – {fmt(s.q75)}", fmt(s.iqr), str(s.n), moved,
+                          Text(ok, style="green" if ok == "yes" else "red"), end_section=variant == VARIANTS[-1])
+    console.print(table)
+    console.print(Text("converged" if study.converged else "NOT converged",
+                       style="green" if study.converged else "red"))
+    click.echo("")
+    click.echo(study.block())

@@ -37,6 +37,7 @@ from kmc.validation import (
 
 if TYPE_CHECKING:
     from kmc.api import Plan
+    from kmc.config import Scenario
 
 #: Replicas per scenario: VALIDATION.md wants the median and spread over at least 8.
 REPLICAS = 8
@@ -111,17 +112,18 @@ def _store_mismatch(path: Path, plan) -> str | None:
             return f"its scenario differs at {prefix}{where}"
     seeds = [int(s) for s in np.asarray(group["seed"][:])]
     if seeds != list(plan.seeds):
-        return f"it has {len(seeds)} runs of other seeds or count (this validate: {plan.n_runs} replicas)"
+        return f"it has {len(seeds)} runs of other seeds or count (this command: {plan.n_runs} replicas)"
     return None
 
 
 def plan_stores(cases: Sequence[Case], out_dir, *, quick: bool, replicas: int, overwrite: bool,
-                command: str = "kmc validate") -> list[CaseStore]:
+                command: str = "kmc validate", load: Callable[[Case, bool], Scenario] = load_case) -> list[CaseStore]:
     """Each case's store in ``out_dir`` and the runs left to do (``jobs`` creates the stores and lists
     the runs). Raises KmcError, before anything is written, when a scenario is invalid, or a store
     exists for another scenario, other material constants or another replica count and ``overwrite``
     is not given. A store of the same plan is reused: done runs are kept, pending and interrupted
-    ones are (re)started from their checkpoints, failed ones are reported, not rerun.
+    ones are (re)started from their checkpoints, failed ones are reported, not rerun. ``load(case,
+    quick)`` gives a case's scenario (``kmc converge`` passes its variants of a row's scenarios).
     """
     from kmc import store as st
     from kmc.run_status import run_statuses
@@ -132,7 +134,7 @@ def plan_stores(cases: Sequence[Case], out_dir, *, quick: bool, replicas: int, o
         raise KmcError(f"-o {str(out_dir)!r} is not allowed: it is a file; expected a directory")
     planned = []
     for case in cases:
-        plan = plan_replicas(load_case(case, quick), replicas, command=command)
+        plan = plan_replicas(load(case, quick), replicas, command=command)
         cs = CaseStore(case, out_dir / f"{case.name}.zarr", plan)
         if cs.path.exists() and not st.is_kmc_store(cs.path):
             raise KmcError(f"{str(cs.path)!r} exists and is not a kmc store: move it away or choose another -o DIR")
@@ -141,7 +143,7 @@ def plan_stores(cases: Sequence[Case], out_dir, *, quick: bool, replicas: int, o
         else:
             why = _store_mismatch(cs.path, plan)
             if why is not None:
-                raise KmcError(f"{str(cs.path)!r} exists but is not this validate's store ({why}): pass "
+                raise KmcError(f"{str(cs.path)!r} exists but is not this command's store ({why}): pass "
                                f"--overwrite to recompute it, or choose another -o DIR")
             for s in run_statuses(cs.path):
                 {"pending": cs.todo, "interrupted": cs.todo, "running": cs.busy, "failed": cs.failed}.get(
