@@ -406,5 +406,6 @@ def converge(target: str, *, replicas: int = REPLICAS, workers: int | None = Non
         [f"{Path(loc).stem} run {r}" for (loc, r), o in outcomes.items() if o != "done"]
     study.busy = [f"{cs.case.name} run {r}" for cs in planned for r in cs.busy]
     study.block_path = out_dir / BLOCK_FILE
+    out_dir.mkdir(parents=True, exist_ok=True)
     study.block_path.write_text(study.block() + "\n", encoding="utf-8")
     return study
