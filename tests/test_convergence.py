@@ -194,8 +194,7 @@ def invoke(*args):
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, named):
     """Each bad input: exit 2, one line on stderr naming the key or value, no output directory.
-    Planted fault seen to fail it: the variants made after the stores are planned (the halved voxel
-    then fails after DIR is created)."""
+    Planted fault seen to fail it: DIR created before the target and the --set keys are checked."""
     out = tmp_path / "study"
     result = invoke(*args, "-o", out)
     assert result.exit_code == 2, result.output
