@@ -1,6 +1,7 @@
 """End-to-end battery benchmark: a plating scenario (T2 by default) at several lateral sizes.
 
     python benchmarks/battery.py [--scenario scenarios/validation/T2.toml] [--sizes 64,128,256] [--seed 1]
+    python benchmarks/battery.py --record [PATH]
 
 For each size, runs the whole protocol in memory (no store: ``benchmarks/store.py`` measures the
 store) after a warm-up run that compiles the kernels, and prints one machine-readable line:
@@ -11,6 +12,12 @@ store) after a warm-up run that compiles the kernels, and prints one machine-rea
 ``kernel_s`` is the time in the event loop (``kmc.kernels.battery_loop.run_batch``), ``solve_s`` the field
 solves with the classification and weight rebuilds around them, ``observe_s`` the observables with
 their recount from the lattice. ``events_per_s`` is all KMC events over the kernel time.
+
+``--record`` instead measures the costs ``kmc run --dry-run`` estimates run times from
+(``kmc.runtime_estimate``): the scenario at two sizes and two capacities (``record_costs``) and the hop
+model as ``kmc bench`` runs it, and writes them with the date and the CPU to PATH (default: the user's
+file, ``kmc.runtime_estimate.user_path()``). The file shipped in the package is re-recorded with
+``--record kmc/runtime_benchmark.json``.
 """
 from __future__ import annotations
 
@@ -41,13 +48,53 @@ def run_once(path, n, seed, capacity=None):
     return model, state, time.perf_counter() - t0, obs
 
 
+#: ``--record``: lateral sizes (columns per side) and plated capacities (mAh/cm²) of the runs it fits.
+RECORD_SIZES = (64, 128)
+RECORD_CAPACITIES_MAH_CM2 = (0.5, 1.0)
+
+
+def record_costs(path, seed, record_to=None):
+    """Measure the run-time coefficients (``kmc.runtime_estimate``) and write them to ``record_to``.
+
+    Each battery run is timed whole (geometry, State, solves, events, observables; no store); one line
+    per run, then the fitted coefficients and each run's time as they predict it (how linear the cost is)."""
+    from kmc.bench import bench_hop
+    from kmc.runtime_estimate import battery_work, fit_battery, record
+
+    points = []
+    for n in RECORD_SIZES:
+        for capacity in RECORD_CAPACITIES_MAH_CM2:
+            model, _, wall, _ = run_once(path, n, seed, capacity=capacity)
+            points.append({"size": n, "capacity_mah_cm2": capacity, **battery_work(model), "wall_s": wall,
+                           "observe_s": model.timing["observe_s"]})
+            print(f"record battery size={n} capacity_mah_cm2={capacity} wall_s={wall:.2f} "
+                  f"observe_s={model.timing['observe_s']:.2f}", flush=True)
+    battery = fit_battery(points)
+    for pt in points:
+        predicted = (pt["columns"] * (battery["s_per_column"] + battery["s_per_column_mah_cm2"] * pt["charge_mah_cm2"])
+                     + battery["s_per_site_sample"] * pt["site_samples"])
+        print(f"record battery size={pt['size']} capacity_mah_cm2={pt['capacity_mah_cm2']} "
+              f"predicted_s={predicted:.2f} measured_s={pt['wall_s']:.2f}", flush=True)
+    costs = {"battery": battery}
+    for kind, decades in (("hop", 0.0), ("hop-random", 3.0)):
+        r = bench_hop(46, rate_decades=decades, seed=seed)
+        costs[kind] = {"s_per_event": 1.0 / r["events_per_s"]}
+    out = record(costs, record_to, {"battery_scenario": Path(path).name, "battery_runs": points})
+    print("record " + " ".join(f"{kind}.{k}={v:.4g}" for kind, c in costs.items() for k, v in c.items())
+          + f" file={out}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "validation" / "T2.toml"))
     ap.add_argument("--sizes", default="64,128,256", help="lateral sizes (columns per side), comma-separated")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--record", nargs="?", const="", metavar="PATH",
+                    help="measure the costs of run-time estimates and write them to PATH (default: the user's file)")
     args = ap.parse_args(argv)
     run_once(args.scenario, 16, args.seed, capacity=0.05)  # compile
+    if args.record is not None:
+        return record_costs(args.scenario, args.seed, args.record or None)
     for n in (int(s) for s in args.sizes.split(",")):
         model, state, wall, obs = run_once(args.scenario, n, args.seed)
         c, t = Run(state).counts(), model.timing
