@@ -141,7 +141,8 @@ _MAX_MEMORY_HELP = ("Refuse a run whose estimated peak memory exceeds SIZE (e.g.
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option("--max-memory", metavar="SIZE", help=_MAX_MEMORY_HELP)
 @click.option("--dry-run", is_flag=True,
-              help="Validate, print the resolved scenario, the store size and the memory estimate; write nothing. "
+              help="Validate, print the resolved scenario, the store size, the memory estimate and the expected run "
+                   "time (from the machine's benchmark, `python benchmarks/battery.py --record`); write nothing. "
                    "Exit code 0 if the run would start, 2 (with the refusal's line) if it would be refused "
                    "for memory.")
 def run(scenario_file, out, seed, replicas, overrides, overwrite, max_memory, dry_run):
@@ -158,7 +159,8 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, max_memory, dr
     Before anything is allocated or written, each run's peak memory is estimated from the scenario's
     sizes (the State, the phases' temporaries, the interpreter); a run whose estimate exceeds
     --max-memory, or by default the memory this machine has available, is refused (exit code 2, one
-    line with the lattice keys, the estimate and the limit). --dry-run prints the estimate.
+    line with the lattice keys, the estimate and the limit). --dry-run prints the estimate, and the
+    expected run time where a benchmark of the model exists (kmc.runtime_estimate).
     """
     from kmc import memory
     from kmc.api import plan_replicas
@@ -178,6 +180,13 @@ def run(scenario_file, out, seed, replicas, overrides, overwrite, max_memory, dr
         click.echo(f"# runs: {plan.n_runs}, seeds: {plan.seeds[:8]}{' ...' if plan.n_runs > 8 else ''}")
         click.echo(f"# store: {printable(out)}, at most {store_mb:.1f} MB uncompressed")
         click.echo(f"# memory: {estimate.describe()}; limit: {memory.limit_bytes(max_memory)[1]}")
+        # Only here: the normal run path neither reads the benchmark nor builds a second model.
+        from kmc.model import model_for
+        from kmc.runtime_estimate import describe
+
+        runtime = describe(model_for(scenario), plan.n_runs)
+        if runtime is not None:
+            click.echo(f"# {runtime}")
         return
     memory.check(estimate, max_memory)
     # Signals are caught from before the store exists: a SIGTERM during creation then stops the runs
