@@ -106,6 +106,14 @@ def bench(sizes, fraction, min_seconds, models, seed):
     run_benchmarks(sizes, fraction, min_seconds, models or ("hop", "hop-random"), seed)
 
 
+def _report_runs(command: str, failed: list[str], busy: list[str]) -> None:
+    """One line each for the runs of a study that failed and those another process is running."""
+    if failed:
+        _echo_err(f"{command}: {len(failed)} run(s) failed: {', '.join(failed[:20])}; `kmc status` shows why")
+    if busy:
+        _echo_err(f"{command}: not finished (running elsewhere): {', '.join(busy[:20])}")
+
+
 def _echo_err(message: str) -> None:
     click.echo(f"kmc: {message}", err=True)
 
@@ -584,11 +592,7 @@ def validate(quick, out_dir, rows, replicas, workers, overwrite):
     _print_validation(outcome)
     for path in outcome.tables:
         _echo_err(f"validate: wrote {path}")
-    if outcome.failed_runs:
-        _echo_err(f"validate: {len(outcome.failed_runs)} run(s) failed: {', '.join(outcome.failed_runs[:20])}; "
-                  f"`kmc status` shows why")
-    if outcome.busy:
-        _echo_err(f"validate: not finished (running elsewhere): {', '.join(outcome.busy[:20])}")
+    _report_runs("validate", outcome.failed_runs, outcome.busy)
     if quick:
         for d in outcome.failed_directions:
             _echo_err(f"validate --quick: direction fails: {d.direction.name}: {d.detail}")
@@ -707,11 +711,7 @@ def converge(target, replicas, workers, out_dir, overrides, overwrite):
         sys.exit(study.exit_code)
     _print_convergence(study)
     _echo_err(f"converge: wrote {study.block_path}")
-    if study.failed_runs:
-        _echo_err(f"converge: {len(study.failed_runs)} run(s) failed: {', '.join(study.failed_runs[:20])}; "
-                  f"`kmc status` shows why")
-    if study.busy:
-        _echo_err(f"converge: not finished (running elsewhere): {', '.join(study.busy[:20])}")
+    _report_runs("converge", study.failed_runs, study.busy)
     sys.exit(study.exit_code)
 
 
