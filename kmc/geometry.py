@@ -19,7 +19,8 @@
   relief under T2's load, 64 µm domain: lattice/continuous gap volume 1.042, 1.006, 1.001 at voxels
   of 0.5, 0.25, 0.125 µm; rounding the SE heights to a rounded CC level gave 1.24, 0.93, 1.07).
 - **Pellet CC**: its lower face replicates the SE topography (full contact); a porous pellet holds
-  GAP pores, a fraction ``ε`` of the CC body and, at the interface, of the CC's lower face.
+  GAP pores, a fraction ``ε`` of the CC body and, at the interface, of the CC's lower face, of the
+  collector material's pore radius (``pore_correlation_um``: a length in µm, not voxels).
 - **Au**: the seed-layer inventory (nm) on every CC lower-face pixel.
 - **Initial Na**: a layer of mean thickness ``initial_na_um`` between SE and CC, in full contact.
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+import scipy.special
 
 from kmc import relief
 from kmc.errors import ScenarioError
@@ -77,9 +79,25 @@ def rough_surface_um(nx: int, ny: int, voxel_um: float, rq_um: float, xi_um: flo
     return h * (rq_um / rms) if rms > 0 else h
 
 
-def _correlated_pores(shape: tuple[int, ...], porosity: float, rng: np.random.Generator,
-                      corr_voxels: float = 1.5) -> np.ndarray:
-    """Boolean pore mask: a smoothed random field above its (1 − ε) quantile (pores a few voxels wide)."""
+def pore_correlation_um(porosity: float, pore_radius_um: float) -> float:
+    """Correlation length ξ (µm) of the Gaussian field whose excursion above its (1 − ε) quantile makes
+    pores of hydraulic radius ``pore_radius_um`` at porosity ε.
+
+    The field f has unit variance and autocorrelation exp(−r²/ξ²), so the variance of a directional
+    derivative is λ = 2/ξ². By Rice's formula a test line crosses the level u = Φ⁻¹(1 − ε)
+    (1/π) √λ exp(−u²/2) times per unit length, and the pore surface per volume is twice that
+    (stereology, S_V = 2 P_L): S_V = (2√2/(π ξ)) exp(−u²/2). A pore's hydraulic radius 2ε/S_V (a
+    cylinder's radius r has 2V/S = r) set to r_p gives ξ = √2 r_p exp(−u²/2)/(π ε): a length of the
+    material, so the pores do not change when the voxel halves."""
+    u = float(scipy.special.ndtri(1.0 - porosity))
+    return math.sqrt(2.0) * pore_radius_um * math.exp(-u * u / 2.0) / (math.pi * porosity)
+
+
+def _correlated_pores(shape: tuple[int, ...], porosity: float, rng: np.random.Generator, voxel_um: float,
+                      pore_radius_um: float) -> np.ndarray:
+    """Boolean pore mask: a Gaussian random field (white noise filtered to the autocorrelation
+    exp(−r²/ξ²), ξ from ``pore_correlation_um``) above its (1 − ε) quantile."""
+    corr_voxels = pore_correlation_um(porosity, pore_radius_um) / voxel_um
     field = rng.standard_normal(shape)
     freqs = np.meshgrid(*[scipy.fft.fftfreq(n) for n in shape], indexing="ij")
     q2 = sum((2 * np.pi * f) ** 2 for f in freqs)
@@ -89,11 +107,13 @@ def _correlated_pores(shape: tuple[int, ...], porosity: float, rng: np.random.Ge
 
 def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float, xi_um: float,
           stack_pressure_mpa: float, hardness_mpa: float, porosity: float = 0.0, au_nm: float = 0.0,
-          initial_na_um: float = 0.0, rng: np.random.Generator, surface_um: np.ndarray | None = None) -> Geometry:
+          initial_na_um: float = 0.0, rng: np.random.Generator, surface_um: np.ndarray | None = None,
+          pore_radius_um: float | None = None) -> Geometry:
     """Build the initial cell (see the module docstring). Raises ScenarioError if nz is too small.
 
     ``surface_um``: the electrolyte's continuous heights (µm, (ny, nx)) when made elsewhere (a
-    self-affine relief, ``kmc.relief``); by default the Gaussian surface of ``rq_um`` and ``xi_um``."""
+    self-affine relief, ``kmc.relief``); by default the Gaussian surface of ``rq_um`` and ``xi_um``.
+    ``pore_radius_um``: the hydraulic radius of a porous pellet's pores (the collector material's)."""
     a = voxel_um
     h = rough_surface_um(nx, ny, a, rq_um, xi_um, rng) if surface_um is None else surface_um - surface_um.mean()
     # The continuous SE surface with one SE voxel under the deepest valley: its top face at
@@ -166,7 +186,9 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
     if form == "pellet" and porosity > 0:
         # Pores inside the CC body, never in its top layer (what lifting pushes out of the domain).
         body = (z >= cc_bottom[None]) & (z < nz - 1)
-        pores = _correlated_pores((nz, ny, nx), porosity, rng) & body
+        if pore_radius_um is None:
+            raise ValueError("a porous pellet needs its pores' radius (pore_radius_um)")
+        pores = _correlated_pores((nz, ny, nx), porosity, rng, a, pore_radius_um) & body
         lattice[pores] = GAP
         bottom_open = np.take_along_axis(pores, cc_bottom[None], axis=0)[0]
         if initial_na_um == 0:
@@ -217,4 +239,16 @@ def from_scenario(scenario, rng: np.random.Generator) -> Geometry:
         porosity=float(col.get("porosity", 0.0)),
         au_nm=float(col.get("seed_layer_nm", 0.0)) if col.get("seed_layer") == "au" else 0.0,
         initial_na_um=float(col.get("initial_na_um", 0.0)), rng=rng, surface_um=surface,
+        pore_radius_um=_pore_radius_um(m, col),
     )
+
+
+def _pore_radius_um(materials: dict, collector: dict) -> float | None:
+    """The pore radius of a porous pellet's material (a ScenarioError naming the key if it has none)."""
+    if collector["form"] != "pellet" or float(collector.get("porosity", 0.0)) == 0.0:
+        return None
+    table = materials[collector["material"]]
+    if "pore_radius_um" not in table:
+        raise ScenarioError(f"materials.{collector['material']}.pore_radius_um", None,
+                            "a pore radius for a porous pellet of this material")
+    return float(table["pore_radius_um"])
