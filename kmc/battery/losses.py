@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
+from kmc.kernels import debt as kdebt
 from kmc.kernels import flaws as kfl
-from kmc.kernels.cell import GAP, NA, SE, SEI
+from kmc.kernels.cell import GAP, SEI
 
 
 class Losses:
@@ -132,47 +133,22 @@ class Losses:
         return self.expected_cracks(run) >= run.short_draw
 
 
-def _touching_electrolyte(lattice, p):
-    """Na voxels with an electrolyte face, (nz, n_cols) booleans."""
-    lat3 = lattice.reshape(p.nz, p.ny, p.nx)
-    el = (lat3 == SE) | (lat3 == SEI)
-    touching = np.zeros_like(el)
-    touching[1:] |= el[:-1]
-    touching[:-1] |= el[1:]
-    for axis in (1, 2):
-        for shift in (1, -1):
-            touching |= np.roll(el, shift, axis)
-    touching &= lat3 == NA
-    return touching.reshape(p.nz, p.n_cols)
-
-
 def take_from_metal(run, p, debt, becomes) -> int:
     """Pay whole voxels of a per-column debt (voxels of Na owed by the metal) from the lattice;
     returns how many. The debt is summed over columns (it may be far below a voxel per column);
     each whole voxel takes the Na voxel touching the electrolyte lowest in the column owing most
-    (it ``becomes`` GAP or SEI), and clears that much debt from the most indebted columns first."""
+    (it ``becomes`` GAP or SEI), and clears that much debt from the most indebted columns first
+    (``kmc.kernels.debt``)."""
     if debt.sum() < 1.0:
         return 0
-    touching = _touching_electrolyte(run.lattice, p)
-    lat = run.lattice.reshape(p.nz, p.n_cols)
+    touching = np.empty((p.nz, p.n_cols), dtype=np.uint8)
+    count = np.empty(p.n_cols, dtype=np.int64)
+    kdebt.touching_electrolyte(run.lattice, p.nx, p.ny, p.nz, touching, count)
     paid = 0
-    while debt.sum() >= 1.0:
-        cols = np.flatnonzero(touching.any(axis=0))
-        if cols.size == 0:
+    while debt.sum() >= 1.0:  # NumPy's sum, as before: when to stop is part of the trajectory
+        if not kdebt.pay_one_voxel(run.lattice, p.nx, p.ny, p.nz, touching, count, debt, becomes):
             break  # no metal touches the electrolyte: the debt waits
-        col = int(cols[np.argmax(debt[cols])])
-        z = int(np.flatnonzero(touching[:, col])[0])
-        lat[z, col] = becomes
         paid += 1
-        touching[z, col] = False
-        if becomes == SEI:  # new electrolyte: the metal around it now touches it (a gap does not)
-            x, y = col % p.nx, col // p.nx
-            for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % p.nx + p.nx * y),
-                           (z, (x - 1) % p.nx + p.nx * y), (z, x + p.nx * ((y + 1) % p.ny)),
-                           (z, x + p.nx * ((y - 1) % p.ny))):
-                if 0 <= zz < p.nz and lat[zz, cc] == NA:
-                    touching[zz, cc] = True
-        clear_debt(debt, 1.0)
     if paid:
         run.sealed = 0.0
     return paid
@@ -180,9 +156,4 @@ def take_from_metal(run, p, debt, becomes) -> int:
 
 def clear_debt(debt, amount) -> None:
     """Clear ``amount`` voxels of a per-column debt, from the most indebted columns first."""
-    for c in np.argsort(-debt, kind="stable"):
-        take = min(debt[c], amount)
-        debt[c] -= take
-        amount -= take
-        if amount <= 0:
-            break
+    kdebt.clear_debt(debt, float(amount))

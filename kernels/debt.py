@@ -1,0 +1,114 @@
+"""Paying the metal's per-column debts (E7 interphase, E8 flaws) in whole voxels from the lattice.
+
+The battery's losses (``kmc.battery.losses``) owe Na per column, far below a voxel per column; whole
+voxels are taken from the metal touching the electrolyte and that much debt is cleared from the most
+indebted columns first. These kernels do the per-voxel work without a sort of every column per voxel
+or a lattice-sized temporary per voxel: the most indebted columns come off a binary heap (descending
+debt, the lower column first on a tie: the order of a stable sort of −debt), and the columns still
+touching the electrolyte are kept as a count per column.
+"""
+import numpy as np
+from numba import njit
+
+from kmc.kernels.cell import NA, SE, SEI
+
+
+@njit(cache=True, inline="always")
+def _before(debt, a, b):
+    """Whether column a comes before column b: more debt, or as much and a lower index."""
+    return debt[a] > debt[b] or (debt[a] == debt[b] and a < b)
+
+
+@njit(cache=True)
+def _sift_down(heap, n, i, debt):
+    while True:
+        first = i
+        left = 2 * i + 1
+        right = left + 1
+        if left < n and _before(debt, heap[left], heap[first]):
+            first = left
+        if right < n and _before(debt, heap[right], heap[first]):
+            first = right
+        if first == i:
+            return
+        heap[i], heap[first] = heap[first], heap[i]
+        i = first
+
+
+@njit(cache=True)
+def clear_debt(debt, amount):
+    """Clear ``amount`` voxels of a per-column debt (float64 per column), from the most indebted
+    columns first: each column in turn gives min(its debt, what is left), until nothing is left.
+    The keys are read while the heap is built and while it is popped; a column's debt changes only
+    once it has been popped, so the order is that of the debts on entry."""
+    n = debt.size
+    if n == 0:
+        return
+    heap = np.arange(n)
+    for i in range(n // 2 - 1, -1, -1):
+        _sift_down(heap, n, i, debt)
+    m = n
+    while m > 0:
+        c = heap[0]
+        m -= 1
+        heap[0] = heap[m]
+        _sift_down(heap, m, 0, debt)
+        d = debt[c]
+        take = amount if amount < d else d  # Python's min(d, amount): d unless amount is smaller
+        debt[c] = d - take
+        amount -= take
+        if amount <= 0:
+            return
+
+
+@njit(cache=True)
+def touching_electrolyte(lattice, nx, ny, nz, touching, count):
+    """Na voxels with an electrolyte face (x, y periodic, z walled): ``touching`` (uint8, nz × columns)
+    1 there, ``count`` (int64 per column) how many in each column."""
+    nxy = nx * ny
+    count[:] = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                col = x + nx * y
+                i = col + z * nxy
+                t = 0
+                if lattice[i] == NA:
+                    for k in (i - nxy if z > 0 else -1, i + nxy if z < nz - 1 else -1,
+                              i - x + (x + 1) % nx, i - x + (x - 1) % nx,
+                              z * nxy + x + nx * ((y + 1) % ny), z * nxy + x + nx * ((y - 1) % ny)):
+                        if k >= 0 and (lattice[k] == SE or lattice[k] == SEI):
+                            t = 1
+                            break
+                touching[z, col] = t
+                count[col] += t
+
+
+@njit(cache=True)
+def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
+    """Turn one Na voxel touching the electrolyte into ``becomes`` (GAP or SEI): the lowest one in the
+    column owing most among those that have one (the lower column on a tie), and clear one voxel of
+    debt. Returns False (nothing changed) when no metal touches the electrolyte."""
+    nxy = nx * ny
+    col = -1
+    for c in range(nxy):
+        if count[c] > 0 and (col < 0 or debt[c] > debt[col]):
+            col = c
+    if col < 0:
+        return False
+    z = 0
+    while touching[z, col] == 0:
+        z += 1
+    lattice[col + z * nxy] = becomes
+    touching[z, col] = 0
+    count[col] -= 1
+    if becomes == SEI:  # new electrolyte: the metal around it now touches it (a gap does not)
+        x = col % nx
+        y = col // nx
+        for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % nx + nx * y), (z, (x - 1) % nx + nx * y),
+                       (z, x + nx * ((y + 1) % ny)), (z, x + nx * ((y - 1) % ny))):
+            if 0 <= zz < nz and lattice[cc + zz * nxy] == NA and touching[zz, cc] == 0:
+                touching[zz, cc] = 1
+                count[cc] += 1
+    clear_debt(debt, 1.0)
+    return True
