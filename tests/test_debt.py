@@ -57,10 +57,12 @@ def test_clear_debt_takes_the_most_indebted_columns_first_lower_column_on_a_tie(
     debt = rng.integers(0, 6, 300) * 0.125  # many ties, exact in binary
     debt[rng.integers(0, 300, 20)] = rng.random(20)
     for amount in (0.3, 1.0, 7.0, 1e9):
-        want, got = debt.copy(), debt.copy()
+        want, got, got_sorted = debt.copy(), debt.copy(), debt.copy()
         reference_clear_debt(want, amount)
         kdebt.clear_debt(got, amount)
+        kdebt.clear_debt_in_order(got_sorted, np.argsort(-got_sorted, kind="stable"), amount)
         assert got.tobytes() == want.tobytes()
+        assert got_sorted.tobytes() == want.tobytes()
 
 
 @pytest.mark.parametrize("becomes", [GAP, SEI])

@@ -156,4 +156,4 @@ def take_from_metal(run, p, debt, becomes) -> int:
 
 def clear_debt(debt, amount) -> None:
     """Clear ``amount`` voxels of a per-column debt, from the most indebted columns first."""
-    kdebt.clear_debt(debt, float(amount))
+    kdebt.clear_debt_in_order(debt, np.argsort(-debt, kind="stable"), float(amount))
