@@ -166,7 +166,11 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
         # This voxel's charge pays for a nucleus formed while the double layer took the current.
         tally[T_NUC_DEBT] -= 1.0
         return _GO_ON_UNCHANGED
-    if plating:
+    c = -1
+    e = -1
+    if plating and tally[T_SEALED] != 0.0:
+        pass  # sealed: the voxel joins the pending volume whatever its face (no face to pick)
+    elif plating:
         c, res = tree_select(plate_tree, offsets, u / r_p * tree_total(plate_tree))
         e = pick_face(c, res, 0, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr)
     else:
