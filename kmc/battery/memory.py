@@ -1,7 +1,7 @@
 """What a battery run holds in memory at each phase, from the scenario's sizes alone (``kmc.memory``).
 
 n sites (nx·ny·nz voxels), c columns (nx·ny pixels). The State is the spec of ``kmc.battery.state``
-(~46 bytes per site: the uint8 lattice, int64 cluster classes and four float64 sum trees, 8/7 of a word
+(~39 bytes per site: the uint8 lattice, int8 cluster classes and four float64 sum trees, 8/7 of a word
 per site each; ~450 bytes per column). Beside it, each phase holds (bytes, from the code named):
 
 - geometry (``kmc.geometry.build``): the uint8 lattice, up to three boolean masks while it is filled
@@ -15,7 +15,7 @@ per site each; ~450 bytes per column). Beside it, each phase holds (bytes, from 
   (int64 parents, and two uint8 per site in the kernel), the bands (three boolean layers of the
   lattice), or the field solve (per contact face: the face table, ``field.Faces`` and the solver's
   copies; per pixel: the FFT planes, the Green's function and the Newton–CG vectors);
-- observe (``observe.Observer.observe``): the scratch, a second int64 class per site and the
+- observe (``observe.Observer.observe``): the scratch, a second int8 class per site and the
   classification's temporaries;
 - losses (``losses.take_from_metal``): a uint8 layer of the lattice (the metal touching the
   electrolyte) and a count per column;
@@ -91,7 +91,7 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
         "building the geometry": geometry,
         "building the State": {"state": state, "geometry": geometry_kept, "temporaries": n},
         "a field solve": {**run, "solve temporaries": max(classify, bands, field_solve)},
-        "observing a sample": {**run, "observables": 8 * n + classify + 64 * c},
+        "observing a sample": {**run, "observables": n + classify + 64 * c},
         "taking losses from the metal": {**run, "metal masks": n + 8 * c},
         "writing a checkpoint": {**run, "checkpoint write": memory.checkpoint_write_bytes(spec)},
         "writing a snapshot": {**run, "snapshot write": memory.zarr_write_bytes(n, 1) if snapshots else 0,

@@ -281,7 +281,7 @@ def na_clusters(run, p):
     """The Na clusters of the lattice, into a scratch array (the kernels' own is left alone): the class
     of every site (``CLUSTER_*``, −1 off Na), the Na voxels per class (active, trapped, dead), and the
     number of active clusters (connected to the collector and touching the electrolyte)."""
-    site_class = np.empty(run.state.n_sites, dtype=np.int64)
+    site_class = np.empty(run.state.n_sites, dtype=np.int8)  # a class fits a byte
     counts, parent = classify(run, p, site_class)
     # After classify_na every Na site has been through a find: a cluster's root points to itself.
     active = np.flatnonzero(site_class == CLUSTER_ACTIVE)

@@ -192,7 +192,7 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
     ``new_state`` allocates from it; the store's checkpoint slots and the memory estimate read it."""
     n = p.nx * p.ny * p.nz
     offsets = tree_offsets(n)
-    f64, i64, u8 = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint8)
+    f64, i64, i8, u8 = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int8), np.dtype(np.uint8)
     tree = ((int(offsets[-1]),), f64)
     cols = (p.n_cols,)
     return {
@@ -200,7 +200,7 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "counters": ((ka.N_COUNTERS,), i64),
         "field.tree_alloy": tree, "field.tree_nucleate": tree, "field.tree_moves": tree,
         "field.move_params": (p.moves.shape, f64),
-        "field.site_class": ((n,), i64), "field.col_state": (cols, u8), "field.col_support": (cols, i64),
+        "field.site_class": ((n,), i8), "field.col_state": (cols, u8), "field.col_support": (cols, i64),
         "field.cc_bottom": (cols, i64), "field.au_column": (cols, u8), "field.se_surface_um": (cols, f64),
         "field.phi": (cols, f64), "field.pixel_current": (cols, f64), "field.params": (p.kinetics.shape, f64),
         "field.tally": ((ka.N_TALLY,), f64), "field.limits": ((ka.N_LIMITS,), f64), "field.state_counts": ((3,), f64),
