@@ -101,3 +101,14 @@ def classify_na(lattice, nx, ny, nz, parent, site_class, counts):
         counts[cls] += 1
         if r == i and touches_el[r] == 1:
             counts[3] += 1
+
+
+@njit(cache=True)
+def count_active_roots(site_class, parent):
+    """Active clusters (the nuclei): the active sites that are their cluster's root. After
+    ``classify_na`` every Na site has been through a find, so a root points to itself."""
+    n = 0
+    for i in range(site_class.size):
+        if site_class[i] == CLUSTER_ACTIVE and parent[i] == i:
+            n += 1
+    return n

@@ -284,3 +284,25 @@ def lower_collector_into_layer(lattice, nx, ny, nz, cc_bottom):
         lattice[col + (nz - 1) * nxy] = CC  # the body continues above the domain
         cc_bottom[col] = b - 1
     return removed
+
+
+@njit(cache=True)
+def layer_contents(lattice, nxy, nz, has_electrolyte, has_gap):
+    """Per layer z (uint8): whether it holds an electrolyte voxel (SE or SEI), and a gap. One pass
+    over the lattice, stopping in a layer once both are seen (the bands of ``kmc.battery.driver``)."""
+    for z in range(nz):
+        el = 0
+        gap = 0
+        base = z * nxy
+        for i in range(base, base + nxy):
+            s = lattice[i]
+            if s == SE or s == SEI:
+                el = 1
+                if gap:
+                    break
+            elif s == GAP:
+                gap = 1
+                if el:
+                    break
+        has_electrolyte[z] = el
+        has_gap[z] = gap

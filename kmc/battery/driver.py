@@ -31,9 +31,16 @@ from kmc.kernels import battery_loop as kloop
 from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
 from kmc.kernels.capillary import STENCIL_SIZE
-from kmc.kernels.cell import GAP, NA, SE, SEI
+from kmc.kernels.cell import GAP, NA
 from kmc.kernels.clusters import classify_na, label_na_clusters
-from kmc.kernels.interface import FACE_NA, column_support, contact_faces, count_contact_faces, na_stress_mpa
+from kmc.kernels.interface import (
+    FACE_NA,
+    column_support,
+    contact_faces,
+    count_contact_faces,
+    layer_contents,
+    na_stress_mpa,
+)
 from kmc.kernels.lattice import N_NEIGHBORS
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build
 from kmc.battery.losses import Losses, take_from_metal
@@ -323,9 +330,10 @@ def bands(lattice, p):
     """Site ranges of the layers that can hold contact faces (conductors at most one layer above
     the highest electrolyte voxel) and Na moves (Na within one layer of a gap)."""
     nxy = p.n_cols
-    lat = lattice.reshape(p.nz, nxy)
-    el = np.flatnonzero(((lat == SE) | (lat == SEI)).any(axis=1))
+    has_el, has_gap = np.empty(p.nz, dtype=np.uint8), np.empty(p.nz, dtype=np.uint8)
+    layer_contents(lattice, nxy, p.nz, has_el, has_gap)  # one pass, no lattice-sized masks
+    el = np.flatnonzero(has_el)
     faces = (0, min(p.nz, int(el[-1]) + 2) * nxy if el.size else 0)
-    gaps = np.flatnonzero((lat == GAP).any(axis=1))
+    gaps = np.flatnonzero(has_gap)
     moves = (max(0, int(gaps[0]) - 1) * nxy, min(p.nz, int(gaps[-1]) + 2) * nxy) if gaps.size else (0, 0)
     return faces, moves

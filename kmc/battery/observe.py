@@ -15,7 +15,7 @@ import numpy as np
 from kmc.battery.driver import bands, classify
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
-from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED
+from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED, count_active_roots
 from kmc.kernels.heights import na_height_um
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
 
@@ -114,13 +114,15 @@ class Observer:
         island cut off from the collector is dead Na, not a nucleus."""
         p = self.p
         site_class, counts, nuclei = na_clusters(run, p)
-        na = int((run.lattice == NA).sum())
+        # classify_na visits every site of the lattice: its active, trapped and dead voxels are all
+        # the Na there is (a recount, not a pass of its own over a lattice-sized mask)
+        na = int(counts[CLUSTER_ACTIVE] + counts[CLUSTER_TRAPPED] + counts[CLUSTER_DEAD])
         alloyed = int(np.isin(run.col_state, (kf.CC_AU_ALLOYED,)).sum()) if p.c_au > 0 else 0
         # E7 inventory: the Na taken from the metal (voxels) plus the debt not yet taken. A thick
         # interphase took it as SEI voxels, which the lattice recounts; a thin one as gaps.
         paid = run.sei_paid_voxels
-        sei_voxels = (run.lattice == SEI).sum() - run.sei0_voxels
-        if p.sei_continuous and sei_voxels != paid:
+        sei_voxels = (run.lattice == SEI).sum() - run.sei0_voxels if p.sei_continuous else paid
+        if sei_voxels != paid:
             raise RuntimeError(f"SEI bookkeeping broken: {paid:.0f} voxels taken, {sei_voxels} SEI voxels in the lattice")
         sei = float(paid + run.sei_debt.sum())
         flaw_now = self.losses.flaw_na_voxels(run)
@@ -283,7 +285,5 @@ def na_clusters(run, p):
     number of active clusters (connected to the collector and touching the electrolyte)."""
     site_class = np.empty(run.state.n_sites, dtype=np.int8)  # a class fits a byte
     counts, parent = classify(run, p, site_class)
-    # After classify_na every Na site has been through a find: a cluster's root points to itself.
-    active = np.flatnonzero(site_class == CLUSTER_ACTIVE)
-    nuclei = int(np.count_nonzero(parent[active] == active))
+    nuclei = count_active_roots(site_class, parent)  # a compiled pass: no index array per sample
     return site_class, counts, nuclei
