@@ -83,7 +83,8 @@ L_FRACTION = 2  #: re-solve fraction (``numerics.resolve_area_fraction``)
 L_STOP_ON_NUCLEUS = 3  #: 1: a nucleus ends the batch (the double layer takes the current, or a hold)
 L_FLOOR = 4  #: floor of the re-solve test (the number of columns)
 L_CAPACITY = 5  #: faradaic capacity S_p + S_a at the solve (A)
-N_LIMITS = 6
+L_PORE_DEPTH = 6  #: collector pore layers Na may fill at the solve's stress (E9, ``kmc.pores``); nz without pores
+N_LIMITS = 7
 
 # state_counts
 N_FACES = 0  #: contact faces

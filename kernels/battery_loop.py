@@ -55,6 +55,7 @@ from kmc.kernels.battery_arrays import (
     C_SETTLES,
     C_STRIP,
     L_CAPACITY,
+    L_PORE_DEPTH,
     L_FACES,
     L_FLOOR,
     L_FRACTION,
@@ -180,7 +181,8 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
         col_state[c % nxy] = CC_NUCLEATED
     g = -1
     if tally[T_SEALED] == 0.0:
-        g = insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited)
+        g = insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited, w.cc_bottom,
+                           int(w.limits[L_PORE_DEPTH]))
     counters[C_PLATE if plating else C_NUCLEATE] += 1
     if not plating:
         refresh_column(c % nxy, w)

@@ -15,6 +15,11 @@ voxel ``g`` becoming Na; the rules decide which:
 Among the candidates of rules 1 and 2 the one of lowest insertion energy (capillary bond counting,
 ``kmc.kernels.capillary``) wins, the first in search order on a tie. Rule 3 is searched only when
 rules 1 and 2 give nothing: it is the expensive, non-local case (a sealed interface).
+
+E9: a GAP inside the collector body (at or above the column's lowest CC voxel: a pore of a porous
+collector) is a candidate only down to ``pore_depth`` layers below the collector's lower face — the
+extrusion depth of the loaded Na (``kmc.pores``; 0 below the capillary entry pressure). Deeper pore
+voxels are not filled and not searched through.
 """
 import numpy as np
 from numba import njit
@@ -59,9 +64,17 @@ def _touches_interface(g, lattice, nx, ny, nz, nbr):
     return el and cond
 
 
+@njit(cache=True, inline="always")
+def admissible(g, cc_bottom, nxy, pore_depth):
+    """Whether Na may be put at the GAP g (E9): anywhere below the collector's lower face, and in a
+    collector pore only down to ``pore_depth`` layers (the lower face's own layer is the first)."""
+    col = g % nxy
+    return g // nxy - cc_bottom[col] < pore_depth
+
+
 @njit(cache=True)
-def _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr):
-    """Breadth-first search from the Na voxel c through Na; the first GAP met, or −1."""
+def _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth):
+    """Breadth-first search from the Na voxel c through Na; the first admissible GAP met, or −1."""
     if lattice[c] != NA:
         return -1
     head = 0
@@ -79,7 +92,7 @@ def _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr):
             if n < 0 or visited[n]:
                 continue
             st = lattice[n]
-            if st == GAP:
+            if st == GAP and admissible(n, cc_bottom, nx * ny, pore_depth):
                 found = n
                 break
             if st == NA:
@@ -92,7 +105,7 @@ def _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr):
 
 
 @njit(cache=True)
-def nearest_interface_gap(c, lattice, nx, ny, nz):
+def nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth):
     """The GAP nearest to c's column (rings of increasing Chebyshev distance) that touches both an
     electrolyte voxel and a conductor, or −1: is any gap left at the interface at all?
 
@@ -119,56 +132,59 @@ def nearest_interface_gap(c, lattice, nx, ny, nz):
                     st = lattice[g]
                     if st == CC:
                         break
-                    if st == GAP and _touches_interface(g, lattice, nx, ny, nz, nbr):
+                    if (st == GAP and _touches_interface(g, lattice, nx, ny, nz, nbr)
+                            and admissible(g, cc_bottom, nxy, pore_depth)):
                         return g
     return -1
 
 
 @njit(cache=True)
-def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited):
-    """The GAP that plating at the face (c, e) fills (rules 1–3), or −1 if none is reachable."""
+def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc_bottom, pore_depth):
+    """The GAP that plating at the face (c, e) fills (rules 1–3), or −1 if none is reachable; pore
+    voxels only down to ``pore_depth`` layers into the collector (E9)."""
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nxy = nx * ny
     best = -1
     best_e = np.inf
     for center in (c, e):
         neighbors6(center, nx, ny, nz, False, nbr)
         for d in range(N_NEIGHBORS):
             g = nbr[d]
-            if g >= 0 and lattice[g] == GAP and _touches_interface(g, lattice, nx, ny, nz, nbr2):
+            if (g >= 0 and lattice[g] == GAP and admissible(g, cc_bottom, nxy, pore_depth)
+                    and _touches_interface(g, lattice, nx, ny, nz, nbr2)):
                 en = insertion_energy(g, lattice, au_column, nx, ny, nz, eps, nbr2)
                 if en < best_e:
                     best, best_e = g, en
     if lattice[c] == NA:
-        nxy = nx * ny
         z = c // nxy
         col = c - z * nxy
         while z < nz and lattice[col + z * nxy] == NA:
             z += 1
-        if z < nz and lattice[col + z * nxy] == GAP:
+        if z < nz and lattice[col + z * nxy] == GAP and admissible(col + z * nxy, cc_bottom, nxy, pore_depth):
             g = col + z * nxy
             en = insertion_energy(g, lattice, au_column, nx, ny, nz, eps, nbr2)
             if en < best_e:
                 best, best_e = g, en
     if best >= 0:
         return best
-    g = _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr)
+    g = _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth)
     if g >= 0:
         return g
-    return nearest_interface_gap(c, lattice, nx, ny, nz)
+    return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth)
 
 
 @njit(cache=True)
-def plate_voxel(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, queue, visited, out_site):
+def plate_voxel(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, queue, visited, out_site, pore_depth):
     """Insert one Na voxel for the face (c, e); ``out_site[0]`` gets the filled site. Returns PLATED*."""
-    g = insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited)
+    g = insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc_bottom, pore_depth)
     code = 0
     if g < 0:
         if not lift_collector(lattice, nx, ny, nz, cc_bottom):
             return 2
         code = 1
         # c and e did not move (the CC body above them did); c may now reach the new gap.
-        g = insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited)
+        g = insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc_bottom, pore_depth)
         if g < 0:
             return 2
     lattice[g] = NA

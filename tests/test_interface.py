@@ -179,7 +179,7 @@ def test_plating_conserves_volume_and_lifts_only_when_sealed():
         na_before = (flat == NA).sum()
         before = flat.copy()
         c, e = int(faces[0][k]), int(faces[1][k])
-        code = plate_voxel(c, e, flat, au, nx, ny, nz, eps, bottom, queue, visited, out)
+        code = plate_voxel(c, e, flat, au, nx, ny, nz, eps, bottom, queue, visited, out, nz)
         assert code in (PLATED, PLATED_AFTER_LIFT), (i, code)
         if code == PLATED_AFTER_LIFT:
             lifts += 1
@@ -206,5 +206,5 @@ def test_domain_full_is_reported():
     bottom = np.full(4, 3, dtype=np.int64)
     eps = np.zeros(EPS_SIZE)
     code = plate_voxel(4, 0, flat, np.zeros(4, dtype=np.uint8), 2, 2, 4, eps, bottom,
-                       np.empty(16, dtype=np.int64), np.zeros(16, dtype=np.uint8), np.zeros(1, dtype=np.int64))
+                       np.empty(16, dtype=np.int64), np.zeros(16, dtype=np.uint8), np.zeros(1, dtype=np.int64), 4)
     assert code == DOMAIN_FULL

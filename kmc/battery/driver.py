@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from kmc import field
+from kmc import field, pores
 from kmc.kernels import battery_arrays as ka
 from kmc.kernels import battery_loop as kloop
 from kmc.kernels import faradaic as kf
@@ -109,6 +109,9 @@ class Driver:
         n_cc, n_na = column_support(run.lattice, p.nx, p.ny, p.nz, run.col_support)
         run.na_stress_mpa = na_stress_mpa(p.pressure_mpa, p.hardness_mpa, n_cc, n_na, p.n_cols)
         run.moves_na_stress_mpa = run.na_stress_mpa
+        # E9: how deep the loaded Na may be extruded into the collector's pores (none without pores).
+        run.pore_depth_voxels = (p.nz if p.pore_entry_mpa is None else
+                                 pores.depth_voxels(run.na_stress_mpa, p.pore_entry_mpa, p.pore_um_per_mpa, p.voxel_um))
         return n_cc, n_na
 
     def _faces(self, run, band):

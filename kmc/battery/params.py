@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kmc import field, flaws, units
+from kmc import field, flaws, pores, units
 from kmc.geometry import check_foil_pressure, collector_hardness_mpa
 from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
@@ -65,6 +65,9 @@ class Params:
     crack_flow_mpa: np.ndarray  #: per depth bin: extrusion pressure at 1 A/cm²
     mpa_per_volt: float  #: F/V_m: the flaw pressure per volt of overpotential
     fill_um_per_c_cm2: float  #: depth Na reaches into a plating pixel's flaws per C/cm²: V_m/F
+    # E9: pores of a porous collector (kmc.pores); None without pores
+    pore_entry_mpa: float | None
+    pore_um_per_mpa: float | None
     # numerics
     resolve_fraction: float
     resolve_dv_v: float
@@ -102,6 +105,13 @@ def build(scenario, max_current_a: float) -> Params:
     if col["form"] == "foil" and not col.get("initial_na_um"):
         check_foil_pressure(pressure_mpa, hardness_mpa)  # before anything is built or printed
     moves, nu_cap = _move_params(d, na, voxel_um, temperature_k, max_current_a / q_v_c / n_cols)
+    pore_entry = pore_rate = None
+    if col["form"] == "pellet" and float(col.get("porosity", 0.0)) > 0.0:
+        r_p = float(m[col["material"]]["pore_radius_um"])
+        pore_entry = pores.entry_pressure_mpa(float(na["surface_energy_j_m2"]),
+                                              float(na[f"pair_energy_na_{col['material']}_j_m2"]), r_p)
+        pore_rate = pores.extrusion_um_per_mpa(r_p, creep_sigma_ref, float(na["size_effect_strength_mpa"]),
+                                               float(na["size_effect_exponent"]))
     return Params(
         nx=nx, ny=ny, nz=nz, voxel_um=voxel_um, n_cols=n_cols, area_cm2=n_cols * (voxel_um * 1e-4) ** 2,
         face_area_cm2=(voxel_um * 1e-4) ** 2, temperature_k=temperature_k, pressure_mpa=pressure_mpa,
@@ -125,6 +135,7 @@ def build(scenario, max_current_a: float) -> Params:
         crack_flow_mpa=crack_flow, mpa_per_volt=flaws.overpotential_pressure_mpa(1.0, vm),
         # Na reaches into a plating pixel's flaws as fast as its metal thickens: V_m/F per coulomb.
         fill_um_per_c_cm2=vm / units.F * 1e4,
+        pore_entry_mpa=pore_entry, pore_um_per_mpa=pore_rate,
         resolve_fraction=float(num["resolve_area_fraction"]), resolve_dv_v=float(num["resolve_dv_mv"]) * 1e-3,
         solver_rtol=float(num["solver_rtol"]), voltage_bound_v=float(num["voltage_bound_v"]),
         capacity_drift_factor=float(num["capacity_drift_factor"]), events_per_batch=int(num["events_per_batch"]),

@@ -131,9 +131,12 @@ class Run:
     moves_na_stress_mpa = _slot("_moves", km.M_SIGMA_NA, "σ_Na as the moves see it (MPa)")
     loaded_flow = _slot("_moves", km.M_LOADED_FLOW, "1 if loaded flow may take volume from the layer")
 
+    pore_depth_voxels = _slot("_limits", ka.L_PORE_DEPTH, "collector pore layers Na may fill (E9)")
+
     def freeze_limits(self, faces, supports, fraction, stop_on_nucleus, floor, capacity_a) -> None:
-        """What a solve freezes for the batches after it (``kmc.kernels.battery_arrays.L_*``)."""
-        self._limits[:] = (faces, supports, fraction, stop_on_nucleus, floor, capacity_a)
+        """What a solve freezes for the batches after it (``kmc.kernels.battery_arrays.L_*``; the pore
+        depth is set with the stress, ``Driver._load_columns``)."""
+        self._limits[:ka.L_PORE_DEPTH] = (faces, supports, fraction, stop_on_nucleus, floor, capacity_a)
 
     def set_counts(self, faces, na_supports, cc_contacts) -> None:
         self._counts[:] = (faces, na_supports, cc_contacts)
