@@ -34,6 +34,7 @@ from kmc.kernels.capillary import STENCIL_SIZE
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.interface import (
+    COLUMN_THINNED,
     FACE_NA,
     column_support,
     contact_faces,
@@ -112,6 +113,9 @@ class Driver:
         # E9: how deep the loaded Na may be extruded into the collector's pores (none without pores).
         run.pore_depth_voxels = (p.nz if p.pore_entry_mpa is None else
                                  pores.depth_voxels(run.na_stress_mpa, p.pore_entry_mpa, p.pore_um_per_mpa, p.voxel_um))
+        # The refill law's bearing stress (E4): the load over the supports and the columns it thinned.
+        n_thinned = int((run.col_support == COLUMN_THINNED).sum())
+        run.bearing_stress_mpa = na_stress_mpa(p.pressure_mpa, p.hardness_mpa, n_cc, n_na + n_thinned, p.n_cols)
         return n_cc, n_na
 
     def _faces(self, run, band):
