@@ -307,11 +307,10 @@ def test_d1_small_foil_ce_in_range(d1_d3_small):
     assert accepted("D1", "foil CE").accepts(d1_d3_small["D1_foil"]), d1_d3_small
 
 
-@pytest.mark.xfail(strict=True, reason="D1_pellet at 24² (seed 1) with the v4 refill law: CE 100.00000000000017 %, "
-                                        "every plated voxel stripped back and the CE 2e-16 above the range's 100 "
-                                        "by rounding (foil 76.5 %)")
 def test_d1_small_pellet_ce_in_range(d1_d3_small):
-    """D1's pellet CE within 85–100 %. Planted fault: the CE computed as 0.8 × stripped/plated fails it."""
+    """D1's pellet CE within 85–100 % (100.00000000000017 % at 24², seed 1, with the v4 refill law: every
+    plated voxel stripped back, above 100 by the rounding the accepted range allows). Planted fault: the
+    CE computed as 0.8 × stripped/plated fails it."""
     assert accepted("D1", "pellet CE").accepts(d1_d3_small["D1_pellet"]), d1_d3_small
 
 

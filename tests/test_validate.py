@@ -120,6 +120,7 @@ def test_accepted_ranges_are_inclusive_and_nan_fails():
     metric = next(m for row in val.ROWS if row.id == "T3" for m in row.metrics)
     assert metric.accepts(3.5) and metric.accepts(14.0) and metric.accepts(7.0)
     assert not metric.accepts(3.49) and not metric.accepts(14.01) and not metric.accepts(math.nan)
+    assert metric.accepts(14.0 * (1 + 1e-15)) and not metric.accepts(14.0 * (1 + 1e-6))  # float rounding only
 
 
 def test_directions_on_synthetic_summaries():
