@@ -59,9 +59,8 @@ C_CHEM_ALLOY = 5
 C_MOVES = 6
 C_SETTLES = 7
 C_STRIP = 8
-C_REFILL = 9  #: an interface void under continuous Na refilled (E4 refill law)
+C_REFILL = 9  #: loaded flow (creep, diffusion) filling a gap from the layer's volume
 C_LOWERS = 10  #: the collector lowered one voxel into the layer (a layer's volume had flowed into gaps)
-C_LOADED_FLOW = 11  #: loaded flow (E4a creep) filling a gap outside deposits from the layer's volume
 N_COUNTERS = 12
 
 # tally

@@ -42,11 +42,6 @@ FACE_BARE = 3
 COLUMN_OPEN = 0  #: neither CC nor Na bridges electrolyte and collector
 COLUMN_CC_CONTACT = 1  #: the CC rests on the electrolyte
 COLUMN_NA_SUPPORT = 2  #: Na bridges electrolyte and collector without a gap
-#: Na from the electrolyte up to one gap voxel under the collector: a column the refill of interface
-#: voids (E4) has thinned at its collector side. Sub-voxel, it still bears on the collector: it shares
-#: the load in the refill law's stress (``moves.refill_stress``), nowhere else (a column plated up to
-#: one voxel short of the collector looks the same and is not loaded by E1–E4a, as before).
-COLUMN_THINNED = 3
 
 
 @njit(cache=True)
@@ -109,8 +104,7 @@ def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
 @njit(cache=True)
 def column_kind(col, lattice, nx, ny, nz):
     """COLUMN_* of one column: scanning up from the electrolyte, CC first is a CC–SE contact; Na that
-    reaches the CC without a gap is a Na support, Na that stops one gap voxel under it is thinned;
-    anything else is open."""
+    reaches the CC without a gap is a Na support; anything else is open."""
     nxy = nx * ny
     z = 0
     while z < nz and _is_electrolyte(lattice[col + z * nxy]):
@@ -125,8 +119,6 @@ def column_kind(col, lattice, nx, ny, nz):
             z += 1
         if z < nz and lattice[col + z * nxy] == CC:
             return COLUMN_NA_SUPPORT
-        if z + 1 < nz and lattice[col + z * nxy] == GAP and lattice[col + (z + 1) * nxy] == CC:
-            return COLUMN_THINNED
     return COLUMN_OPEN
 
 
@@ -177,38 +169,22 @@ def lift_collector(lattice, nx, ny, nz, cc_bottom):
 
 @njit(cache=True)
 def _highest_gap_below(col, lattice, nxy, cc_bottom):
-    """z of the highest gap between the electrolyte and the CC in a column that the collector may close
-    by settling, or −1 if none. An interface void under continuous Na (gaps down to the electrolyte,
-    Na from right above it up to the CC) is not one: it closes only at the refill law's rate (E4), so
-    a column whose only gap is such a void holds the collector up."""
-    hanging = True  # only Na so far, from the CC down
+    """z of the highest gap between the electrolyte and the CC in a column, or −1 if none."""
     for z in range(cc_bottom[col] - 1, -1, -1):
         st = lattice[col + z * nxy]
         if st == GAP:
-            if not hanging or z == cc_bottom[col] - 1:
-                return z
-            for zz in range(z - 1, -1, -1):  # a void under hanging Na: does it reach the electrolyte?
-                below = lattice[col + zz * nxy]
-                if below == GAP:
-                    continue
-                if _is_electrolyte(below):
-                    return -1
-                break
             return z
         if _is_electrolyte(st):
             return -1
-        if st != NA:
-            hanging = False
     return -1
 
 
 @njit(cache=True)
 def settle_collector(lattice, nx, ny, nz, cc_bottom):
-    """Lower the CC body one voxel where every column has a gap below its CC that settling may close
-    (``_highest_gap_below``); returns whether it moved.
+    """Lower the CC body one voxel where every column has a gap below its CC; returns whether it moved.
 
-    In each column the highest such gap closes and the voxels above it drop by one (the CC and
-    anything hanging from it); the top voxel is refilled with CC.
+    In each column the highest gap below the CC bottom closes and the voxels above it drop by one
+    (the CC and anything hanging from it); the top voxel is refilled with CC.
     """
     nxy = nx * ny
     for col in range(nxy):

@@ -1,69 +1,37 @@
-"""Moves of Na voxels into adjacent gaps, and the refill of interface voids (PHYSICS.md §5 E4).
+"""Moves of Na voxels into adjacent gaps (PHYSICS.md §5: E4a creep, E4b capillary, E4c diffusion).
 
-**Moves.** For a Na voxel s and an adjacent GAP t, with ΔE the capillary energy change of the move
-(``capillary.move_energy``, in units of E_eff) and σ_s the stress of s (σ_Na in a Na-support column,
-0 elsewhere; a gap carries none), two channels add up:
+For a Na voxel s and an adjacent GAP t, with ΔE the capillary energy change of the move
+(``capillary.move_energy``, in units of E_eff) and σ_s the stress of s (σ_Na in a Na-support
+column, 0 elsewhere; a gap carries none), three channels add up:
 
-- **E4a creep (driven)**: ``Δσ = σ_s − ΔE/a³``; if Δσ > 0 the rate is ``k_ℓ ε̇(Δσ)`` with Na's
-  power-law creep ``ε̇ = ε̇_ref (Δσ/σ_ref)ⁿ exp(−Q/R (1/T − 1/T_ref))``. Only loaded Na creeps, and
-  only into gaps *outside deposits*: a gap whose column holds no Na between the electrolyte and the
-  collector (``open_gap``). A gap under Na (an interface void) is the refill law's, below; a gap
-  between a column's Na and the collector is what that law leaves where it took its volume. Never
-  both laws on one site (PHYSICS E4). Executed from the loaded layer as a whole (the battery kernel's
-  pending volume; the collector then descends through whole layers): the flow of the Na outside
-  deposits is issue-level work still to come (M's flow law), this is v3's rule kept there for now.
+- **E4a creep (driven)**: ``Δσ = σ_s − σ_t − ΔE/a³``; if Δσ > 0 the rate is ``k_ℓ ε̇(Δσ)`` with Na's
+  power-law creep ``ε̇ = ε̇_ref (Δσ/σ_ref)ⁿ exp(−Q/R (1/T − 1/T_ref))``. Only loaded Na creeps: it
+  stops by itself when the load is spread.
 - **E4b capillary**: ``ν_cap min(1, exp(−ΔE/E_eff))`` (Metropolis; detailed balance without load),
   ``ν_cap = k_ℓ ε̇(γ/a)``, the creep rate at the capillary stress, capped at
   ``numerics.max_capillary_rate_ratio`` times the faradaic event rate per column (time-scale
-  separation: a capillary fluctuation faster than that only re-samples the same equilibrium). A
-  capillary move relocates the voxel (s becomes GAP, t Na).
+  separation: a capillary fluctuation faster than that only re-samples the same equilibrium).
+- **E4c vacancy diffusion**: ``D* V_m Δσ/(R T a²)`` with ``Δσ = σ_s − σ_t > 0``: the refill channel
+  that is not creep.
 
-**Refill of interface voids (E4, the critical stripping current of Na).** An *interface-void pixel
-under continuous Na* is the top GAP voxel g of a column whose gaps reach down to the electrolyte and
-whose voxel above g is Na that reaches the collector (directly, or through the single voxel this law
-thins at the collector side; ``void_under_na``). It refills,
-as its own event class (its rate is the move tree's leaf at the GAP site g itself; a Na site's leaf
-is its moves: the two never share a site), at
+Execution: a capillary move relocates the voxel (s becomes GAP, t Na). Creep and diffusion are
+the flow of *loaded* Na, a column of metal under compression between electrolyte and collector:
+it fills t from the loaded layer as a whole — the column shortens and the collector settles, it is
+not left with a hole — so s stays Na and the volume is taken from the layer (the battery kernel's
+pending volume; whole layers are then removed under the descending collector). This is how
+interface voids refill under load (E4a, E4c); read as relocations, the column model of the stress
+would only move a void from column to column (each move unloads the column it leaves), never
+closing it.
 
-    r = j_r a²/q_v,   j_r = k_r σ_c exp[−(Q_r/k_B)(1/T − 1/T_ref)],
-
-with k_r (mA cm⁻² MPa⁻¹) and Q_r (eV) the ``[na] refill_*`` keys of materials.toml (Spencer Jolly et
-al. 2020: the stack pressure that keeps Na | β″-alumina free of voids is linear in the stripping
-current; Lowack et al. 2026: its activation) and σ_c (MPa) the mean normal stress of the columns
-within one local Na thickness h of the void (h = the Na above g; a disc of radius h voxels): the
-stack load shared over the columns that bear it — Na supports and columns this law has thinned at
-their collector side by one voxel (``interface.COLUMN_THINNED``: a sub-voxel thinning, the rigid
-collector still bears on them) — ``(P·A − H·A_CC–SE)/A_bearing``, frozen at the solve
-(``M_SIGMA_BEARING``), on those columns; 0 on interface voids and open gaps; collector–electrolyte
-contacts left out (their load is on the collector's asperities). The columns' kinds are read when
-the leaf is computed. Averaged so, σ_c is P wherever the Na carries the stack load (force balance).
-
-*Why r is the law and voxel-size independent.* The law is a flux: at the critical current a void
-area refills its metal as fast as stripping at j_r removes it, a volume flux per area of
-``j_r V_m/F`` (cm/s). One pixel of area a² holds, per voxel, a volume a³ = q_v V_m/F; refilling it
-at rate r carries the volume flux per area ``r a³/a² = (j_r a²/q_v) a³/a² = j_r a³/q_v = j_r V_m/F``,
-in which a cancels. Stripping a contact pixel at current density j removes ``j V_m/F`` in the same
-way, so the void fraction f of a region obeys, mean field, ``df/dt = (V_m/(F a)) (j − f j_r)``
-(both terms ∝ 1/a: a finer lattice runs the same history in more, smaller steps): f settles at
-j/j_r below the critical current and runs to 1 (contact lost) above it — at the same j for any a.
-A rate from one-voxel diffusion (D*V_mσ/(R T a²), v3's E4c) carries a flux ∝ 1/a and is gone.
-
-*Where the volume comes from.* The voxel that fills g is taken from the thickest Na column within
-the same disc (most Na voxels in the run that hangs from the collector; the nearest first among
-equals), at its collector side (``refill_source``): that voxel becomes a GAP under the collector.
-So the Na around and above a void that persists thins from the collector down until it is cut off
-(no longer bearing, finally no SE face: stranded Na when the collector re-lands), not the whole
-layer evenly. The collector settles (E5) once no column bears it.
-
-The stresses are frozen between field solves, like V and φ (the batch stops when the load-bearing
+The stress is frozen between field solves, like V and φ (the batch stops when the load-bearing
 columns have changed by more than the re-solve fraction).
 """
 import numpy as np
 from numba import njit
 
 from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
-from kmc.kernels.cell import CC, GAP, NA, SE, SEI
-from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_THINNED
+from kmc.kernels.cell import GAP, NA
+from kmc.kernels.interface import COLUMN_NA_SUPPORT
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total, tree_update_many
 
@@ -73,11 +41,10 @@ M_CREEP_K = 1  #: k_ℓ ε̇_ref exp(−Q/R (1/T − 1/T_ref)) (1/s)
 M_SIGMA_REF = 2  #: σ_ref of the creep law (MPa)
 M_CREEP_N = 3  #: stress exponent n
 M_STRESS_PER_E = 4  #: E_eff/a³ in MPa: converts ΔE/E_eff to a stress
-M_REFILL_PER_MPA = 5  #: refill rate per MPa of σ_c: k_r exp(−Q_r/k_B (1/T − 1/T_ref)) a²/q_v (1/(s MPa))
+M_DIFF_PER_MPA = 5  #: D* V_m/(R T a²) (1/(s MPa))
 M_SIGMA_NA = 6  #: σ_Na of the Na supports (MPa), frozen at the solve
 M_LOADED_FLOW = 7  #: 1 if loaded flow may take volume from the layer; 0 while the collector cannot settle
-M_SIGMA_BEARING = 8  #: the stack load over Na supports and thinned columns (MPa), frozen at the solve: σ_c's
-N_MOVE_PARAMS = 9
+N_MOVE_PARAMS = 8
 
 
 @njit(cache=True)
@@ -86,31 +53,10 @@ def site_stress(s, col_support, nxy, move_params):
 
 
 @njit(cache=True)
-def open_gap(t, lattice, nxy, nz):
-    """Whether the GAP t is outside deposits: its column holds no Na between the electrolyte and the
-    collector (E4a acts only there)."""
-    col = t % nxy
-    z = t // nxy
-    for zz in range(z + 1, nz):  # up to the collector
-        st = lattice[col + zz * nxy]
-        if st == NA:
-            return False
-        if st != GAP:
-            break
-    for zz in range(z - 1, -1, -1):  # down to the electrolyte
-        st = lattice[col + zz * nxy]
-        if st == NA:
-            return False
-        if st != GAP:
-            break
-    return True
-
-
-@njit(cache=True)
 def move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
     """(capillary, loaded) rates (1/s) of moving Na into the GAP t from the Na voxel s: the capillary
-    relocation of s (E4b), and the creep of loaded Na (E4a; 0 unless s is loaded and t outside
-    deposits)."""
+    relocation of s (E4b), and the creep + diffusion flow of loaded Na (E4a, E4c; 0 unless s is
+    loaded)."""
     de = move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr)
     nu = move_params[M_NU_CAP]
     capillary = nu if de <= 0.0 else nu * np.exp(-de)
@@ -118,140 +64,21 @@ def move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_para
     sigma = site_stress(s, col_support, nx * ny, move_params)
     if sigma > 0.0 and move_params[M_LOADED_FLOW] > 0.0:
         drive = sigma - de * move_params[M_STRESS_PER_E]
-        if drive > 0.0 and open_gap(t, lattice, nx * ny, nz):
-            loaded = move_params[M_CREEP_K] * (drive / move_params[M_SIGMA_REF]) ** move_params[M_CREEP_N]
+        if drive > 0.0:
+            loaded += move_params[M_CREEP_K] * (drive / move_params[M_SIGMA_REF]) ** move_params[M_CREEP_N]
+        loaded += move_params[M_DIFF_PER_MPA] * sigma
     return capillary, loaded
 
 
 @njit(cache=True)
-def void_under_na(g, lattice, nxy, nz):
-    """h, the Na voxels above g, if g is an interface-void pixel under continuous Na: a GAP with gaps
-    only down to the electrolyte and Na right above it that reaches the collector — directly, or
-    through the one gap voxel this law's thinning leaves under it (sub-voxel, the Na still bears on
-    the collector: ``interface.COLUMN_THINNED``); else 0."""
-    if lattice[g] != GAP:
-        return 0
-    col = g % nxy
-    z = g // nxy
-    h = 0
-    zz = z + 1
-    while zz < nz and lattice[col + zz * nxy] == NA:
-        h += 1
-        zz += 1
-    if h == 0 or zz >= nz:
-        return 0
-    if lattice[col + zz * nxy] == GAP and zz + 1 < nz:
-        zz += 1
-    if lattice[col + zz * nxy] != CC:
-        return 0
-    for zz in range(z - 1, -1, -1):
-        st = lattice[col + zz * nxy]
-        if st == GAP:
-            continue
-        return h if (st == SE or st == SEI) else 0
-    return 0
-
-
-@njit(cache=True, inline="always")
-def _offsets(r, n):
-    """Lateral offsets −lo..hi of a disc of radius r on a periodic axis of n columns, each column once."""
-    return -min(r, (n - 1) // 2), min(r, n // 2)
-
-
-@njit(cache=True)
-def refill_stress(g, h, col_support, nx, ny, move_params):
-    """σ_c (MPa): the mean normal stress of the columns within h voxels of g's column (the bearing
-    stress on Na supports and thinned columns, 0 on the others; collector–electrolyte contacts left
-    out)."""
-    nxy = nx * ny
-    cx = g % nx
-    cy = (g % nxy) // nx
-    lo_x, hi_x = _offsets(h, nx)
-    lo_y, hi_y = _offsets(h, ny)
-    r2 = h * h
-    n = 0
-    n_loaded = 0
-    for dy in range(lo_y, hi_y + 1):
-        row = ((cy + dy) % ny) * nx
-        for dx in range(lo_x, hi_x + 1):
-            if dx * dx + dy * dy > r2:
-                continue
-            kind = col_support[row + (cx + dx) % nx]
-            if kind == COLUMN_CC_CONTACT:
-                continue
-            n += 1
-            if kind == COLUMN_NA_SUPPORT or kind == COLUMN_THINNED:
-                n_loaded += 1
-    return move_params[M_SIGMA_BEARING] * n_loaded / n if n > 0 else 0.0
-
-
-@njit(cache=True)
-def refill_rate(g, lattice, col_support, nx, ny, nz, move_params):
-    """Refill rate (1/s) of the interface-void pixel g: j_r a²/q_v at σ_c (0 if g is not one)."""
-    h = void_under_na(g, lattice, nx * ny, nz)
-    if h == 0:
-        return 0.0
-    return move_params[M_REFILL_PER_MPA] * refill_stress(g, h, col_support, nx, ny, move_params)
-
-
-@njit(cache=True)
-def refill_source(g, u, lattice, cc_bottom, nx, ny, nz):
-    """The Na voxel a refill of g takes: at the collector side of the thickest Na column within one
-    local Na thickness of g (most Na voxels in the run hanging from the collector), the nearest
-    first among equals, ``u`` ∈ [0, 1) choosing among the still equal; −1 if there is none."""
-    nxy = nx * ny
-    h = void_under_na(g, lattice, nxy, nz)
-    cx = g % nx
-    cy = (g % nxy) // nx
-    lo_x, hi_x = _offsets(h, nx)
-    lo_y, hi_y = _offsets(h, ny)
-    r2 = h * h
-    best_n, best_d, ties = 0, 0, 0
-    for sweep in range(2):  # the best (thickness, −distance) and its ties; then the chosen tie
-        pick = int(u * ties)
-        k = 0
-        for dy in range(lo_y, hi_y + 1):
-            row = ((cy + dy) % ny) * nx
-            for dx in range(lo_x, hi_x + 1):
-                d = dx * dx + dy * dy
-                if d > r2:
-                    continue
-                col = row + (cx + dx) % nx
-                b = cc_bottom[col]
-                if b <= 0 or lattice[col + (b - 1) * nxy] != NA:
-                    continue
-                n = 0
-                z = b - 1
-                while z >= 0 and lattice[col + z * nxy] == NA:
-                    n += 1
-                    z -= 1
-                if sweep == 0:
-                    if n > best_n or (n == best_n and d < best_d):
-                        best_n, best_d, ties = n, d, 1
-                    elif n == best_n and d == best_d:
-                        ties += 1
-                elif n == best_n and d == best_d:
-                    if k == pick:
-                        return col + (b - 1) * nxy
-                    k += 1
-        if ties == 0:
-            return -1
-    return -1
-
-
-@njit(cache=True)
 def move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
-    """Total rate (1/s) of moving Na into the GAP t from the Na voxel s: creep + capillary."""
+    """Total rate (1/s) of moving Na into the GAP t from the Na voxel s: creep + capillary + diffusion."""
     capillary, loaded = move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr)
     return capillary + loaded
 
 
 @njit(cache=True)
 def move_propensity(s, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp):
-    """The move tree's leaf of site s (1/s): a Na voxel's moves into its gap neighbours, or a GAP's
-    refill rate (an interface-void pixel under continuous Na; 0 for any other gap)."""
-    if lattice[s] == GAP:
-        return refill_rate(s, lattice, col_support, nx, ny, nz, move_params)
     if lattice[s] != NA:
         return 0.0
     neighbors6(s, nx, ny, nz, False, nbr_s)
@@ -287,8 +114,8 @@ def pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, mov
 
 @njit(cache=True)
 def fill_move_leaves(tree, lattice, au_column, col_support, nx, ny, nz, eps, move_params, site_lo, site_hi):
-    """Every site's move propensity (and every void's refill rate) into the tree's leaves (call
-    ``tree_build`` after). Only Na next to a gap moves, only gaps refill: sites outside ``[site_lo, site_hi)`` (the caller's band of layers around the
+    """Every site's move propensity into the tree's leaves (call ``tree_build`` after). Only Na next
+    to a gap moves: sites outside ``[site_lo, site_hi)`` (the caller's band of layers around the
     gaps) get 0."""
     nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
@@ -304,7 +131,7 @@ def execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, 
     """Execute the move of Na voxel s the residual picks and update the move tree; returns
     ``(t, loaded)``: the gap filled, and whether by loaded flow.
 
-    A capillary move relocates the voxel (s becomes GAP). Loaded flow (E4a creep) fills t
+    A capillary move relocates the voxel (s becomes GAP). Loaded flow (creep, diffusion) fills t
     from the loaded layer as a whole — a loaded column is continuous metal under compression, which
     shortens (the collector settles) rather than leaving a hole — so s stays Na and the caller
     takes the voxel from the layer's volume (``kmc.kernels.battery``: the pending volume)."""

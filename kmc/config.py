@@ -597,8 +597,8 @@ MATERIAL_RANGES: dict[str, Key] = {
     "creep_stress_exponent": _span(ge=1.0, le=20.0),
     "creep_activation_ev": _span(ge=0.0, le=5.0),
     "creep_geometric_factor": _span(ge=0.0, le=1e6),
-    "refill_current_ma_cm2_per_mpa": _span(ge=0.0, le=1e3),
-    "refill_activation_ev": _span(ge=0.0, le=5.0),
+    "self_diffusion_cm2_s": _span(ge=0.0, le=1.0),
+    "self_diffusion_activation_ev": _span(ge=0.0, le=5.0),
     "surface_energy_j_m2": _span(ge=0.0, le=10.0),
     "capillary_energy_scale_j_m2": _span(ge=1e-6, le=10.0),
     **{f"pair_energy_na_{other}_j_m2": _span(ge=-10.0, le=10.0)

@@ -8,8 +8,7 @@ Constants are the exact SI values (2019 redefinition) and CODATA 2018.
 
 Reference temperature. The material laws are written about one measured point at
 ``T_REF_K = 298.15 K`` (25 °C): Na's creep point (σ_ref, ε̇_ref) of Wang et al. (2020) and Na's
-critical stripping current per MPa of Spencer Jolly et al. (2020) are both room-temperature values in
-materials.toml, and every validation
+self-diffusion D* of Mundy et al. (1966) are both 25 °C values in materials.toml, and every validation
 row runs at 25 °C. Written this way, a law at 25 °C does not depend on its activation energy (which
 is a prior, PHYSICS.md §8), and the prefactor of the textbook form ``A σⁿ exp(−Q/RT)`` follows as
 ``A = ε̇_ref σ_ref⁻ⁿ exp(Q/(R T_ref))`` (``creep_prefactor``).
@@ -23,8 +22,8 @@ import numpy as np
 __all__ = [
     "F", "R", "K_B", "E", "N_A", "T_REF_K", "MAH", "celsius_to_kelvin", "thermal_voltage_v",
     "voxel_charge_c", "capacity_to_thickness_um", "thickness_to_capacity_mah_cm2", "mpa_to_mv",
-    "mv_to_mpa", "creep_strain_rate_s", "creep_prefactor", "refill_current_density_ma_cm2",
-    "conductivity_s_cm", "face_energy_ev", "load_materials",
+    "mv_to_mpa", "creep_strain_rate_s", "creep_prefactor", "self_diffusion_cm2_s",
+    "diffusion_hop_rate_s", "conductivity_s_cm", "face_energy_ev", "load_materials",
 ]
 
 #: Faraday constant, C/mol (= e N_A, exact).
@@ -121,16 +120,26 @@ def creep_prefactor(na_table):
             * math.exp(na_table["creep_activation_ev"] / (K_B * T_REF_K)))
 
 
-def refill_current_density_ma_cm2(stress_mpa, na_table, temperature_k):
-    """Critical stripping current of Na at a normal stress σ, in mA/cm² (PHYSICS.md §5 E4 refill).
+def self_diffusion_cm2_s(na_table, temperature_k):
+    """Na self-diffusion coefficient D* in cm²/s: ``D*(T_ref) exp(−Q_D/k_B (1/T − 1/T_ref))``.
 
-    ``j_r = k_r σ exp(−Q_r/k_B (1/T − 1/T_ref))``, from the [na] keys ``refill_current_ma_cm2_per_mpa``
-    (k_r, mA cm⁻² MPa⁻¹, at 25 °C) and ``refill_activation_ev`` (Q_r, eV), σ in MPa. At 5.6 MPa and
-    25 °C with k_r = 0.28: 1.57 mA/cm². Works on floats and NumPy arrays.
+    From the [na] keys ``self_diffusion_cm2_s`` (at 25 °C) and ``self_diffusion_activation_ev``.
     """
-    arrhenius = math.exp(-na_table["refill_activation_ev"] / K_B * (1.0 / temperature_k - 1.0 / T_REF_K))
-    j = na_table["refill_current_ma_cm2_per_mpa"] * np.asarray(stress_mpa, dtype=float) * arrhenius
-    return j if j.ndim else float(j)
+    return na_table["self_diffusion_cm2_s"] * math.exp(
+        -na_table["self_diffusion_activation_ev"] / K_B * (1.0 / temperature_k - 1.0 / T_REF_K))
+
+
+def diffusion_hop_rate_s(stress_mpa, na_table, temperature_k, voxel_um):
+    """Vacancy-diffusion move rate of E4c in 1/s: ``D* V_m Δσ / (R T a²)``.
+
+    D* in m²/s (cm²/s × 1e-4), V_m in m³/mol (cm³/mol × 1e-6), Δσ in Pa (MPa × 1e6), a in m: the drift
+    velocity ``D* V_m Δσ/(R T a)`` of a Na atom down a stress step Δσ over one voxel, divided by a.
+    At 25 °C, a = 0.5 µm, D* = 0.7e-8 cm²/s: 0.027 s⁻¹ per MPa.
+    """
+    d_m2 = self_diffusion_cm2_s(na_table, temperature_k) * 1e-4
+    v_m3 = na_table["molar_volume_cm3_mol"] * 1e-6
+    a_m = voxel_um * 1e-6
+    return d_m2 * v_m3 * (stress_mpa * 1e6) / (R * temperature_k * a_m**2)
 
 
 def conductivity_s_cm(se_table, temperature_k):

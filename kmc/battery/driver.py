@@ -34,7 +34,6 @@ from kmc.kernels.capillary import STENCIL_SIZE
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.interface import (
-    COLUMN_THINNED,
     FACE_NA,
     column_support,
     contact_faces,
@@ -108,14 +107,7 @@ class Driver:
         b = run.cc_bottom
         run.under_cc_voxels = float((lat2[np.maximum(b - 1, 0), np.arange(p.n_cols)] == NA)[b > 0].sum())
         n_cc, n_na = column_support(run.lattice, p.nx, p.ny, p.nz, run.col_support)
-        # While stripping, a column the refill law thinned by one voxel at its collector side still bears
-        # on the collector (sub-voxel; ``interface.COLUMN_THINNED``): the load is shared over it too, or
-        # the last whole supports would carry P·A alone before the collector settles (σ_Na → ∞, read by
-        # the face potentials and the flaws). While plating, the same pattern is a column growing
-        # towards the collector, not yet bearing (v3's rule).
-        n_thinned = int((run.col_support == COLUMN_THINNED).sum()) if run.direction < 0 else 0
-        run.bearing_stress_mpa = na_stress_mpa(p.pressure_mpa, p.hardness_mpa, n_cc, n_na + n_thinned, p.n_cols)
-        run.na_stress_mpa = run.bearing_stress_mpa if n_na else 0.0
+        run.na_stress_mpa = na_stress_mpa(p.pressure_mpa, p.hardness_mpa, n_cc, n_na, p.n_cols)
         run.moves_na_stress_mpa = run.na_stress_mpa
         # E9: how deep the loaded Na may be extruded into the collector's pores (none without pores).
         run.pore_depth_voxels = (p.nz if p.pore_entry_mpa is None else

@@ -177,9 +177,9 @@ def _pair_energies(na, collector_material) -> np.ndarray:
 
 def _move_params(d, na, voxel_um, temperature_k, faradaic_per_column_s):
     """The moves' array (``moves.M_*``) and the uncapped capillary rate (1/s): creep constant at T,
-    capillary rate, stress scale, and the refill rate of an interface void per MPa of σ_c. Capillary
-    attempts are capped at a multiple of the faradaic event rate per column at the protocol's largest
-    current (time-scale separation; at rest the same cap applies)."""
+    capillary rate, stress scale, diffusion. Capillary attempts are capped at a multiple of the
+    faradaic event rate per column at the protocol's largest current (time-scale separation; at rest
+    the same cap applies)."""
     k_l = float(na["creep_geometric_factor"])
     sigma_ref = float(na["creep_flow_stress_mpa"])
     a_m = voxel_um * 1e-6
@@ -192,10 +192,7 @@ def _move_params(d, na, voxel_um, temperature_k, faradaic_per_column_s):
     mp[km.M_SIGMA_REF] = sigma_ref
     mp[km.M_CREEP_N] = float(na["creep_stress_exponent"])
     mp[km.M_STRESS_PER_E] = float(na["capillary_energy_scale_j_m2"]) / a_m * 1e-6
-    # E4 refill: a void pixel refills at r = j_r a²/q_v (moves module docstring), j_r per MPa of σ_c here.
-    q_v_c = units.voxel_charge_c(voxel_um, float(na["molar_volume_cm3_mol"]))
-    j_r_a_cm2_per_mpa = units.refill_current_density_ma_cm2(1.0, na, temperature_k) * 1e-3
-    mp[km.M_REFILL_PER_MPA] = j_r_a_cm2_per_mpa * (voxel_um * 1e-4) ** 2 / q_v_c
+    mp[km.M_DIFF_PER_MPA] = units.diffusion_hop_rate_s(1.0, na, temperature_k, voxel_um)
     return mp, nu_cap
 
 

@@ -53,7 +53,7 @@ N_SCALARS = 32
 
 #: Event counters by name, in the order of ``kmc.kernels.battery_arrays.C_*``.
 COUNTERS = ("events", "plate", "alloy", "nucleate", "lifts", "chem_alloy", "moves", "settles", "strip", "refill",
-            "lowers", "loaded_flow")
+            "lowers")
 
 
 def _slot(array: str, index: int, doc: str) -> property:
@@ -130,7 +130,6 @@ class Run:
     na_stress_mpa = _slot("_kinetics", kf.P_SIGMA_NA, "σ_Na of the Na supports frozen for the batch (MPa)")
     moves_na_stress_mpa = _slot("_moves", km.M_SIGMA_NA, "σ_Na as the moves see it (MPa)")
     loaded_flow = _slot("_moves", km.M_LOADED_FLOW, "1 if loaded flow may take volume from the layer")
-    bearing_stress_mpa = _slot("_moves", km.M_SIGMA_BEARING, "the load over Na supports and thinned columns (MPa)")
 
     pore_depth_voxels = _slot("_limits", ka.L_PORE_DEPTH, "collector pore layers Na may fill (E9)")
 
