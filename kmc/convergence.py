@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -365,7 +364,6 @@ def converge(target: str, *, replicas: int = REPLICAS, workers: int | None = Non
     """
     from kmc import validate as orchestration
     from kmc.api import check_memory, local_workers
-    from kmc.executors import summarize
 
     report = report or (lambda message: None)
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 2:
@@ -387,11 +385,9 @@ def converge(target: str, *, replicas: int = REPLICAS, workers: int | None = Non
     if n_jobs:
         largest = max((cs.plan.memory() for cs in planned if cs.todo), key=lambda e: e.peak_bytes)
         check_memory(largest, None, local_workers(workers, n_jobs))
-    for cs in planned:
-        orchestration._report_reuse(cs, report)
-    outcomes = orchestration._run_planned(planned, workers or os.cpu_count() or 1, progress, report)
+    outcomes, stopped = orchestration.run_plan(planned, workers, progress, report)
     study = Study(subject, replicas, command_line(target, replicas, sets), out_dir)
-    if (summarize(outcomes) if outcomes else 0) == 3:
+    if stopped:
         study.stopped = True
         return study
     summaries = orchestration.summaries(planned)
@@ -402,9 +398,7 @@ def converge(target: str, *, replicas: int = REPLICAS, workers: int | None = Non
         s.attrs["lattice_text"] = lattice_text(cs.plan.base.data["lattice"])
         by_variant[variant][case] = s
     study.quantities = judge(subject.row, by_variant)
-    study.failed_runs = [f"{cs.case.name} run {r}" for cs in planned for r in cs.failed] + \
-        [f"{Path(loc).stem} run {r}" for (loc, r), o in outcomes.items() if o != "done"]
-    study.busy = [f"{cs.case.name} run {r}" for cs in planned for r in cs.busy]
+    study.failed_runs, study.busy = orchestration.unfinished_runs(planned, outcomes)
     study.block_path = out_dir / BLOCK_FILE
     out_dir.mkdir(parents=True, exist_ok=True)
     study.block_path.write_text(study.block() + "\n", encoding="utf-8")

@@ -278,26 +278,40 @@ def validate(rows: Sequence[str] | None = None, *, quick: bool = False, out_dir=
     KmcError, before anything is written, on bad input (see ``plan_stores``). SIGINT and SIGTERM
     stop every running run at a checkpoint (the Outcome is then ``stopped``).
     """
-    from kmc.executors import summarize
-
     report = report or (lambda message: None)
     replicas = replicas or (QUICK_REPLICAS if quick else REPLICAS)
     out_dir = Path(out_dir or ("validation-quick" if quick else "validation"))
     planned = plan_stores(cases_of(rows or ROW_IDS), out_dir, quick=quick, replicas=replicas,
                           overwrite=overwrite, command=command)
-    for cs in planned:
-        _report_reuse(cs, report)
-    outcomes = _run_planned(planned, workers or os.cpu_count() or 1, progress, report)
+    outcomes, stopped = run_plan(planned, workers, progress, report)
     outcome = Outcome(quick, replicas, out_dir, planned)
-    if (summarize(outcomes) if outcomes else 0) == 3:
+    if stopped:
         outcome.stopped = True
         return outcome
     outcome.results, outcome.directions = evaluate_all(planned)
     outcome.tables = write_tables(outcome.results, outcome.directions, out_dir, quick=quick, replicas=replicas)
-    outcome.failed_runs = [f"{cs.case.name} run {r}" for cs in planned for r in cs.failed] + \
-        [f"{Path(loc).stem} run {r}" for (loc, r), o in outcomes.items() if o != "done"]
-    outcome.busy = [f"{cs.case.name} run {r}" for cs in planned for r in cs.busy]
+    outcome.failed_runs, outcome.busy = unfinished_runs(planned, outcomes)
     return outcome
+
+
+def run_plan(planned: Sequence[CaseStore], workers: int | None, progress: bool, report: Report) -> tuple[dict, bool]:
+    """Run what the planned stores still need (after saying which stores are reused), on ``workers``
+    processes (default: the CPU count); returns the runs' outcomes and whether a signal stopped them."""
+    from kmc.executors import summarize
+
+    for cs in planned:
+        _report_reuse(cs, report)
+    outcomes = _run_planned(planned, workers or os.cpu_count() or 1, progress, report)
+    return outcomes, (summarize(outcomes) if outcomes else 0) == 3
+
+
+def unfinished_runs(planned: Sequence[CaseStore], outcomes: dict) -> tuple[list[str], list[str]]:
+    """``"<case> run <r>"`` of the runs that failed (earlier, or now) and of those another process is
+    running."""
+    failed = [f"{cs.case.name} run {r}" for cs in planned for r in cs.failed] + \
+        [f"{Path(loc).stem} run {r}" for (loc, r), o in outcomes.items() if o != "done"]
+    busy = [f"{cs.case.name} run {r}" for cs in planned for r in cs.busy]
+    return failed, busy
 
 
 def _report_reuse(cs: CaseStore, report: Report) -> None:
