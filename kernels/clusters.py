@@ -112,3 +112,14 @@ def count_active_roots(site_class, parent):
         if site_class[i] == CLUSTER_ACTIVE and parent[i] == i:
             n += 1
     return n
+
+
+@njit(cache=True)
+def count_trapped_in_pores(site_class, cc_bottom, nxy):
+    """Trapped Na voxels (connected to the collector, no electrolyte face) at or above their column's
+    lowest collector voxel: in the collector's pores. The others are stranded in gaps below it."""
+    n = 0
+    for i in range(site_class.size):
+        if site_class[i] == CLUSTER_TRAPPED and i // nxy >= cc_bottom[i % nxy]:
+            n += 1
+    return n

@@ -15,7 +15,13 @@ import numpy as np
 from kmc.battery.driver import bands, classify
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
-from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED, count_active_roots
+from kmc.kernels.clusters import (
+    CLUSTER_ACTIVE,
+    CLUSTER_DEAD,
+    CLUSTER_TRAPPED,
+    count_active_roots,
+    count_trapped_in_pores,
+)
 from kmc.kernels.heights import na_height_um
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
 
@@ -133,8 +139,7 @@ class Observer:
                                f"{run.flaw_paid_voxels} taken + {run.flaw_debt.sum()} owed")
         # Connected Na with no electrolyte face: in the collector's pores (at or above its lower face in
         # the column) it is trapped; below it, in gaps the collector re-landed on, it is stranded.
-        held = np.flatnonzero(site_class == CLUSTER_TRAPPED)
-        in_pores = int(np.count_nonzero(held // p.n_cols >= run.cc_bottom[held % p.n_cols]))
+        in_pores = count_trapped_in_pores(site_class, run.cc_bottom, p.n_cols)  # a compiled pass, no mask
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": in_pores,
                 "stranded": int(counts[CLUSTER_TRAPPED]) - in_pores,
                 "dead": int(counts[CLUSTER_DEAD]), "nuclei": nuclei, "alloyed_columns": alloyed,
