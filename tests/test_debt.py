@@ -65,6 +65,17 @@ def test_clear_debt_takes_the_most_indebted_columns_first_lower_column_on_a_tie(
         assert got_sorted.tobytes() == want.tobytes()
 
 
+def _pay_while_owed(lattice, nx, ny, nz, debt, becomes) -> int:
+    """Voxels the kernel pays, one ``pay_one_voxel`` at a time, while a whole voxel is owed."""
+    touching = np.empty((nz, nx * ny), dtype=np.uint8)
+    count = np.empty(nx * ny, dtype=np.int64)
+    kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
+    paid = 0
+    while debt.sum() >= 1.0 and kdebt.pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
+        paid += 1
+    return paid
+
+
 @pytest.mark.parametrize("becomes", [GAP, SEI])
 @pytest.mark.parametrize("seed", range(3))
 def test_pay_one_voxel_matches_the_numpy_definition(becomes, seed):
@@ -75,12 +86,7 @@ def test_pay_one_voxel_matches_the_numpy_definition(becomes, seed):
     debt = rng.random(nx * ny) * 0.8
     want_lat, want_debt = lattice.copy(), debt.copy()
     want = reference_take(want_lat, nx, ny, nz, want_debt, becomes)
-    touching = np.empty((nz, nx * ny), dtype=np.uint8)
-    count = np.empty(nx * ny, dtype=np.int64)
-    kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
-    got = 0
-    while debt.sum() >= 1.0 and kdebt.pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
-        got += 1
+    got = _pay_while_owed(lattice, nx, ny, nz, debt, becomes)
     assert got == want > 0
     assert np.array_equal(lattice, want_lat)
     assert debt.tobytes() == want_debt.tobytes()
@@ -94,12 +100,7 @@ def test_a_continuous_interphase_eats_down_a_column_voxel_by_voxel():
     lattice = np.full(nx * ny * nz, GAP, dtype=np.uint8)
     lattice[0::2] = (SE, NA, NA, NA, GAP)  # column 0 from the bottom; column 1 is all gap
     debt = np.array([3.0, 0.0])
-    touching = np.empty((nz, nx * ny), dtype=np.uint8)
-    count = np.empty(nx * ny, dtype=np.int64)
-    kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
-    paid = 0
-    while debt.sum() >= 1.0 and kdebt.pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, SEI):
-        paid += 1
+    paid = _pay_while_owed(lattice, nx, ny, nz, debt, SEI)
     assert paid == 3
     assert list(lattice[0::2]) == [SE, SEI, SEI, SEI, GAP]
     assert list(debt) == [0.0, 0.0]
