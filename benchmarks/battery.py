@@ -33,9 +33,10 @@ from kmc.config import load_scenario
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_once(path, n, seed, capacity=None):
-    """(model, state, wall seconds, last observables) of one run at n × n columns."""
-    overrides = [f"lattice.nx={n}", f"lattice.ny={n}"]
+def run_once(path, n, seed, capacity=None, extra=()):
+    """(model, state, wall seconds, last observables) of one run at n × n columns; ``extra``: more
+    ``KEY=VALUE`` overrides (as ``kmc run --set``)."""
+    overrides = [f"lattice.nx={n}", f"lattice.ny={n}", *extra]
     if capacity is not None:
         overrides.append(f"protocol.0.capacity_mah_cm2={capacity}")
     model = BatteryModel(load_scenario(path, overrides=overrides))
@@ -91,14 +92,16 @@ def main(argv=None):
     ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "validation" / "T2.toml"))
     ap.add_argument("--sizes", default="64,128,256", help="lateral sizes (columns per side), comma-separated")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a scenario key, as kmc run --set (repeatable), e.g. model.insertion='\"least_stress\"'")
     ap.add_argument("--record", nargs="?", const="", metavar="PATH",
                     help="measure the costs of run-time estimates and write them to PATH (default: the user's file)")
     args = ap.parse_args(argv)
-    run_once(args.scenario, 16, args.seed, capacity=0.05)  # compile
+    run_once(args.scenario, 16, args.seed, capacity=0.05, extra=args.set)  # compile
     if args.record is not None:
         return record_costs(args.scenario, args.seed, args.record or None)
     for n in (int(s) for s in args.sizes.split(",")):
-        model, state, wall, obs = run_once(args.scenario, n, args.seed)
+        model, state, wall, obs = run_once(args.scenario, n, args.seed, extra=args.set)
         c, t = Run(state).counts(), model.timing
         other = wall - t["kernel_s"] - t["solve_s"] - t["observe_s"]
         print(f"battery size={n} wall_s={wall:.2f} us_per_column={wall / (n * n) * 1e6:.0f} "
