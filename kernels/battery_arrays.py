@@ -46,6 +46,8 @@ Cell = namedtuple("Cell", [
     "stencil",       # int64: stencil of one event (``capillary.STENCIL_SIZE``)
     "scratch",       # int64: tree-update scratch (max(STENCIL_SIZE, nz))
     "buf",           # int64[nz]: the sites of one column
+    "deposit_stress",  # float64 per column: σ of a deposit pixel at the last solve (MPa; ``deposit_stress``)
+    "insertion_target",  # int64 per column: where a deposit pixel's plated volume goes (``deposit_stress``)
     "nx", "ny", "nz",
 ])
 
@@ -84,7 +86,9 @@ L_STOP_ON_NUCLEUS = 3  #: 1: a nucleus ends the batch (the double layer takes th
 L_FLOOR = 4  #: floor of the re-solve test (the number of columns)
 L_CAPACITY = 5  #: faradaic capacity S_p + S_a at the solve (A)
 L_PORE_DEPTH = 6  #: collector pore layers Na may fill at the solve's stress (E9, ``kmc.pores``); nz without pores
-N_LIMITS = 7
+L_LEAST_STRESS = 7  #: 1: E1 inside deposits by the per-solve stress map (``model.insertion = "least_stress"``)
+L_DEPOSIT_COLS = 8  #: deposit pixels at the solve: the volume one collector lift takes (``deposit_stress``)
+N_LIMITS = 9
 
 # state_counts
 N_FACES = 0  #: contact faces

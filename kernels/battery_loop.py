@@ -55,6 +55,8 @@ from kmc.kernels.battery_arrays import (
     C_SETTLES,
     C_STRIP,
     L_CAPACITY,
+    L_DEPOSIT_COLS,
+    L_LEAST_STRESS,
     L_PORE_DEPTH,
     L_FACES,
     L_FLOOR,
@@ -84,7 +86,8 @@ from kmc.kernels.faradaic import CC_AU_ALLOYED, CC_NUCLEATED, P_DIRECTION, pick_
 from kmc.kernels.interface import close_enclosed_gaps, lift_and_fill, lower_collector_into_layer, settle_collector
 from kmc.kernels.cell import NA
 from kmc.kernels.moves import M_LOADED_FLOW, execute_move
-from kmc.kernels.plating import insertion_site
+from kmc.kernels.deposit_stress import CANNOT_RISE, LIFT, WAIT, lift_deposits
+from kmc.kernels.plating import deposit_insertion_site, insertion_site
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total
 
 STOP_RESOLVE = 3  #: faces, supports or the collector changed enough to need a new field solve
@@ -181,12 +184,29 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
         col_state[c % nxy] = CC_NUCLEATED
     g = -1
     if tally[T_SEALED] == 0.0:
-        g = insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited, w.cc_bottom,
-                           int(w.limits[L_PORE_DEPTH]))
+        if w.limits[L_LEAST_STRESS] > 0.0:
+            g = deposit_insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.cc_bottom,
+                                       int(w.limits[L_PORE_DEPTH]), w.insertion_target)
+        else:
+            g = insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited, w.cc_bottom,
+                               int(w.limits[L_PORE_DEPTH]))
     counters[C_PLATE if plating else C_NUCLEATE] += 1
     if not plating:
         refresh_column(c % nxy, w)
-    if g < 0:  # sealed: the volume waits for a whole layer (module docstring)
+    if g == LIFT:  # PHYSICS §5 M: the deposits lift the collector (kmc.kernels.deposit_stress)
+        tally[T_PENDING] += 1.0
+        if tally[T_PENDING] >= max(w.limits[L_DEPOSIT_COLS], 1.0):
+            code, n = lift_deposits(lattice, nx, ny, nz, w.cc_bottom, tally[T_PENDING])
+            if code == WAIT:  # more deposit columns than at the solve: wait for their volume
+                w.limits[L_DEPOSIT_COLS] = n
+                return _GO_ON_UNCHANGED
+            if code == CANNOT_RISE:
+                return STOP_FULL
+            tally[T_PENDING] -= n
+            alloy_touched_au(w, c_au)
+            counters[C_LIFTS] += 1
+            return STOP_RESOLVE  # the collector moved: every face is rebuilt
+    elif g < 0:  # sealed: the volume waits for a whole layer (module docstring)
         tally[T_SEALED] = 1.0
         tally[T_PENDING] += 1.0
         if tally[T_PENDING] >= nxy:

@@ -26,6 +26,7 @@ from numba import njit
 
 from kmc.kernels.capillary import _eps_of
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.deposit_stress import LIFT, receiving_gap
 from kmc.kernels.interface import lift_collector
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 
@@ -139,11 +140,9 @@ def nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth):
 
 
 @njit(cache=True)
-def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc_bottom, pore_depth):
-    """The GAP that plating at the face (c, e) fills (rules 1–3), or −1 if none is reachable; pore
-    voxels only down to ``pore_depth`` layers into the collector (E9)."""
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
-    nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
+def local_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, nbr, nbr2):
+    """Rules 1 and 2: the GAP of least insertion energy next to the face (c, e) at the interface, or
+    the first GAP above c through its Na column; −1 if neither exists."""
     nxy = nx * ny
     best = -1
     best_e = np.inf
@@ -166,6 +165,16 @@ def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc
             en = insertion_energy(g, lattice, au_column, nx, ny, nz, eps, nbr2)
             if en < best_e:
                 best, best_e = g, en
+    return best
+
+
+@njit(cache=True)
+def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc_bottom, pore_depth):
+    """The GAP that plating at the face (c, e) fills (rules 1–3), or −1 if none is reachable; pore
+    voxels only down to ``pore_depth`` layers into the collector (E9)."""
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
+    best = local_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, nbr, nbr2)
     if best >= 0:
         return best
     g = _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth)
@@ -190,3 +199,27 @@ def plate_voxel(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, queue, vis
     lattice[g] = NA
     out_site[0] = g
     return code
+
+
+@njit(cache=True)
+def deposit_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, target):
+    """E1 with the per-solve stress map (``model.insertion = "least_stress"``, PHYSICS §5 M): rules 1
+    and 2 where the face has free space next to it (the deposit's edge, cost σ_edge alone); else the
+    gap of the open pixel the face's column reaches at least stress (``kmc.kernels.deposit_stress``),
+    or — if that pixel has filled since the solve — the interface gap nearest to it; ``LIFT`` (−2)
+    when lifting the collector is cheaper; −1 if no gap is left at the interface at all."""
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nxy = nx * ny
+    g = local_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, nbr, nbr2)
+    if g >= 0:
+        return g
+    t = target[c % nxy]
+    if t == LIFT:
+        return LIFT
+    if t < 0:  # a column that was a contact at the solve (a nucleus' first voxels): nearest gap
+        return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth)
+    g = receiving_gap(t, lattice, nxy, cc_bottom)
+    if g >= 0:
+        return g
+    return nearest_interface_gap(t, lattice, nx, ny, nz, cc_bottom, pore_depth)

@@ -173,6 +173,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "model": {
         "kind": Key("str", "battery: the Na plating model; hop: the engine benchmark model",
                     "battery", choices=("battery", "hop")),
+        "insertion": Key("str", "E1 inside a deposit, where plated volume goes: nearest_gap (v3: the nearest gap "
+                         "reached through the Na, at no cost) or least_stress (PHYSICS.md §5 M: the free edge of least "
+                         "squeeze-flow stress, or a collector lift when that is cheaper; paths computed per solve)",
+                         "nearest_gap", choices=("nearest_gap", "least_stress")),
     },
     "hop": {
         "size": Key("int", "edge L of the periodic L×L×L lattice, in sites", 22, ge=2),

@@ -17,11 +17,13 @@ from kmc.kernels.cell import CC, NA, SE
 T2 = os.path.join(os.path.dirname(__file__), "..", "scenarios", "validation", "T2.toml")
 
 
-@pytest.fixture(scope="module")
-def small_t2():
+@pytest.fixture(scope="module", params=["nearest_gap", "least_stress"])
+def small_t2(request):
+    """The run, with E1 inside deposits by either law (``model.insertion``)."""
     sc = kmc.load_scenario(T2, overrides={"lattice.nx": 16, "lattice.ny": 16, "lattice.nz": 20,
                                           "protocol.0.capacity_mah_cm2": 0.6,
-                                          "output.snapshot_every_samples": 1})
+                                          "output.snapshot_every_samples": 1,
+                                          "model.insertion": request.param})
     ds = kmc.simulate(sc, seed=3)
     return sc, ds.isel(run=0)
 
@@ -37,9 +39,11 @@ def test_na_volume_recounted_from_snapshots_matches_the_charge(small_t2):
     for k in range(n):
         na_mah = (lattice[k] == NA).sum() * voxel_mah / (nx * ny)
         metal = float(ds.plated[k] - ds.alloy_na[k] - ds.sei_na[k])
-        # Plated metal is in the lattice, up to the volume of a sealed layer still pending (< 1 layer)
-        # and the chemical-alloy and SEI debts (< 1 voxel each).
-        assert metal - voxel_mah * (1 + 1 / (nx * ny)) <= na_mah <= metal + 2 * voxel_mah / (nx * ny) + 1e-12, k
+        # Plated metal is in the lattice, up to the kernels' pending volume — plated but not yet laid
+        # down (a sealed layer, or a collector lift, each < 1 layer), or laid down ahead of the
+        # collector's descent (loaded flow into gaps, taken from the layer: < 1 layer) — and the
+        # chemical-alloy and SEI debts (< 1 voxel each).
+        assert abs(na_mah - metal) <= voxel_mah * (1 + 2 / (nx * ny)) + 1e-12, k
         # 1 mAh/cm² of Na = 8.87 µm: the recounted thickness.
         assert float(ds.thickness_mean[k]) == pytest.approx(metal * 8.87, abs=0.5 + 0.01 * metal * 8.87)
     # Charge passed = plated + double layer; the double layer holds very little once faces carry I.

@@ -368,11 +368,13 @@ def test_schema_round_trip_of_a_battery_run(battery_store):
     assert 0 < float(ds.coulombic_efficiency[0, 0]) <= 1 and int(ds.shorted[0]) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="SCHEMA.md v4's max_deposit_stress and stress_map are not "
-                                        "in the battery model yet")
 def test_battery_store_has_the_schema_v4_names(battery_store):
+    """SCHEMA.md v4's deposit stress names, with units; NaN unless ``model.insertion = "least_stress"``
+    (this store's runs use the v3 law, which computes no deposit stress)."""
     ds = xr.open_zarr(battery_store[0])
     assert [name for name in BATTERY_SCHEMA_V4 if name not in ds.data_vars] == []
+    assert ds.max_deposit_stress.attrs["units"] == ds.stress_map.attrs["units"] == "MPa"
+    assert np.isnan(ds.max_deposit_stress.values).all()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ from kmc.kernels import moves as km
 from kmc.kernels.capillary import STENCIL_SIZE
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.clusters import classify_na, label_na_clusters
+from kmc.kernels.deposit_stress import deposit_paths, gap_height_um
 from kmc.kernels.interface import (
+    COLUMN_NA_SUPPORT,
     FACE_NA,
     column_support,
     contact_faces,
@@ -69,6 +71,8 @@ class Driver:
         self._pay_debts(run)
         classify(run, self.p)
         n_cc, n_na = self._load_columns(run)
+        if self.p.least_stress:
+            self._deposit_stress(run, n_na, plating=run.direction > 0 and (current_a != 0 or voltage_v is not None))
         face_band, move_band = bands(run.lattice, self.p)
         faces, n_faces, na_face = self._faces(run, face_band)
         sol = self._field_solve(faces, current_a, voltage_v, guess)
@@ -113,6 +117,26 @@ class Driver:
         run.pore_depth_voxels = (p.nz if p.pore_entry_mpa is None else
                                  pores.depth_voxels(run.na_stress_mpa, p.pore_entry_mpa, p.pore_um_per_mpa, p.voxel_um))
         return n_cc, n_na
+
+    def _deposit_stress(self, run, n_na, plating: bool) -> None:
+        """PHYSICS §5 M: while plating, each deposit pixel's stress and where its plated volume goes,
+        frozen until the next solve (``kmc.kernels.deposit_stress``), σ_lift = P·A/A_deposits; at rest
+        and while stripping a deposit carries its share of the stack load (σ_Na of the supports)."""
+        p = self.p
+        if not plating:
+            support = run.col_support == COLUMN_NA_SUPPORT
+            run.deposit_stress_mpa[:] = np.where(support, run.na_stress_mpa, np.nan)
+            run.deposit_columns = float(support.sum())
+            run.least_stress = 1.0
+            return
+        h_um = np.empty(p.n_cols)
+        gap_height_um(run.cc_bottom, run.se_surface_um, p.voxel_um, h_um)
+        edge = np.where(run.au_column > 0, p.edge_tension_au_n_m, p.edge_tension_n_m)
+        sigma_lift = p.pressure_mpa * p.n_cols / n_na if n_na else np.inf
+        run.deposit_columns = deposit_paths(run.col_support, h_um, edge, p.nx, p.ny, p.voxel_um, p.creep_sigma_ref_mpa,
+                                            p.size_effect_strength_mpa, p.size_effect_exponent, sigma_lift,
+                                            run.deposit_stress_mpa, run.insertion_target)
+        run.least_stress = 1.0
 
     def _faces(self, run, band):
         """The contact faces of the band (a ``field.Faces``), their number, and which are Na faces."""
@@ -230,7 +254,8 @@ class Driver:
                              np.empty(p.nz, dtype=np.int64))
         return ka.Cell(run.lattice, run.site_class, run.col_state, run.col_support, run.cc_bottom, run.au_column,
                        run.phi, run.kinetics, p.eps, run.moves, *run.trees, state.tree_offsets, state.clock,
-                       state.counters, run.tally, run.limits, run.state_counts, *self._scratch, p.nx, p.ny, p.nz)
+                       state.counters, run.tally, run.limits, run.state_counts, *self._scratch,
+                       run.deposit_stress_mpa, run.insertion_target, p.nx, p.ny, p.nz)
 
     def batch_end(self, run, t_end: float) -> float:
         """Where a batch must stop: ``t_end``, or earlier when the cell would short (E8: wherever Na

@@ -42,6 +42,8 @@ SAMPLE_VARS = (
     ("thickness_mean", "float64", "um", "mean Na thickness"),
     ("thickness_cv", "float64", "1", "coefficient of variation of the Na thickness over columns"),
     ("max_current_density", "float64", "mA cm-2", "largest local (pixel) current density, in magnitude"),
+    ("max_deposit_stress", "float64", "MPa",
+     "largest stress in a Na deposit at the last field solve (model.insertion = least_stress; else NaN)"),
     ("interfacial_resistance", "float64", "ohm cm2", "interfacial resistance (|V+U_CE| - |j| L/sigma)/|j|"),
     ("plated", "float64", "mA h cm-2", "charge of Na plated (metal and alloy)"),
     ("stripped", "float64", "mA h cm-2", "charge of Na stripped"),
@@ -101,6 +103,9 @@ class Observer:
                   Var("contact_map", ("run", "frame", "y", "x"), "float32", "1",
                       "conductor-electrolyte contact faces per pixel (whatever the current)"),
                   Var("current_map", ("run", "frame", "y", "x"), "float32", "mA cm-2", "current density per pixel"),
+                  Var("stress_map", ("run", "frame", "y", "x"), "float32", "MPa",
+                      "stress of the Na deposit per pixel at the last field solve (NaN off deposits, and "
+                      "unless model.insertion = least_stress)"),
                   Var("frame_time", ("run", "frame"), "float64", "s", "simulated time of the frame")]
         if self.n_snaps:
             sizes.update(snap=self.n_snaps, z=p.nz)
@@ -205,6 +210,7 @@ class Observer:
             "thickness_mean": mean_t,
             "thickness_cv": float(thickness.std() / mean_t) if mean_t > 0 else math.nan,
             "max_current_density": float(np.abs(run.pixel_current).max()) * 1e3,
+            "max_deposit_stress": self.max_deposit_stress_mpa(run),
             "interfacial_resistance": float(run.r_int_ohm_cm2) if run.r_int_ohm_cm2 else math.nan,
             "plated": plated,
             "stripped": run.count("strip") * vox,
@@ -275,12 +281,25 @@ class Observer:
         facing[:-1] += conductor[1:]
         return (facing * electrolyte).sum(axis=0)
 
+    def stress_map_mpa(self, run) -> np.ndarray:
+        """(ny, nx) σ of each deposit pixel at the last solve (PHYSICS §5 M; NaN off deposits), NaN
+        everywhere unless the run computes it (``model.insertion = "least_stress"``)."""
+        p = self.p
+        if not p.least_stress or not run.least_stress:
+            return np.full((p.ny, p.nx), np.nan)
+        return run.deposit_stress_mpa.reshape(p.ny, p.nx).copy()
+
+    def max_deposit_stress_mpa(self, run) -> float:
+        s = self.stress_map_mpa(run)
+        return float(np.nanmax(s)) if np.isfinite(s).any() else math.nan
+
     def _maps(self, run, i: int) -> list:
         p = self.p
         current = run.pixel_current.reshape(p.ny, p.nx)
         return [("thickness_map", i, self.thickness_um(run).astype(np.float32)),
                 ("contact_map", i, self.contact_faces_map(run).astype(np.float32)),
                 ("current_map", i, (current * 1e3).astype(np.float32)),
+                ("stress_map", i, self.stress_map_mpa(run).astype(np.float32)),
                 ("frame_time", i, run.time_s)]
 
 

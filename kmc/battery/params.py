@@ -68,6 +68,12 @@ class Params:
     # E9: pores of a porous collector (kmc.pores); None without pores
     pore_entry_mpa: float | None
     pore_um_per_mpa: float | None
+    # E1 inside deposits (PHYSICS §5 M; kmc.kernels.deposit_stress)
+    least_stress: bool  #: model.insertion = "least_stress"
+    size_effect_strength_mpa: float  #: σ_s of σ_f(h) = σ_ref + σ_s (h/1 µm)^(−β)
+    size_effect_exponent: float  #: β
+    edge_tension_n_m: float  #: −γ(cos θ_CC + cos θ_SE) at the bare collector (N/m; σ_edge = this / h)
+    edge_tension_au_n_m: float  #: the same where the collector carries Au
     # numerics
     resolve_fraction: float
     resolve_dv_v: float
@@ -136,10 +142,21 @@ def build(scenario, max_current_a: float) -> Params:
         # Na reaches into a plating pixel's flaws as fast as its metal thickens: V_m/F per coulomb.
         fill_um_per_c_cm2=vm / units.F * 1e4,
         pore_entry_mpa=pore_entry, pore_um_per_mpa=pore_rate,
+        least_stress=d["model"].get("insertion", "nearest_gap") == "least_stress",
+        size_effect_strength_mpa=float(na["size_effect_strength_mpa"]),
+        size_effect_exponent=float(na["size_effect_exponent"]),
+        edge_tension_n_m=_edge_tension_n_m(na, col["material"]), edge_tension_au_n_m=_edge_tension_n_m(na, "au"),
         resolve_fraction=float(num["resolve_area_fraction"]), resolve_dv_v=float(num["resolve_dv_mv"]) * 1e-3,
         solver_rtol=float(num["solver_rtol"]), voltage_bound_v=float(num["voltage_bound_v"]),
         capacity_drift_factor=float(num["capacity_drift_factor"]), events_per_batch=int(num["events_per_batch"]),
     )
+
+
+def _edge_tension_n_m(na, collector: str) -> float:
+    """−γ(cos θ_CC + cos θ_SE) (N/m), the meniscus term of a deposit's free edge (PHYSICS §5 M), with
+    Young–Dupré's cos θ_X = W_adh/γ − 1 and W_adh = −pair_energy_na_X: = pair_CC + pair_SE + 2γ."""
+    gamma = float(na["surface_energy_j_m2"])
+    return float(na[f"pair_energy_na_{collector}_j_m2"]) + float(na["pair_energy_na_se_j_m2"]) + 2.0 * gamma
 
 
 def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa) -> np.ndarray:

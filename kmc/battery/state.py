@@ -132,6 +132,8 @@ class Run:
     loaded_flow = _slot("_moves", km.M_LOADED_FLOW, "1 if loaded flow may take volume from the layer")
 
     pore_depth_voxels = _slot("_limits", ka.L_PORE_DEPTH, "collector pore layers Na may fill (E9)")
+    least_stress = _slot("_limits", ka.L_LEAST_STRESS, "1: E1 inside deposits by the per-solve stress map")
+    deposit_columns = _slot("_limits", ka.L_DEPOSIT_COLS, "deposit pixels at the last solve")
 
     def freeze_limits(self, faces, supports, fraction, stop_on_nucleus, floor, capacity_a) -> None:
         """What a solve freezes for the batches after it (``kmc.kernels.battery_arrays.L_*``; the pore
@@ -169,6 +171,8 @@ class Run:
     flaw_block = _field("flaw_block", "per pixel the lowest and highest cracked bin runs (two halves)")
     flaw_fill = _field("flaw_fill", "expected Na in each pixel's flaws at the last sync (voxels)")
     flaw_debt = _field("flaw_debt", "Na pressed into flaws not yet taken from the lattice (voxels)")
+    deposit_stress_mpa = _field("deposit_stress_mpa", "σ of each deposit pixel at the last solve (MPa; inf: none)")
+    insertion_target = _field("insertion_target", "where each deposit pixel's plated volume goes (deposit_stress)")
     cycle_table = _field("cycle_table", "CE, plated, stripped (mAh/cm²) of cycle i at [3i, 3i + 3)")
     kinetics = _field("params", "face kinetics of the kernels (faradaic.P_*)")
     moves = _field("move_params", "move rates of the kernels (moves.M_*)")
@@ -215,6 +219,7 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "field.flaw_cracked": ((p.n_cols * p.depth_grid.n_bins,), u8),
         "field.flaw_block": ((2 * p.n_cols,), i64),  # per pixel the lowest cracked bin run, then the highest
         "field.flaw_fill": (cols, f64), "field.flaw_debt": (cols, f64),
+        "field.deposit_stress_mpa": (cols, f64), "field.insertion_target": (cols, i64),
         "field.scalars": ((N_SCALARS,), f64),
     }
 

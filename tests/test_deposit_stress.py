@@ -1,0 +1,181 @@
+"""Stress in Na deposits while plating and E1's insertion by it (PHYSICS.md §5 M;
+``kmc.kernels.deposit_stress``), against the analytic squeeze flow, through the production kernels:
+lattices are classified by ``interface.column_support`` and the sub-voxel gap heights by
+``deposit_stress.gap_height_um`` as the driver does."""
+import numpy as np
+import pytest
+
+from kmc.kernels.capillary import EPS_SIZE
+from kmc.kernels.cell import CC, GAP, NA, SE
+from kmc.kernels.deposit_stress import (
+    LIFT,
+    LIFTED,
+    WAIT,
+    NO_PATH,
+    deposit_paths,
+    flow_cost_mpa_per_um,
+    gap_height_um,
+    lift_deposits,
+)
+from kmc.kernels.interface import COLUMN_NA_SUPPORT, column_support
+from kmc.kernels.plating import deposit_insertion_site, insertion_site
+
+VOXEL_UM = 0.5
+SIGMA_REF, SIGMA_S, BETA = 0.235, 13.8, 1.0  # Na's flow-law priors (scenarios/materials.toml)
+EDGE_N_M = 0.1  # −γ(cos θ_CC + cos θ_SE) on Al: non-wetting, σ_edge > 0
+
+
+def _cell(nx, ny, gap_voxels, deposit):
+    """One SE layer, a gap of ``gap_voxels`` (per column, or one number) under a flat-bottomed CC
+    body, and Na filling the gap of the columns where ``deposit`` (ny, nx) is true."""
+    gap = np.broadcast_to(np.asarray(gap_voxels), (ny, nx))
+    nz = int(gap.max()) + 3
+    lat = np.full((nz, ny, nx), GAP, dtype=np.uint8)
+    lat[0] = SE
+    bottom = (1 + gap).astype(np.int64)
+    for y in range(ny):
+        for x in range(nx):
+            lat[bottom[y, x]:, y, x] = CC
+            if deposit[y, x]:
+                lat[1:bottom[y, x], y, x] = NA
+    return lat.ravel().copy(), bottom.ravel().copy(), nz
+
+
+def _paths(flat, bottom, nx, ny, nz, sigma_lift=np.inf, edge=EDGE_N_M):
+    support = np.empty(nx * ny, dtype=np.int64)
+    column_support(flat, nx, ny, nz, support)
+    h = np.empty(nx * ny)
+    gap_height_um(bottom, np.full(nx * ny, VOXEL_UM), VOXEL_UM, h)  # the SE's surface: its top face
+    stress = np.empty(nx * ny)
+    target = np.empty(nx * ny, dtype=np.int64)
+    n_dep = deposit_paths(support, h, np.full(nx * ny, edge), nx, ny, VOXEL_UM, SIGMA_REF, SIGMA_S, BETA,
+                          sigma_lift, stress, target)
+    return stress.reshape(ny, nx), target, n_dep, support
+
+
+def _disk(n, radius):
+    yy, xx = np.mgrid[0:n, 0:n]
+    r = np.hypot(xx - n // 2, yy - n // 2)
+    return r, r < radius
+
+
+@pytest.mark.parametrize("gap_voxels", [2, 4])
+def test_squeeze_flow_of_a_disk_deposit_matches_the_friction_hill(gap_voxels):
+    """A disk deposit of radius R in a uniform gap h: σ(r) = σ_edge + 2 τ_f(h) (R − r)/h, the plastic
+    squeeze flow between sticking walls, τ_f = σ_f(h)/√3 with Na's size-dependent σ_f, within 5 %
+    at the centre and halfway out, two gap heights. Planted faults that fail it: one wall's friction
+    (τ_f/h), the bulk flow stress without the size effect, 4-neighbour steps (Manhattan paths)."""
+    n, radius = 72, 24
+    r, inside = _disk(n, radius)
+    flat, bottom, nz = _cell(n, n, gap_voxels, inside)
+    stress, target, n_dep, _ = _paths(flat, bottom, n, n, nz)
+    assert n_dep == inside.sum()
+    h = gap_voxels * VOXEL_UM
+    sigma_f = SIGMA_REF + SIGMA_S * h ** -BETA
+    for r0 in (0.0, radius / 2):
+        ring = np.abs(r - r0) < 0.5
+        expected = EDGE_N_M / h + 2 * sigma_f / np.sqrt(3) * (radius - r0) * VOXEL_UM / h
+        assert stress[ring].mean() == pytest.approx(expected, rel=0.05), r0
+    assert np.isnan(stress[~inside]).all()  # σ is a deposit's
+    # Every deposit pixel's volume goes to an open pixel next to the deposit.
+    for col in np.flatnonzero(inside.ravel()):
+        t = target[col]
+        assert not inside.ravel()[t]
+        assert r.ravel()[t] < radius + 2.5
+
+
+def test_stress_rises_as_the_gap_thins_at_a_fixed_ratio_of_path_to_gap():
+    """Size effect (PHYSICS M): at R/h fixed, σ − σ_edge ∝ σ_f(h) = σ_ref + σ_s h^−β, so halving h
+    raises it by σ_f(h/2)/σ_f(h) (≈ 1.97 from 1 µm to 0.5 µm). Planted fault that fails it: β = 0."""
+    rises = []
+    for gap_voxels, radius in ((1, 12), (2, 24)):
+        n = 3 * radius
+        _, inside = _disk(n, radius)
+        flat, bottom, nz = _cell(n, n, gap_voxels, inside)
+        stress, _, _, _ = _paths(flat, bottom, n, n, nz, edge=0.0)
+        rises.append(stress[n // 2, n // 2])
+    h_thin, h_thick = 0.5, 1.0
+    expected = (SIGMA_REF + SIGMA_S * h_thin ** -BETA) / (SIGMA_REF + SIGMA_S * h_thick ** -BETA)
+    assert rises[0] / rises[1] == pytest.approx(expected, rel=0.03)
+
+
+def _strip_deposit():
+    """A band of deposit across y, x in [8, 40), under a collector that is low on the left (gap of 1
+    voxel for x < 24) and high on the right (4 voxels): the nearest free edge of a pixel at x = 20 is
+    the left one, through the thin gap; the cheapest is the right one, through the thick gap."""
+    nx, ny = 48, 6
+    x = np.arange(nx)[None, :].repeat(ny, 0)
+    gap = np.where(x < 24, 1, 4)
+    deposit = (x >= 8) & (x < 40)
+    return nx, ny, gap, deposit
+
+
+def test_plated_volume_goes_to_the_edge_of_least_stress_not_the_nearest_gap():
+    """E1 inside a deposit (PHYSICS M): volume reduced at x = 20 leaves through 2 µm of thin gap and
+    8 µm of thick gap on the right (64 MPa/µm × 2 µm + 4.1 MPa/µm × 8 µm ≈ 0.14 GPa) rather than
+    through 6.5 µm of thin gap to the left (≈ 0.42 GPa), where the v3 rule (nearest gap through the
+    Na) puts it. Planted fault that fails it: the path cost without 1/h (distance only)."""
+    nx, ny, gap, deposit = _strip_deposit()
+    flat, bottom, nz = _cell(nx, ny, gap, deposit)
+    stress, target, _, _ = _paths(flat, bottom, nx, ny, nz)
+    nxy = nx * ny
+    x0, y0 = 20, 3
+    c = x0 + nx * y0 + 1 * nxy  # the Na voxel on the electrolyte
+    e = x0 + nx * y0  # the SE voxel under it
+    eps = np.zeros(EPS_SIZE)
+    g = deposit_insertion_site(c, e, flat, np.zeros(nxy, dtype=np.uint8), nx, ny, nz, eps, bottom, nz, target)
+    assert flat[g] == GAP and g % nx >= 40  # the right-hand edge
+    queue = np.empty(flat.size, dtype=np.int64)
+    visited = np.zeros(flat.size, dtype=np.uint8)
+    g3 = insertion_site(c, e, flat, np.zeros(nxy, dtype=np.uint8), nx, ny, nz, eps, queue, visited, bottom, nz)
+    assert g3 % nx < 8  # v3: the nearest gap, on the left
+    left_mpa = EDGE_N_M / 0.5 + flow_cost_mpa_per_um(0.5, SIGMA_REF, SIGMA_S, BETA) * (x0 - 7) * VOXEL_UM
+    assert stress[y0, x0] < 0.5 * left_mpa  # σ is the cheaper way out, well below the nearest one
+
+
+def test_volume_lifts_the_collector_when_that_is_cheaper():
+    """Above σ_lift (the deposits alone carry P·A) a deposit pixel's volume lifts the collector:
+    ``LIFT`` for exactly the pixels whose path costs more; ``lift_deposits`` then raises the
+    collector one voxel and grows each bridged column by one voxel, and no other: the Na recount
+    rises by the number of deposit columns. Planted fault that fails it: filling the opened gap
+    under every column (v3's sealed-layer growth)."""
+    n, radius = 48, 16
+    r, inside = _disk(n, radius)
+    flat, bottom, nz = _cell(n, n, 2, inside)
+    stress, target, n_dep, support = _paths(flat, bottom, n, n, nz)
+    sigma_lift = float(np.median(stress[inside]))
+    stress2, target2, _, _ = _paths(flat, bottom, n, n, nz, sigma_lift=sigma_lift)
+    lifted = target2.reshape(n, n) == LIFT
+    assert (lifted == (inside & (stress > sigma_lift))).all()
+    assert np.nanmax(stress2) == sigma_lift  # capped
+    assert 0 < lifted.sum() < inside.sum()
+    na0, cc_bottom0 = (flat == NA).sum(), bottom.copy()
+    assert lift_deposits(flat, n, n, nz, bottom, n_dep - 1) == (WAIT, n_dep)  # not yet the volume
+    assert (flat == NA).sum() == na0 and (bottom == cc_bottom0).all()
+    code, added = lift_deposits(flat, n, n, nz, bottom, n_dep)
+    assert code == LIFTED and added == n_dep == (support == COLUMN_NA_SUPPORT).sum()
+    assert (flat == NA).sum() == na0 + n_dep
+    assert (bottom == cc_bottom0 + 1).all()
+    support_after = np.empty(n * n, dtype=np.int64)
+    column_support(flat, n, n, nz, support_after)
+    assert ((support_after == COLUMN_NA_SUPPORT) == inside.ravel()).all()  # still bridged, no new ones
+
+
+def test_contacts_block_the_flow_and_a_sealed_deposit_has_no_path():
+    """A deposit enclosed by a ring of CC–SE contacts (no gap) has no way out through the gap."""
+    n = 24
+    r, inside = _disk(n, 6)
+    ring = (r >= 6) & (r < 8)
+    gap = np.where(ring, 0, 2)
+    flat, bottom, nz = _cell(n, n, gap, inside)
+    stress, target, _, _ = _paths(flat, bottom, n, n, nz)
+    assert np.isinf(stress[inside]).all() and (target.reshape(n, n)[inside] == NO_PATH).all()
+    # With a finite σ_lift (the driver's whenever a deposit exists) its only way is up, at σ_lift.
+    stress, target, _, _ = _paths(flat, bottom, n, n, nz, sigma_lift=7.5)
+    assert (stress[inside] == 7.5).all() and (target.reshape(n, n)[inside] == LIFT).all()
+
+
+def test_flow_cost_is_the_friction_hill_gradient():
+    h = 0.8
+    assert flow_cost_mpa_per_um(h, SIGMA_REF, SIGMA_S, BETA) == pytest.approx(
+        2 * (SIGMA_REF + SIGMA_S / h) / np.sqrt(3) / h)
