@@ -73,10 +73,12 @@ def refresh(sites, n, w):
     lattice, site_class, col_state, col_support, au_column = w.lattice, w.site_class, w.col_state, w.col_support, \
         w.au_column
     phi, params, eps, move_params, nbr, nbr2 = w.phi, w.params, w.eps, w.move_params, w.nbr, w.nbr2
+    col_sigma = w.deposit_stress
     plate_tree, alloy_tree, nuc_tree, move_tree = w.plate_tree, w.alloy_tree, w.nuc_tree, w.move_tree
     for a in range(n):
         c = sites[a]
-        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz, nbr)
+        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
+                                  nbr)
         plate_tree[c] = wp
         alloy_tree[c] = wa
         nuc_tree[c] = kn

@@ -26,7 +26,11 @@ sodiophilic plating face pressed by the collector (χ = 1).
 Contact quality of Na faces: ``χ = min(1, max(σ, σ_floor)/σ_χ)`` with σ the stress of the Na
 voxel (σ_Na in a Na-support column, 0 elsewhere); ``chi_floor`` (= σ_floor/σ_χ) is the contact
 quality of unloaded Na (a prior; without it unloaded Na carries no current at all and a foil resting
-on its asperities could never plate). The stress term ``U_f = −V_m(σ − P)/F`` shifts Na faces.
+on its asperities could never plate). The stress term ``U_f = −V_m(σ − P)/F`` shifts Na faces; under
+``model.insertion = "least_stress"`` the σ of a deposit's faces is the deposit's stress while plating
+(PHYSICS §5 M, ``kmc.kernels.deposit_stress``). That stress depends on the geometry alone (its flow
+stress is taken at the reference strain rate), and the driver computes it before the field solve, so
+field and stress are solved together, not lagged.
 """
 import numpy as np
 from numba import njit
@@ -59,7 +63,8 @@ P_J0_NUC = 12  #: nucleation prefactor J0 (1/(cm² s))
 P_B_NUC = 13  #: nucleation barrier B (V²)
 P_DIRECTION = 14  #: +1 while the cell current plates (reduction), −1 while it strips (oxidation)
 P_SEI_J0_RATIO = 15  #: j0 of a face on SEI (reduced electrolyte) relative to one on the electrolyte itself
-N_PARAMS = 16
+P_DEPOSIT_STRESS = 16  #: 1: a deposit's faces carry its stress (``model.insertion = "least_stress"``)
+N_PARAMS = 17
 
 
 @njit(cache=True)
@@ -86,11 +91,13 @@ KIND_BLOCKED = 3  #: a collector face while the cell strips: no current, no nucl
 
 
 @njit(cache=True)
-def face_kinetics(c, e, lattice, col_state, col_support, params, nx, ny):
+def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, params, nx, ny):
     """(kind, j0 (A/cm², χ included), U_f (V)) of the face between conductor c and electrolyte e.
 
     The one place where face kinds, contact quality and local potentials are decided: the faradaic
-    weights and the field solve's faces both come from here.
+    weights and the field solve's faces both come from here. ``col_sigma``: with
+    ``params[P_DEPOSIT_STRESS]``, the stress of each deposit pixel at the solve (PHYSICS §5 M, NaN off
+    deposits; ``kmc.kernels.deposit_stress``), which the stress term of its Na faces carries.
     """
     col = c % (nx * ny)
     if params[P_DIRECTION] < 0.0 and lattice[c] != NA:
@@ -103,6 +110,9 @@ def face_kinetics(c, e, lattice, col_state, col_support, params, nx, ny):
         j0 = chi * params[P_J0_NA]
         if lattice[e] == SEI:  # PHYSICS §4: SEI is electrolyte with a lower j0
             j0 *= params[P_SEI_J0_RATIO]
+        if params[P_DEPOSIT_STRESS] > 0.0 and col_support[col] == COLUMN_NA_SUPPORT and col_sigma[col] == col_sigma[col]:
+            # The deposit's stress (a column bridged since the solve keeps the load share: NaN here).
+            return KIND_PLATE, j0, -params[P_STRESS_V_PER_MPA] * (col_sigma[col] - params[P_PRESSURE])
         return KIND_PLATE, j0, -params[P_STRESS_V_PER_MPA] * (sigma - params[P_PRESSURE])
     cs = col_state[col]
     if cs == CC_AU:
@@ -115,9 +125,9 @@ def face_kinetics(c, e, lattice, col_state, col_support, params, nx, ny):
 
 
 @njit(cache=True)
-def face_weights(c, e, lattice, col_state, col_support, phi, params, nx, ny):
+def face_weights(c, e, lattice, col_state, col_support, col_sigma, phi, params, nx, ny):
     """(plate A, alloy A, nucleation 1/s) of the one face between conductor c and electrolyte e."""
-    kind, j0, u = face_kinetics(c, e, lattice, col_state, col_support, params, nx, ny)
+    kind, j0, u = face_kinetics(c, e, lattice, col_state, col_support, col_sigma, params, nx, ny)
     eta = params[P_VT] - phi[e % (nx * ny)] - u
     area = params[P_FACE_AREA]
     if kind == KIND_BLOCKED:
@@ -134,12 +144,12 @@ def face_weights(c, e, lattice, col_state, col_support, phi, params, nx, ny):
 
 
 @njit(cache=True)
-def face_table(face_conductor, face_electrolyte, n, lattice, col_state, col_support, params, nx, ny,
+def face_table(face_conductor, face_electrolyte, n, lattice, col_state, col_support, col_sigma, params, nx, ny,
                kind_out, j0_out, u_out):
     """Kinetics of a list of faces (``interface.contact_faces``), for the field solve."""
     for i in range(n):
         k, j0, u = face_kinetics(face_conductor[i], face_electrolyte[i], lattice, col_state, col_support,
-                                 params, nx, ny)
+                                 col_sigma, params, nx, ny)
         kind_out[i] = k
         j0_out[i] = j0
         u_out[i] = u
@@ -152,7 +162,7 @@ def _is_face_conductor(c, lattice, site_class):
 
 
 @njit(cache=True)
-def site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz, nbr):
+def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz, nbr):
     """(plate A, alloy A, nucleation 1/s) of conductor site c: the sums over its contact faces."""
     if not _is_face_conductor(c, lattice, site_class):
         return 0.0, 0.0, 0.0
@@ -163,7 +173,7 @@ def site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx
     for d in range(N_NEIGHBORS):
         e = nbr[d]
         if e >= 0 and _is_electrolyte(lattice[e]):
-            wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, phi, params, nx, ny)
+            wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, phi, params, nx, ny)
             w_plate += wp
             w_alloy += wa
             k_nuc += kn
@@ -171,7 +181,7 @@ def site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx
 
 
 @njit(cache=True)
-def fill_weights(lattice, site_class, col_state, col_support, phi, params, nx, ny, nz,
+def fill_weights(lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
                  plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
     """Write every site's three weights into the trees' leaves (call ``tree_build`` on each after).
 
@@ -182,14 +192,15 @@ def fill_weights(lattice, site_class, col_state, col_support, phi, params, nx, n
         tree[:site_lo] = 0.0
         tree[site_hi:lattice.size] = 0.0
     for c in range(site_lo, site_hi):
-        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, phi, params, nx, ny, nz, nbr)
+        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
+                                  nbr)
         plate_tree[c] = wp
         alloy_tree[c] = wa
         nuc_tree[c] = kn
 
 
 @njit(cache=True)
-def pick_face(c, residual, kind, lattice, col_state, col_support, phi, params, nx, ny, nz, nbr):
+def pick_face(c, residual, kind, lattice, col_state, col_support, col_sigma, phi, params, nx, ny, nz, nbr):
     """The electrolyte voxel of site c's face on which the residual falls, within the site's weight
     of ``kind`` (0 plate, 1 alloy, 2 nucleation), summing the faces in the order ``site_weights`` does."""
     neighbors6(c, nx, ny, nz, False, nbr)
@@ -199,7 +210,7 @@ def pick_face(c, residual, kind, lattice, col_state, col_support, phi, params, n
         e = nbr[d]
         if e < 0 or not _is_electrolyte(lattice[e]):
             continue
-        w = face_weights(c, e, lattice, col_state, col_support, phi, params, nx, ny)[kind]
+        w = face_weights(c, e, lattice, col_state, col_support, col_sigma, phi, params, nx, ny)[kind]
         if w > 0.0:
             last = e
             acc += w

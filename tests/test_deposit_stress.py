@@ -179,3 +179,31 @@ def test_flow_cost_is_the_friction_hill_gradient():
     h = 0.8
     assert flow_cost_mpa_per_um(h, SIGMA_REF, SIGMA_S, BETA) == pytest.approx(
         2 * (SIGMA_REF + SIGMA_S / h) / np.sqrt(3) / h)
+
+
+def test_a_deposit_face_carries_the_deposit_stress_in_its_local_potential():
+    """PHYSICS §4 with §5 M: a Na face of a deposit pixel has U = −V_m(σ − P)/F with σ the deposit's
+    stress at the solve (the field then sends less current into a squeezed deposit); a column bridged
+    since the solve (NaN) and every face under the v3 law keep the load share σ_Na. Planted fault
+    that fails it: the stress term reading σ_Na whatever the law."""
+    from kmc.kernels import faradaic as kf
+    from kmc.kernels.interface import COLUMN_OPEN
+
+    nx, ny, nz = 2, 1, 3
+    lat = np.array([SE, SE, NA, NA, CC, CC], dtype=np.uint8)  # two bridged columns
+    support = np.array([COLUMN_NA_SUPPORT, COLUMN_NA_SUPPORT], dtype=np.int64)
+    col_state = np.zeros(2, dtype=np.uint8)
+    params = np.zeros(kf.N_PARAMS)
+    params[kf.P_SIGMA_NA], params[kf.P_PRESSURE], params[kf.P_STRESS_V_PER_MPA] = 6.0, 5.0, 2.5e-4
+    params[kf.P_SIGMA_CHI], params[kf.P_J0_NA], params[kf.P_DIRECTION] = 1.0, 1e-3, 1.0
+    sigma = np.array([45.0, np.nan])
+    params[kf.P_DEPOSIT_STRESS] = 1.0
+    _, _, u_dep = kf.face_kinetics(2, 0, lat, col_state, support, sigma, params, nx, ny)
+    _, _, u_new = kf.face_kinetics(3, 1, lat, col_state, support, sigma, params, nx, ny)
+    assert u_dep == pytest.approx(-2.5e-4 * (45.0 - 5.0))
+    assert u_new == pytest.approx(-2.5e-4 * (6.0 - 5.0))
+    params[kf.P_DEPOSIT_STRESS] = 0.0
+    assert kf.face_kinetics(2, 0, lat, col_state, support, sigma, params, nx, ny)[2] == pytest.approx(u_new)
+    support[0] = COLUMN_OPEN  # not a deposit: unloaded Na, σ = 0
+    params[kf.P_DEPOSIT_STRESS] = 1.0
+    assert kf.face_kinetics(2, 0, lat, col_state, support, sigma, params, nx, ny)[2] == pytest.approx(2.5e-4 * 5.0)

@@ -148,7 +148,8 @@ class Driver:
         fk = np.empty(n, dtype=np.int64)
         j0 = np.empty(n)
         u = np.empty(n)
-        kf.face_table(cond, elec, n, run.lattice, run.col_state, run.col_support, run.kinetics, p.nx, p.ny, fk, j0, u)
+        kf.face_table(cond, elec, n, run.lattice, run.col_state, run.col_support, run.deposit_stress_mpa, run.kinetics,
+                      p.nx, p.ny, fk, j0, u)
         is_na = kind == FACE_NA
         run.na_faces_col[:] = np.bincount(pix[is_na], minlength=p.n_cols)
         return field.Faces(pix, p.face_area_cm2, j0, p.kinetics[kf.P_ALPHA], u), n, is_na
@@ -187,8 +188,8 @@ class Driver:
     def _rebuild_trees(self, run, face_band, move_band) -> None:
         """Every event class's propensities at the frozen fields, and the sum trees over them."""
         p = self.p
-        kf.fill_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.phi, run.kinetics,
-                        p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree, *face_band)
+        kf.fill_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa, run.phi,
+                        run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree, *face_band)
         km.fill_move_leaves(run.move_tree, run.lattice, run.au_column, run.col_support, p.nx, p.ny, p.nz, p.eps,
                             run.moves, *move_band)
         n_sites = run.state.n_sites

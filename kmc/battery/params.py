@@ -126,7 +126,8 @@ def build(scenario, max_current_a: float) -> Params:
         q_v_c=q_v_c, voxel_mah_cm2=voxel_mah_cm2,
         plane=field.Plane(nx, ny, voxel_um * 1e-4, float(d["electrolyte"]["thickness_um"]) * 1e-4, sigma_s_cm),
         c_dl_f_cm2=float(el["double_layer_capacitance_uf_cm2"]) * 1e-6, c_au=au_mah / voxel_mah_cm2,
-        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa),
+        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa,
+                           d["model"].get("insertion", "nearest_gap") == "least_stress"),
         eps=_pair_energies(na, col["material"]), moves=moves, nu_cap_uncapped_s=nu_cap,
         # E7: the interphase on a Na face grows as dδ/dt = k/(1 + δ/δ0) (self-limiting) or k
         # (continuous), δ the thickness of Na consumed, k = k_sei V_m/F.
@@ -159,7 +160,7 @@ def _edge_tension_n_m(na, collector: str) -> float:
     return float(na[f"pair_energy_na_{collector}_j_m2"]) + float(na["pair_energy_na_se_j_m2"]) + 2.0 * gamma
 
 
-def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa) -> np.ndarray:
+def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, deposit_stress: bool) -> np.ndarray:
     """The face-kinetics array of the kernels (``faradaic.P_*``; P_VT and P_SIGMA_NA are set at solves)."""
     metal = m[col["material"]]
     p = np.zeros(kf.N_PARAMS)
@@ -177,6 +178,7 @@ def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa) -> np.ndarr
     p[kf.P_B_NUC] = float(metal["nucleation_barrier_v2"])
     p[kf.P_DIRECTION] = 1.0
     p[kf.P_SEI_J0_RATIO] = float(el["sei_exchange_ratio"])
+    p[kf.P_DEPOSIT_STRESS] = 1.0 if deposit_stress else 0.0
     return p
 
 
