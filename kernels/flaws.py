@@ -15,14 +15,16 @@ from numba import njit
 
 
 @njit(cache=True)
-def critical_bin(eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n):
-    """The shallowest bin whose flaws crack at |η| and j (a monotone predicate: bisection); n_bins if none."""
-    p_eta = p_per_volt * eta_abs_v
+def critical_bin(eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n, base_eta_mpa, base_flow_mpa):
+    """The shallowest bin whose flaws crack at |η| and j (a monotone predicate: bisection); n_bins if none.
+    ``base_eta_mpa`` and ``base_flow_mpa`` are added to the overpotential's and the flow's pressures
+    (0 under the v3 law; P and the mouth's σ under the deposit stress: PHYSICS E8 v4)."""
+    p_eta = base_eta_mpa + p_per_volt * eta_abs_v
     flow_j = j_a_cm2 ** inv_n
     lo, hi = 0, need_mpa.size
     while lo < hi:
         mid = (lo + hi) // 2
-        if min(p_eta, flow_mpa[mid] * flow_j) >= need_mpa[mid]:
+        if min(p_eta, base_flow_mpa + flow_mpa[mid] * flow_j) >= need_mpa[mid]:
             hi = mid
         else:
             lo = mid + 1
@@ -40,7 +42,7 @@ def deepest_full_bin(depth_um, first_um, log_ratio, n_bins):
 
 @njit(cache=True)
 def crack_population(pixels, rate_um_s, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n, weights,
-                     first_um, log_ratio, fill_um, cracked, block_lo, block_hi, commit):
+                     first_um, log_ratio, fill_um, cracked, block_lo, block_hi, commit, base_eta_mpa, mouth_mpa):
     """Advance the plating ``pixels`` (pixel current j > 0) by ``dt`` at frozen fields: Na goes
     ``rate_um_s[k]·dt`` deeper into pixel k's flaws, and every full bin from the
     critical one cracks. Returns the summed Weibull probability of the bins newly cracked (the rise of
@@ -55,7 +57,7 @@ def crack_population(pixels, rate_um_s, dt, eta_abs_v, j_a_cm2, p_per_volt, need
         top = deepest_full_bin(d, first_um, log_ratio, n_bins)
         if top < 0:
             continue
-        cb = critical_bin(eta_abs_v[k], j_a_cm2[k], p_per_volt, need_mpa, flow_mpa, inv_n)
+        cb = critical_bin(eta_abs_v[k], j_a_cm2[k], p_per_volt, need_mpa, flow_mpa, inv_n, base_eta_mpa, mouth_mpa[k])
         if cb > top:
             continue
         base = i * n_bins

@@ -233,7 +233,9 @@ def test_state_shapes_do_not_depend_on_the_flaw_law(tmp_path):
 def test_cracked_depths_are_the_union_of_the_intervals_over_time():
     """The kernel's per-pixel bookkeeping (runs of cracked depth bins) against a brute-force set: after
     random states (|η|, j, fill rate) the cracked bins of each pixel are exactly ∪_t [c*(t), d(t)] on the
-    grid, and the returned rises sum to the Weibull probability of that union."""
+    grid, and the returned rises sum to the Weibull probability of that union. Half the states use
+    the v4 pressure of the deposit-stress law, min(P + F|η0|/V_m, σ_mouth + p_flow) (fails if the
+    kernel drops σ_mouth)."""
     from kmc.kernels import flaws as kfl
 
     rng = np.random.default_rng(7)
@@ -252,15 +254,20 @@ def test_cracked_depths_are_the_union_of_the_intervals_over_time():
         j = 10 ** rng.uniform(-4, 0, pixels.size)  # 0.1 mA/cm² – 1 A/cm²
         rate = np.where(rng.random(pixels.size) < 0.8, 10 ** rng.uniform(-3, 0, pixels.size), 0.0)
         dt = rng.uniform(0, 20)
+        # The v3 pressure (no base), or v4's P + F|η0|/V_m against σ_mouth + p_flow.
+        v4 = rng.random() < 0.5
+        base_eta = 5.6 if v4 else 0.0
+        mouth = rng.uniform(0.0, 40.0, pixels.size) if v4 else np.zeros(pixels.size)
         predicted = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
                                          grid.first_um, grid.log_ratio, fill.copy(), cracked.copy(), lo.copy(),
-                                         hi.copy(), False)
+                                         hi.copy(), False, base_eta, mouth)
         rise = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
-                                    grid.first_um, grid.log_ratio, fill, cracked, lo, hi, True)
+                                    grid.first_um, grid.log_ratio, fill, cracked, lo, hi, True, base_eta, mouth)
         assert rise == pytest.approx(predicted, abs=1e-15)
         total += rise
         for k, i in enumerate(pixels):  # brute force: bins with centre in [c*, d] crack now
-            crit = 1.12 * np.minimum(p_per_volt * eta[k], flow * j[k] ** 0.2) * np.sqrt(np.pi * grid.centres_um * 1e-6)
+            crit = 1.12 * np.minimum(base_eta + p_per_volt * eta[k], mouth[k] + flow * j[k] ** 0.2) \
+                * np.sqrt(np.pi * grid.centres_um * 1e-6)
             full = grid.centres_um <= fill[i] * (1 + 1e-9)
             expected[i] |= set(np.flatnonzero(full & (crit >= 1.25 * (1 - 1e-12))).tolist())
     for i in range(n_pix):

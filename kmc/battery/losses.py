@@ -65,24 +65,34 @@ class Losses:
     # -- E8: flaws and shorts ----------------------------------------------------------------------
     def plating_pixels(self, run):
         """The pixels whose Na plates now (their Na faces' current j > 0), the rate Na goes deeper into
-        their flaws (µm/s: as fast as that current thickens the metal), their |η| and j."""
+        their flaws (µm/s: as fast as that current thickens the metal), their |η| and j, and the stress
+        at their flaws' mouths that the extrusion pressure adds to (PHYSICS E8 v4: the deposit's σ under
+        ``model.insertion = "least_stress"``, P off deposits; 0 under the v3 law, where the flaw's
+        pressure is the overpotential's or the extrusion's alone)."""
         cols = np.flatnonzero(run.na_current > 0)
         j = run.na_current[cols]
         eta = np.abs(run.voltage_v + self.p.u_ce_v - run.phi[cols])
-        return cols, j * self.p.fill_um_per_c_cm2, eta, j
+        if self.p.least_stress:
+            sigma = run.deposit_stress_mpa[cols]
+            mouth = np.where(np.isfinite(sigma), sigma, self.p.pressure_mpa)
+        else:
+            mouth = np.zeros(cols.size)
+        return cols, j * self.p.fill_um_per_c_cm2, eta, j, mouth
 
     def crack(self, run, dt: float, commit: bool, plating=None) -> float:
         """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``.
         ``plating``: ``plating_pixels`` of these fields, when the caller has it already."""
         p = self.p
-        cols, rate, eta, j = self.plating_pixels(run) if plating is None else plating
+        cols, rate, eta, j, mouth = self.plating_pixels(run) if plating is None else plating
         if cols.size == 0:
             return 0.0
         g = p.depth_grid
         block = run.flaw_block
+        # PHYSICS E8 v4 (deposit stress): p = min(P + F|η0|/V_m, σ_mouth + p_flow); v3: min(F|η|/V_m, p_flow).
+        base_eta = p.pressure_mpa if p.least_stress else 0.0
         return kfl.crack_population(cols, rate, dt, eta, j, p.mpa_per_volt, p.crack_need_mpa, p.crack_flow_mpa,
                                     1.0 / p.creep_n, g.weights, g.first_um, g.log_ratio, run.flaw_front_um,
-                                    run.flaw_cracked, block[:p.n_cols], block[p.n_cols:], commit)
+                                    run.flaw_cracked, block[:p.n_cols], block[p.n_cols:], commit, base_eta, mouth)
 
     def expected_cracks(self, run, rise: float = 0.0) -> float:
         """Λ: the expected number of cracked flaws in the cell (n_flaw A_cell ⟨P_i⟩)."""
