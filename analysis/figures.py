@@ -7,7 +7,8 @@ on the Agg canvas (no pyplot), so drawing never opens a window nor changes a not
 - ``voltage_vs_charge.png``: cell voltage vs charge passed, replicas thin and the mean per sweep
   point thick; plating (j > 0, reduction) solid, stripping (j < 0) dashed, rest dotted.
 - ``contact_void_vs_charge.png``: contact fraction and interface void fraction vs charge.
-- ``thickness_map_run<R>.png``, ``current_map_run<R>.png``: maps at chosen frames of one run.
+- ``thickness_map_run<R>.png``, ``current_map_run<R>.png``: maps at chosen frames of one run;
+  ``stress_map_run<R>.png`` too when the run computed its deposits' stress (``model.insertion``).
 - ``lattice_cut_run<R>.png``: vertical (x–z) cuts through lattice snapshots of one run, through
   the middle row of y, coloured by state code with the legend from the variable's
   ``flag_values``/``flag_meanings``.
@@ -463,8 +464,12 @@ def write_figures(ds: xr.Dataset, directory, run: int = 0, frames=None, snaps=No
         else:
             written.skipped["short_survival"] = "no short_charge"
 
-    for name, cmap in (("thickness_map", "cividis"), ("current_map", "viridis")):
+    for name, cmap in (("thickness_map", "cividis"), ("current_map", "viridis"), ("stress_map", "magma")):
         if name in ds and frame_list:
+            if name == "stress_map" and not np.isfinite(np.asarray(one[name].isel(frame=frame_list).values)).any():
+                # NaN off deposits, and everywhere unless the run computes it (model.insertion)
+                written.skipped[f"{name}_run{run}"] = f"no deposit stress in run {run} (model.insertion = least_stress computes it)"
+                continue
             _map_figure(one, name, frame_list, run, directory / f"{name}_run{run}.png", written, cmap)
         else:
             written.skipped[f"{name}_run{run}"] = f"no {name} frames in run {run}"

@@ -442,6 +442,8 @@ def plot(store, out_dir, run_index, frames, snaps, all_runs):
     contact_void_vs_charge.png  contact fraction and interface void fraction vs charge
     thickness_map_runR.png      Na thickness per column at the chosen frames of run R
     current_map_runR.png        current density per pixel at the same frames
+    stress_map_runR.png         stress of the Na deposits per pixel at the same frames (runs with
+                                model.insertion = "least_stress")
     lattice_cut_runR.png        vertical x-z cuts through lattice snapshots of run R, by state
     ce_vs_cycle.png             Coulombic efficiency per cycle
     ccd_histogram.png           critical current densities across runs

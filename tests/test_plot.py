@@ -82,4 +82,22 @@ def test_cycle_ccd_and_short_figures_from_a_synthetic_sweep(tmp_path):
     assert names == ["ccd_histogram.png", "ce_vs_cycle.png", "contact_void_vs_charge.png", "short_survival.png",
                      "voltage_vs_charge.png"]
     assert all(p.stat().st_size > 1000 for p in written.files)
-    assert set(written.skipped) == {"thickness_map_run0", "current_map_run0", "lattice_cut_run0"}
+    assert set(written.skipped) == {"thickness_map_run0", "current_map_run0", "stress_map_run0", "lattice_cut_run0"}
+
+
+def test_plot_draws_the_deposit_stress_when_the_run_computes_it(battery_store, tmp_path):
+    """``stress_map_run0.png`` for a run with ``model.insertion = "least_stress"``; for the default law
+    (NaN stress) the figure is skipped with its reason, not drawn empty."""
+    store = tmp_path / "ls.zarr"
+    scenario = kmc.load_scenario(os.path.join(SCENARIOS, "validation", "T2.toml"),
+                                 overrides=T2_SMALL + ['model.insertion="least_stress"'])
+    kmc.run(scenario, store, replicas=1)
+    result = plot(store, "-o", tmp_path / "ls")
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "ls" / "stress_map_run0.png"
+    assert png.is_file() and png.stat().st_size > 1000
+    from analysis.figures import write_figures
+
+    written = write_figures(kmc.open(battery_store), tmp_path / "default")
+    assert not (tmp_path / "default" / "stress_map_run0.png").exists()
+    assert "least_stress" in written.skipped["stress_map_run0"]
