@@ -96,7 +96,7 @@ def test_plot_draws_the_deposit_stress_when_the_run_computes_it(battery_store, t
     assert result.exit_code == 0, result.output
     png = tmp_path / "ls" / "stress_map_run0.png"
     assert png.is_file() and png.stat().st_size > 1000
-    from analysis.figures import write_figures
+    from kmc.analysis.figures import write_figures
 
     written = write_figures(kmc.open(battery_store), tmp_path / "default")
     assert not (tmp_path / "default" / "stress_map_run0.png").exists()
