@@ -42,9 +42,11 @@ from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_k
 LIFT = -2  #: target of a deposit pixel whose volume lifts the collector (σ would exceed σ_lift)
 NO_PATH = -1  #: a contact pixel, or a deposit with no way out
 
-# The 16 steps (dx, dy) of the stencil; for a knight's move the two pixels it passes between.
+# The 16 steps (dx, dy) of the stencil (their lengths in pixels below); for a knight's move the two
+# pixels it passes between are checked where it is taken.
 _STEPS = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1),
                    (2, 1), (2, -1), (-2, 1), (-2, -1), (1, 2), (1, -2), (-1, 2), (-1, -2)], dtype=np.int64)
+_LENGTHS = np.sqrt((_STEPS ** 2).sum(axis=1).astype(np.float64))
 
 
 @njit(cache=True, inline="always")
@@ -121,6 +123,9 @@ def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_r
     heap_key = np.empty(cap)
     heap_val = np.empty(cap, dtype=np.int64)
     dist = np.empty(n)
+    grad = np.empty(n)  # 2 τ_f(h)/h per pixel, once (a power per pixel, not two per step)
+    for col in range(n):
+        grad[col] = flow_cost_mpa_per_um(h_um[col], sigma_ref_mpa, size_strength_mpa, size_exponent)
     done = np.zeros(n, dtype=np.uint8)
     size = 0
     n_dep = 0
@@ -143,7 +148,7 @@ def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_r
         done[col] = 1
         y = col // nx
         x = col - y * nx
-        g_here = flow_cost_mpa_per_um(h_um[col], sigma_ref_mpa, size_strength_mpa, size_exponent)
+        g_here = grad[col]
         for k in range(_STEPS.shape[0]):
             dx = _STEPS[k, 0]
             dy = _STEPS[k, 1]
@@ -157,9 +162,8 @@ def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_r
                 a2 = (x + dx - sx) % nx + nx * ((y + dy - sy) % ny)
                 if col_support[a1] == COLUMN_CC_CONTACT or col_support[a2] == COLUMN_CC_CONTACT:
                     continue
-            length_um = voxel_um * np.sqrt(dx * dx + dy * dy)
-            g_nb = flow_cost_mpa_per_um(h_um[nb], sigma_ref_mpa, size_strength_mpa, size_exponent)
-            cost = key + 0.5 * (g_here + g_nb) * length_um
+            length_um = voxel_um * _LENGTHS[k]
+            cost = key + 0.5 * (g_here + grad[nb]) * length_um
             if cost < dist[nb]:
                 dist[nb] = cost
                 target[nb] = target[col]
