@@ -245,8 +245,9 @@ def _move(w, u, r_p, r_a, r_nuc, r_m, c_au):
     tally = w.tally
     s, res = tree_select(w.move_tree, w.offsets, min(u - r_p - r_a - r_nuc, r_m * (1 - 1e-15)))
     faces_s = faces_of(s, w) if w.site_class[s] == CLUSTER_ACTIVE else 0
-    t, loaded = execute_move(s, res, w.lattice, w.au_column, w.col_support, w.nx, w.ny, w.nz, w.eps, w.move_params,
-                             w.move_tree, w.offsets, w.nbr, w.nbr2, w.stencil, w.scratch, w.seen, w.mark)
+    t, loaded = execute_move(s, res, w.lattice, w.au_column, w.col_support, w.cc_bottom, int(w.limits[L_PORE_DEPTH]),
+                             w.nx, w.ny, w.nz, w.eps, w.move_params, w.move_tree, w.offsets, w.nbr, w.nbr2, w.stencil,
+                             w.scratch, w.seen, w.mark)
     if loaded:  # the layer's volume flowed into t (moves module docstring); s stays
         tally[T_PENDING] -= 1.0
         w.counters[C_REFILL] += 1

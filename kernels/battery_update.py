@@ -12,6 +12,7 @@ from numba import njit
 
 from kmc.kernels.battery_arrays import (
     C_CHEM_ALLOY,
+    L_PORE_DEPTH,
     N_CC_CONTACTS,
     N_FACES,
     N_NA_SUPPORTS,
@@ -75,6 +76,7 @@ def refresh(sites, n, w):
     phi, params, eps, move_params, nbr, nbr2 = w.phi, w.params, w.eps, w.move_params, w.nbr, w.nbr2
     col_sigma = w.deposit_stress
     plate_tree, alloy_tree, nuc_tree, move_tree = w.plate_tree, w.alloy_tree, w.nuc_tree, w.move_tree
+    cc_bottom, pore_depth = w.cc_bottom, int(w.limits[L_PORE_DEPTH])  # E9: the moves' admissible targets
     for a in range(n):
         c = sites[a]
         wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
@@ -82,7 +84,8 @@ def refresh(sites, n, w):
         plate_tree[c] = wp
         alloy_tree[c] = wa
         nuc_tree[c] = kn
-        move_tree[c] = move_propensity(c, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr, nbr2)
+        move_tree[c] = move_propensity(c, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
+                                       move_params, nbr, nbr2)
     tree_update_many(w.plate_tree, w.offsets, sites, n, w.scratch, w.mark)
     tree_update_many(w.alloy_tree, w.offsets, sites, n, w.scratch, w.mark)
     tree_update_many(w.nuc_tree, w.offsets, sites, n, w.scratch, w.mark)

@@ -220,7 +220,8 @@ def close_enclosed_gaps(lattice, nx, ny, nz, cc_bottom):
     creep law at 5 MPa), many decades faster than plating; the collector settles evenly by their
     volume (the caller takes it from the sealed layer's pending volume). In the column model of
     the stress, left to the kinetics, such a void would instead wander through the loaded layer
-    (each creep move into it opens it in the neighbouring column) without ever closing."""
+    (each creep move into it opens it in the neighbouring column) without ever closing. Only gaps
+    below each column's lower face are filled: a collector pore never is (E9)."""
     nxy = nx * ny
     n = 0
     for col in range(nxy):

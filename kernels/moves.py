@@ -23,6 +23,13 @@ interface voids refill under load (E4a, E4c); read as relocations, the column mo
 would only move a void from column to column (each move unloads the column it leaves), never
 closing it.
 
+E9: a gap inside a porous collector's body is a target only down to ``pore_depth`` layers below
+the collector's lower face (the extrusion depth of the loaded Na, ``kmc.pores``; 0 below the
+capillary entry pressure), by ``plating.admissible``, the rule of the insertion. Deeper pore voxels
+are neither filled by a move nor a step on a path (a move needs an admissible target), and a Na
+voxel whose only gaps are inadmissible has no move. The depth is frozen at each solve with the
+stress; ``cc_bottom`` changes only with the collector's moves, after which the trees are rebuilt.
+
 The stress is frozen between field solves, like V and φ (the batch stops when the load-bearing
 columns have changed by more than the re-solve fraction).
 """
@@ -33,6 +40,7 @@ from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.interface import COLUMN_NA_SUPPORT
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.plating import admissible
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total, tree_update_many
 
 # Indices into the ``move_params`` array.
@@ -77,29 +85,39 @@ def move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_param
     return capillary + loaded
 
 
+@njit(cache=True, inline="always")
+def is_target(t, lattice, cc_bottom, nxy, pore_depth):
+    """Whether Na may move into the site t: a GAP, and (E9) not in a collector pore deeper than
+    ``pore_depth`` layers (``plating.admissible``)."""
+    return t >= 0 and lattice[t] == GAP and admissible(t, cc_bottom, nxy, pore_depth)
+
+
 @njit(cache=True)
-def move_propensity(s, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp):
+def move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params, nbr_s,
+                    nbr_tmp):
+    """Total rate (1/s) of the moves of site s: 0 unless s is Na, summed over its target gaps."""
     if lattice[s] != NA:
         return 0.0
     neighbors6(s, nx, ny, nz, False, nbr_s)
     total = 0.0
     for d in range(N_NEIGHBORS):
         t = nbr_s[d]
-        if t >= 0 and lattice[t] == GAP:
+        if is_target(t, lattice, cc_bottom, nx * ny, pore_depth):
             total += move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_tmp)
     return total
 
 
 @njit(cache=True)
-def pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp):
-    """The GAP neighbour t of s on which the residual falls (rates summed in ``move_propensity``
+def pick_move(s, residual, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
+              nbr_s, nbr_tmp):
+    """The target gap t of s on which the residual falls (rates summed in ``move_propensity``
     order, each split capillary then loaded), and whether it fell on the loaded channel."""
     neighbors6(s, nx, ny, nz, False, nbr_s)
     acc = 0.0
     last = -1
     for d in range(N_NEIGHBORS):
         t = nbr_s[d]
-        if t >= 0 and lattice[t] == GAP:
+        if is_target(t, lattice, cc_bottom, nx * ny, pore_depth):
             capillary, loaded = move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params,
                                            nbr_tmp)
             acc += capillary
@@ -113,21 +131,24 @@ def pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, mov
 
 
 @njit(cache=True)
-def fill_move_leaves(tree, lattice, au_column, col_support, nx, ny, nz, eps, move_params, site_lo, site_hi):
+def fill_move_leaves(tree, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
+                     site_lo, site_hi):
     """Every site's move propensity into the tree's leaves (call ``tree_build`` after). Only Na next
     to a gap moves: sites outside ``[site_lo, site_hi)`` (the caller's band of layers around the
-    gaps) get 0."""
+    gaps) get 0. ``cc_bottom`` (z of the collector's lower face per column) and ``pore_depth`` (the
+    pore layers Na may fill, E9) bound the targets."""
     nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
     tree[:site_lo] = 0.0
     tree[site_hi:lattice.size] = 0.0
     for s in range(site_lo, site_hi):
-        tree[s] = move_propensity(s, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
+        tree[s] = move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
+                                  move_params, nbr_s, nbr_tmp)
 
 
 @njit(cache=True)
-def execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, tree, offsets,
-                 nbr_s, nbr_tmp, stencil, scratch, seen, mark):
+def execute_move(s, residual, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
+                 tree, offsets, nbr_s, nbr_tmp, stencil, scratch, seen, mark):
     """Execute the move of Na voxel s the residual picks and update the move tree; returns
     ``(t, loaded)``: the gap filled, and whether by loaded flow.
 
@@ -135,7 +156,8 @@ def execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, 
     from the loaded layer as a whole — a loaded column is continuous metal under compression, which
     shortens (the collector settles) rather than leaving a hole — so s stays Na and the caller
     takes the voxel from the layer's volume (``kmc.kernels.battery``: the pending volume)."""
-    t, loaded = pick_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
+    t, loaded = pick_move(s, residual, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
+                          move_params, nbr_s, nbr_tmp)
     lattice[t] = NA
     if not loaded:
         lattice[s] = GAP
@@ -143,16 +165,19 @@ def execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, 
     for a in range(n):
         k = stencil[a]
         seen[k] = 0
-        tree[k] = move_propensity(k, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_s, nbr_tmp)
+        tree[k] = move_propensity(k, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
+                                  move_params, nbr_s, nbr_tmp)
     tree_update_many(tree, offsets, stencil, n, scratch, mark)
     return t, loaded
 
 
 @njit(cache=True, nogil=True)
-def run_moves(lattice, au_column, col_support, eps, move_params, tree, offsets, nx, ny, nz, clock, counters, rng,
-              max_events, t_end):
+def run_moves(lattice, au_column, col_support, cc_bottom, pore_depth, eps, move_params, tree, offsets, nx, ny, nz,
+              clock, counters, rng, max_events, t_end):
     """Moves only (no current) until ``max_events`` or time ``t_end`` (s): relaxation at rest, and the
-    production move rates on their own for the detailed-balance check. Returns a STOP_* code."""
+    production move rates on their own for the detailed-balance check. Returns a STOP_* code.
+    Loaded flow, if the caller's ``move_params`` allow it, is executed as in the battery loop but
+    without taking its volume from anywhere (no pending volume here)."""
     nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
     stencil = np.empty(STENCIL_SIZE, dtype=np.int64)
@@ -165,8 +190,8 @@ def run_moves(lattice, au_column, col_support, eps, move_params, tree, offsets, 
         if code != EVENT:
             return code
         s, residual = tree_select(tree, offsets, u)
-        execute_move(s, residual, lattice, au_column, col_support, nx, ny, nz, eps, move_params, tree, offsets,
-                     nbr_s, nbr_tmp, stencil, scratch, seen, mark)  # unloaded here: capillary only
+        execute_move(s, residual, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
+                     move_params, tree, offsets, nbr_s, nbr_tmp, stencil, scratch, seen, mark)
         counters[0] += 1
         done += 1
     return STOP_EVENTS

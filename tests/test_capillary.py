@@ -99,18 +99,21 @@ def test_droplet_in_a_closed_box_samples_the_boltzmann_weights():
     move_params = np.zeros(N_MOVE_PARAMS)  # no load: σ_Na = 0, so creep and diffusion are off
     move_params[M_NU_CAP] = 1.0
     support = np.zeros(NX * NY, dtype=np.int64)
-    fill_move_leaves(tree, lattice, au, support, NX, NY, NZ, eps, move_params, 0, lattice.size)
+    cc_bottom, pore_depth = np.full(NX * NY, NZ - 1, dtype=np.int64), NZ  # the lid is solid: no pores (E9)
+    fill_move_leaves(tree, lattice, au, support, cc_bottom, pore_depth, NX, NY, NZ, eps, move_params, 0, lattice.size)
     tree_build(tree, offsets)
     clock = np.zeros(1)
     counters = np.zeros(1, dtype=np.int64)
     rng = np.random.default_rng(42)
-    run_moves(lattice, au, support, eps, move_params, tree, offsets, NX, NY, NZ, clock, counters, rng, 10_000, np.inf)
+    run_moves(lattice, au, support, cc_bottom, pore_depth, eps, move_params, tree, offsets, NX, NY, NZ, clock, counters,
+              rng, 10_000, np.inf)
     n_samples, dt = 40_000, 4.0  # ~10 events between samples
     counts = np.zeros(len(states))
     t = clock[0]
     for _ in range(n_samples):
         t += dt
-        run_moves(lattice, au, support, eps, move_params, tree, offsets, NX, NY, NZ, clock, counters, rng, 10**9, t)
+        run_moves(lattice, au, support, cc_bottom, pore_depth, eps, move_params, tree, offsets, NX, NY, NZ, clock,
+                  counters, rng, 10**9, t)
         counts[index[tuple(np.flatnonzero(lattice == NA))]] += 1
     assert (lattice == NA).sum() == 3 and (lattice == SE).sum() == NX * NY  # volume conserved
     expected = expected_p * n_samples

@@ -190,8 +190,8 @@ class Driver:
         p = self.p
         kf.fill_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa, run.phi,
                         run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree, *face_band)
-        km.fill_move_leaves(run.move_tree, run.lattice, run.au_column, run.col_support, p.nx, p.ny, p.nz, p.eps,
-                            run.moves, *move_band)
+        km.fill_move_leaves(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
+                            int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
         n_sites = run.state.n_sites
         for tree in run.trees:
             tree[n_sites:] = 0.0
