@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from battery_runs import advance_all, validation
+from battery_runs import validation
 
 from kmc import pores
 from kmc.battery import BatteryModel, Run
@@ -82,7 +82,6 @@ def test_plated_na_fills_a_straight_pore_to_the_extrusion_depth(stress_mpa):
 
 # -- E9 in the moves (E4): the production move kernel on the straight pore -----------------------------------
 
-PORE_COLUMN = 4  # the middle column of the 3×3 straight pore
 STRESSES_MPA = [0.1, 3.0, 10.0, 20.0]  # below the entry pressure (0.14 MPa), then 1, 4 and 5 (all) pore layers
 
 
@@ -171,34 +170,40 @@ def test_a_porous_pellet_fills_its_pores_only_to_the_depth_its_solves_admit(pres
     (``limits[L_PORE_DEPTH]``, the extrusion depth at the solve's stress) — whatever put it there:
     insertion, capillary moves, loaded flow, the collector's lifts and descents. Below the entry pressure
     (0.05 MPa: the supports' σ stays under 0.14 MPa) no solve admits a layer and no Na enters a pore; at
-    10 MPa the Na reaches at least the law's depth at P (4 layers). Shown to fail with the admissibility test dropped from the
-    move targets (kmc.kernels.moves.is_target): Na one layer into the pores at 0.05 MPa, 12 layers deep
-    at 10 MPa where 5 were admitted; and at 10 MPa (16 layers) with the battery kernel's tree refresh
-    passing the lattice height as the depth (kmc.kernels.battery_update.refresh)."""
+    10 MPa the Na reaches at least the law's depth at P (4 layers). Shown to fail with the admissibility
+    test dropped from the move targets (kmc.kernels.moves.is_target): Na one layer into the pores at
+    0.05 MPa, 12 layers deep at 10 MPa where 5 were admitted; and at 10 MPa (16 layers) with the battery
+    kernel's tree refresh passing the lattice height as the depth (kmc.kernels.battery_update.refresh)."""
     model = BatteryModel(validation("D1_pellet", **{
         "lattice.nx": 16, "lattice.ny": 16, "lattice.nz": 24, "collector.material": "cu", "collector.porosity": 0.21,
         "collector.initial_na_um": 2.0, "conditions.stack_pressure_mpa": pressure_mpa,
         "protocol.0.capacity_mah_cm2": 0.3, "protocol.1.capacity_mah_cm2": 0.3}))
-    nxy = model.params.n_cols
+    p = model.params
     state = model.new_state(3)
     run = Run(state)
     admitted, deepest = [0], []
+
+    def check():
+        deepest.append(_na_in_pore(run.lattice, p.n_cols, run.cc_bottom)[1])
+        assert deepest[-1] <= admitted[0]
+
     solve = model.driver.solve
 
     def solve_checked(run_, *args, **kwargs):
-        deepest.append(_na_in_pore(run_.lattice, nxy, run_.cc_bottom)[1])
-        assert deepest[-1] <= admitted[0]
+        check()
         solve(run_, *args, **kwargs)
         admitted[0] = max(admitted[0], int(run_.pore_depth_voxels))
 
     model.driver.solve = solve_checked
-    samples = advance_all(model, state)
-    assert samples[-1]["stripped"] > 0.29  # the whole protocol ran
-    assert _na_in_pore(run.lattice, nxy, run.cc_bottom)[1] <= admitted[0]
+    k, last = 0, None
+    while (obs := model.advance_sample(state, k)) is not None:
+        check()
+        k, last = k + 1, obs
+    assert last["stripped"] > 0.29  # the whole protocol ran
     # The supports' σ is P over the load-bearing fraction, at least P: the law's depth at P is reached.
-    at_p = _admitted_depth(pressure_mpa)
+    at_p = pores.depth_voxels(pressure_mpa, p.pore_entry_mpa, p.pore_um_per_mpa, p.voxel_um)
     assert max(deepest) >= at_p and admitted[0] >= at_p
-    if pressure_mpa < pores.entry_pressure_mpa(GAMMA, PAIR_CU, RADIUS):
+    if pressure_mpa < p.pore_entry_mpa:
         assert admitted[0] == 0 and max(deepest) == 0
     else:
         assert at_p == 4
