@@ -31,6 +31,9 @@ CASES = {
     "T1_32": ("validation/T1.toml", {"lattice.nx": 32, "lattice.ny": 32}, 13),
     "D1_foil_24": ("validation/D1_foil.toml", {"lattice.nx": 24, "lattice.ny": 24}, 14),
     "T5_16": ("validation/T5.toml", {"lattice.nx": 16, "lattice.ny": 16}, 15),
+    # A porous Cu pellet (21 %): E9 bounds what plating and the moves put into its pores.
+    "D1_pellet_cu_16": ("validation/D1_pellet.toml", {"lattice.nx": 16, "lattice.ny": 16, "collector.material": "cu",
+                                                      "collector.porosity": 0.21}, 18),
     # E1 inside deposits by the stress map (PHYSICS §5 M), plating then stripping.
     "T4_24_least_stress": ("validation/T4.toml", {"lattice.nx": 24, "lattice.ny": 24,
                                                    "model.insertion": "least_stress"}, 17),
