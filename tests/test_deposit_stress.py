@@ -233,3 +233,27 @@ def test_bare_al_deposits_are_more_stressed_than_au_al_ones():
     bare = [_peak_deposit_stress("T1", seed) for seed in range(1, 7)]
     au = [_peak_deposit_stress("T2", seed) for seed in range(1, 7)]
     assert np.median(bare) > np.median(au), (bare, au)
+
+
+def test_stress_falls_when_the_deposit_lifts_the_collector_or_reaches_a_free_edge():
+    """PHYSICS M: lifting the collector by a voxel widens the gap (2τ_f(h)/h falls with h), and a way
+    out opened in the ring of contacts around an enclosed deposit takes its stress from σ_lift down to
+    the path cost. Planted fault that fails it: a gap height that ignores the collector's lift."""
+    n, radius = 48, 12
+    r, inside = _disk(n, radius)
+    flat, bottom, nz = _cell(n, n, 2, inside)
+    before, _, _, _ = _paths(flat, bottom, n, n, nz)
+    code, _ = lift_deposits(flat, n, n, nz, bottom, inside.sum())
+    assert code == LIFTED
+    after, _, _, _ = _paths(flat, bottom, n, n, nz)
+    assert np.nanmax(after) < 0.6 * np.nanmax(before)  # h 1 → 1.5 µm: σ_f/h falls by 0.55
+
+    ring = (r >= radius) & (r < radius + 2)
+    gap = np.where(ring, 0, 2)
+    flat, bottom, nz = _cell(n, n, gap, inside)
+    enclosed, _, _, _ = _paths(flat, bottom, n, n, nz, sigma_lift=500.0)
+    assert (enclosed[inside] == 500.0).all()
+    gap[n // 2, n // 2 + radius: n // 2 + radius + 2] = 2  # one pixel-wide way out through the ring
+    flat, bottom, nz = _cell(n, n, gap, inside)
+    opened, _, _, _ = _paths(flat, bottom, n, n, nz, sigma_lift=500.0)
+    assert np.nanmax(opened) < 500.0 and np.nanmedian(opened[inside]) < 0.5 * 500.0
