@@ -1,7 +1,9 @@
 """The cell's flaw population on the patch's pixels (PHYSICS.md E8; the model in ``kmc.flaws``).
 
-Per pixel i: ``fill_um[i]``, the depth d_i Na has reached in the pixel's flaws (a flaw shallower than
-d_i is full); ``cracked[i·n_bins + b]``, 1 once flaws of the depth bin b under the pixel have met
+Per pixel i: ``fill[i]``, the pixel's fill clock — under the v3 law the depth d_i (µm) Na has reached in
+the pixel's flaws (a flaw shallower than d_i is full); under the slot law the cathodic charge density
+Q_i (C/cm²) passed at the flaws' mouths, a bin b being full once Q_i ≥ ``fill_thresholds[b]`` = Q(c_b)
+(increasing in b: ``kmc.flaws``); ``cracked[i·n_bins + b]``, 1 once flaws of the depth bin b under the pixel have met
 Griffith–Inglis while full; ``block_lo[i]..block_hi[i]``, the highest run of cracked bins (it always
 ends at the deepest bin cracked, since d_i only grows), so an update touches only bins it may change.
 
@@ -41,20 +43,40 @@ def deepest_full_bin(depth_um, first_um, log_ratio, n_bins):
 
 
 @njit(cache=True)
-def crack_population(pixels, rate_um_s, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n, weights,
-                     first_um, log_ratio, fill_um, cracked, block_lo, block_hi, commit, base_eta_mpa, mouth_mpa):
-    """Advance the plating ``pixels`` (pixel current j > 0) by ``dt`` at frozen fields: Na goes
-    ``rate_um_s[k]·dt`` deeper into pixel k's flaws, and every full bin from the
-    critical one cracks. Returns the summed Weibull probability of the bins newly cracked (the rise of
-    Σ_i P_i). With ``commit`` False nothing is written: the rise the same advance would give."""
+def deepest_full_bin_by_threshold(fill, thresholds):
+    """The last bin whose threshold is at most ``fill`` (−1 if none): bisection on the increasing
+    ``thresholds`` (the slot law's Q(c_b))."""
+    lo, hi = 0, thresholds.size
+    while lo < hi:  # the first bin whose threshold exceeds fill
+        mid = (lo + hi) // 2
+        if thresholds[mid] <= fill:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@njit(cache=True)
+def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n, weights,
+                     first_um, log_ratio, fill, cracked, block_lo, block_hi, commit, base_eta_mpa, mouth_mpa,
+                     fill_thresholds):
+    """Advance the plating ``pixels`` by ``dt`` at frozen fields: pixel k's fill clock grows by
+    ``rate[k]·dt`` (µm/s of depth under the v3 law, with ``fill_thresholds`` empty; A/cm² of charge
+    under the slot law, with its thresholds), and every full bin from the critical one cracks. Returns
+    the summed probability of the bins newly cracked (the rise of Σ_i P_i). With ``commit`` False nothing
+    is written: the rise the same advance would give."""
     n_bins = weights.size
+    by_threshold = fill_thresholds.size > 0
     added = 0.0
     for k in range(pixels.size):
         i = pixels[k]
-        d = fill_um[i] + rate_um_s[k] * dt
+        d = fill[i] + rate[k] * dt
         if commit:
-            fill_um[i] = d
-        top = deepest_full_bin(d, first_um, log_ratio, n_bins)
+            fill[i] = d
+        if by_threshold:
+            top = deepest_full_bin_by_threshold(d, fill_thresholds)
+        else:
+            top = deepest_full_bin(d, first_um, log_ratio, n_bins)
         if top < 0:
             continue
         cb = critical_bin(eta_abs_v[k], j_a_cm2[k], p_per_volt, need_mpa, flow_mpa, inv_n, base_eta_mpa, mouth_mpa[k])

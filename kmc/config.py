@@ -177,6 +177,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          "reached through the Na, at no cost) or least_stress (PHYSICS.md §5 M: the free edge of least "
                          "squeeze-flow stress, or a collector lift when that is cheaper; paths computed per solve)",
                          "nearest_gap", choices=("nearest_gap", "least_stress")),
+        "flaw_law": Key("str", "E8, how the electrolyte's surface flaws fill and how deep they are: metal_front (v3: "
+                        "a flaw fills only from the current of Na faces at its mouth, as fast as the metal "
+                        "thickens; Weibull depths of flaw_shape; one crack_opening_um) or slot (PHYSICS.md v4 E8: a "
+                        "slot of opening (8 K_IC/E) sqrt(c/2 pi) fills by deposition on its walls from any face "
+                        "plating at its mouth, Na or collector, while the cell plates; depths P(c > x) = "
+                        "(x/c0)^(-m/2) with m the electrolyte's strength_weibull_modulus; flaw_scale_um c0 is "
+                        "calibrated for metal_front, not for slot)",
+                        "metal_front", choices=("metal_front", "slot")),
     },
     "hop": {
         "size": Key("int", "edge L of the periodic L×L×L lattice, in sites", 22, ge=2),
@@ -627,6 +635,8 @@ MATERIAL_RANGES: dict[str, Key] = {
     "flaw_scale_um": _span(ge=1e-6, le=1e4),
     "flaw_shape": _span(ge=0.01, le=1e4),   # 1000: flaws of one depth (tests/test_filaments.py)
     "crack_opening_um": _span(ge=1e-6, le=1e3),
+    "youngs_modulus_gpa": _span(ge=1e-3, le=1e4),
+    "strength_weibull_modulus": _span(ge=0.01, le=1e4),   # 2000: flaws of one depth (tests/test_filaments.py)
     # collectors, seed layer, counter electrodes
     "foil_hardness_mpa": _span(ge=1e-3, le=1e5),
     "pellet_hardness_mpa": _span(ge=1e-3, le=1e5),

@@ -230,17 +230,27 @@ def test_state_shapes_do_not_depend_on_the_flaw_law(tmp_path):
     assert shapes[0] == shapes[1] == shapes[2]
 
 
-def test_cracked_depths_are_the_union_of_the_intervals_over_time():
+@pytest.mark.parametrize("law", ["metal_front", "slot"])
+def test_cracked_depths_are_the_union_of_the_intervals_over_time(law):
     """The kernel's per-pixel bookkeeping (runs of cracked depth bins) against a brute-force set: after
     random states (|η|, j, fill rate) the cracked bins of each pixel are exactly ∪_t [c*(t), d(t)] on the
-    grid, and the returned rises sum to the Weibull probability of that union. Half the states use
+    grid, and the returned rises sum to the probability of that union. Half the states use
     the v4 pressure of the deposit-stress law, min(P + F|η0|/V_m, σ_mouth + p_flow) (fails if the
-    kernel drops σ_mouth)."""
+    kernel drops σ_mouth). Under the slot law the fill clock is the charge at the mouth, a bin full once
+    it reaches the bin's Q(c_b), and δ_c is per bin (fails if the kernel reads the charge as a depth)."""
     from kmc.kernels import flaws as kfl
 
     rng = np.random.default_rng(7)
-    grid = flaws.DepthGrid(5.0, 1.0)
-    need, flow = flaws.crack_criterion_tables(grid, 1.25, 0.1, 0.235, 1e-3, 5.0, 23.78)
+    if law == "slot":
+        grid = flaws.ParetoDepthGrid(1.0, 2.0)
+        opening = flaws.slot_opening_um(grid.centres_um, 1.25, 77.0)
+        thresholds = flaws.slot_fill_charge_c_cm2(grid.centres_um, opening, 23.78)
+        assert (np.diff(thresholds) > 0).all()
+        rate_decades = (-5, -2)  # A/cm²: up to ≈ Q(20 µm) per step, as the v3 law's 20 µm
+    else:
+        grid = flaws.DepthGrid(5.0, 1.0)
+        opening, thresholds, rate_decades = 0.1, np.empty(0), (-3, 0)  # µm/s
+    need, flow = flaws.crack_criterion_tables(grid, 1.25, opening, 0.235, 1e-3, 5.0, 23.78)
     p_per_volt = flaws.overpotential_pressure_mpa(1.0, 23.78)
     n_pix, n_bins = 5, grid.n_bins
     fill = np.zeros(n_pix)
@@ -252,7 +262,7 @@ def test_cracked_depths_are_the_union_of_the_intervals_over_time():
         pixels = np.sort(rng.choice(n_pix, size=rng.integers(1, n_pix + 1), replace=False))
         eta = 10 ** rng.uniform(-2.5, -0.3, pixels.size)  # 3 mV – 0.5 V
         j = 10 ** rng.uniform(-4, 0, pixels.size)  # 0.1 mA/cm² – 1 A/cm²
-        rate = np.where(rng.random(pixels.size) < 0.8, 10 ** rng.uniform(-3, 0, pixels.size), 0.0)
+        rate = np.where(rng.random(pixels.size) < 0.8, 10 ** rng.uniform(*rate_decades, pixels.size), 0.0)
         dt = rng.uniform(0, 20)
         # The v3 pressure (no base), or v4's P + F|η0|/V_m against σ_mouth + p_flow.
         v4 = rng.random() < 0.5
@@ -260,15 +270,16 @@ def test_cracked_depths_are_the_union_of_the_intervals_over_time():
         mouth = rng.uniform(0.0, 40.0, pixels.size) if v4 else np.zeros(pixels.size)
         predicted = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
                                          grid.first_um, grid.log_ratio, fill.copy(), cracked.copy(), lo.copy(),
-                                         hi.copy(), False, base_eta, mouth)
+                                         hi.copy(), False, base_eta, mouth, thresholds)
         rise = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
-                                    grid.first_um, grid.log_ratio, fill, cracked, lo, hi, True, base_eta, mouth)
+                                    grid.first_um, grid.log_ratio, fill, cracked, lo, hi, True, base_eta, mouth,
+                                    thresholds)
         assert rise == pytest.approx(predicted, abs=1e-15)
         total += rise
         for k, i in enumerate(pixels):  # brute force: bins with centre in [c*, d] crack now
             crit = 1.12 * np.minimum(base_eta + p_per_volt * eta[k], mouth[k] + flow * j[k] ** 0.2) \
                 * np.sqrt(np.pi * grid.centres_um * 1e-6)
-            full = grid.centres_um <= fill[i] * (1 + 1e-9)
+            full = thresholds <= fill[i] if law == "slot" else grid.centres_um <= fill[i] * (1 + 1e-9)
             expected[i] |= set(np.flatnonzero(full & (crit >= 1.25 * (1 - 1e-12))).tolist())
     for i in range(n_pix):
         assert set(np.flatnonzero(cracked[i * n_bins:(i + 1) * n_bins]).tolist()) == expected[i]

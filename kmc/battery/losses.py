@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from kmc.flaws import slot_full_depth_um
 from kmc.kernels import debt as kdebt
 from kmc.kernels import flaws as kfl
 from kmc.kernels.cell import GAP, SEI
@@ -64,23 +65,36 @@ class Losses:
 
     # -- E8: flaws and shorts ----------------------------------------------------------------------
     def plating_pixels(self, run):
-        """The pixels whose Na plates now (their Na faces' current j > 0), the rate Na goes deeper into
-        their flaws (µm/s: as fast as that current thickens the metal), their |η| and j, and the stress
-        at their flaws' mouths that the extrusion pressure adds to (PHYSICS E8 v4: the deposit's σ under
-        ``model.insertion = "least_stress"``, P off deposits; 0 under the v3 law, where the flaw's
-        pressure is the overpotential's or the extrusion's alone)."""
-        cols = np.flatnonzero(run.na_current > 0)
-        j = run.na_current[cols]
-        eta = np.abs(run.voltage_v + self.p.u_ce_v - run.phi[cols])
-        if self.p.least_stress:
+        """The pixels whose flaws fill now, the rate their fill clock advances, their |η| and j, and the
+        stress at their flaws' mouths that the extrusion pressure adds to (PHYSICS E8 v4: the deposit's σ
+        under ``model.insertion = "least_stress"``, P off deposits; 0 under the v3 pressure, the
+        overpotential's or the extrusion's alone).
+
+        v3 law (``model.flaw_law = "metal_front"``): the pixels whose Na faces plate (their current j > 0),
+        the clock the depth Na has reached, advancing at j V_m/F (µm/s). Slot law: while the cell plates,
+        the pixels carrying cathodic current at all (j the pixel's total current, Na and collector faces),
+        the clock the charge passed at the mouth, advancing at j (C/cm² per s): ``kmc.flaws``. No pixel
+        fills or cracks during a strip or a rest, and nothing of a pressure is kept across them."""
+        p = self.p
+        if p.slot_law:
+            cols = np.flatnonzero(run.pixel_current > 0) if run.current_a > 0 else np.empty(0, dtype=np.int64)
+            j = run.pixel_current[cols]
+            rate = j
+        else:
+            cols = np.flatnonzero(run.na_current > 0)
+            j = run.na_current[cols]
+            rate = j * p.fill_um_per_c_cm2
+        eta = np.abs(run.voltage_v + p.u_ce_v - run.phi[cols])
+        if p.least_stress:
             sigma = run.deposit_stress_mpa[cols]
-            mouth = np.where(np.isfinite(sigma), sigma, self.p.pressure_mpa)
+            mouth = np.where(np.isfinite(sigma), sigma, p.pressure_mpa)
         else:
             mouth = np.zeros(cols.size)
-        return cols, j * self.p.fill_um_per_c_cm2, eta, j, mouth
+        return cols, rate, eta, j, mouth
 
     def crack(self, run, dt: float, commit: bool, plating=None) -> float:
-        """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``.
+        """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``
+        (under the slot law, with each pixel's full depth d_i = Q⁻¹(Q_i) in ``flaw_front_um``).
         ``plating``: ``plating_pixels`` of these fields, when the caller has it already."""
         p = self.p
         cols, rate, eta, j, mouth = self.plating_pixels(run) if plating is None else plating
@@ -88,11 +102,16 @@ class Losses:
             return 0.0
         g = p.depth_grid
         block = run.flaw_block
+        clock = run.flaw_charge_c_cm2 if p.slot_law else run.flaw_front_um
         # PHYSICS E8 v4 (deposit stress): p = min(P + F|η0|/V_m, σ_mouth + p_flow); v3: min(F|η|/V_m, p_flow).
         base_eta = p.pressure_mpa if p.least_stress else 0.0
-        return kfl.crack_population(cols, rate, dt, eta, j, p.mpa_per_volt, p.crack_need_mpa, p.crack_flow_mpa,
-                                    1.0 / p.creep_n, g.weights, g.first_um, g.log_ratio, run.flaw_front_um,
-                                    run.flaw_cracked, block[:p.n_cols], block[p.n_cols:], commit, base_eta, mouth)
+        rise = kfl.crack_population(cols, rate, dt, eta, j, p.mpa_per_volt, p.crack_need_mpa, p.crack_flow_mpa,
+                                    1.0 / p.creep_n, g.weights, g.first_um, g.log_ratio, clock, run.flaw_cracked,
+                                    block[:p.n_cols], block[p.n_cols:], commit, base_eta, mouth, p.flaw_fill_c_cm2)
+        if commit and p.slot_law:
+            run.flaw_front_um[cols] = slot_full_depth_um(run.flaw_charge_c_cm2[cols], p.slot_opening_per_sqrt_um,
+                                                         p.molar_volume_cm3_mol)
+        return rise
 
     def expected_cracks(self, run, rise: float = 0.0) -> float:
         """Λ: the expected number of cracked flaws in the cell (n_flaw A_cell ⟨P_i⟩)."""
@@ -126,7 +145,11 @@ class Losses:
         return hi
 
     def flaw_na_voxels(self, run):
-        """Expected Na in each pixel's flaws (voxels): n_flaw a² ∫₀^{d_i} (1 − F) dc / a."""
+        """Expected Na in each pixel's flaws (voxels): n_flaw a² ∫₀^{d_i} (1 − F) dc / a, d_i the depth of the
+        deepest full flaw (v3: the front; slot law: Q⁻¹(Q_i)). Each flaw is booked as a column of the
+        pixel's cross-section a² filled to min(c, d_i) — v3's volume, kept under the slot law (not the
+        slot's own δ_c·c per unit length of its mouth); a slot deeper than d_i, partly filled, counts as
+        filled to d_i. Flaw Na is not stripped first on a strip (PHYSICS v4 E6/E8): not done."""
         p = self.p
         return p.flaws_per_pixel * p.depth_grid.mean_fill_um(run.flaw_front_um) / p.voxel_um
 

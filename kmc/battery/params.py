@@ -64,7 +64,10 @@ class Params:
     crack_need_mpa: np.ndarray  #: per depth bin: K_IC/(1.12 √(π c))
     crack_flow_mpa: np.ndarray  #: per depth bin: extrusion pressure at 1 A/cm²
     mpa_per_volt: float  #: F/V_m: the flaw pressure per volt of overpotential
-    fill_um_per_c_cm2: float  #: depth Na reaches into a plating pixel's flaws per C/cm²: V_m/F
+    fill_um_per_c_cm2: float  #: depth Na reaches into a plating pixel's flaws per C/cm²: V_m/F (v3 law)
+    slot_law: bool  #: model.flaw_law = "slot" (PHYSICS v4 E8): flaws fill as slots from any plating face
+    flaw_fill_c_cm2: np.ndarray  #: slot law, per depth bin: the charge at the mouth that fills it, Q(c_b); empty (v3)
+    slot_opening_per_sqrt_um: float  #: slot law: k of δ_c = k √c (√µm); NaN under the v3 law
     # E9: pores of a porous collector (kmc.pores); None without pores
     pore_entry_mpa: float | None
     pore_um_per_mpa: float | None
@@ -103,10 +106,18 @@ def build(scenario, max_current_a: float) -> Params:
     au_mah = float(m["au"]["alloy_capacity_mah_cm2_per_100nm"]) * au_nm / 100.0
     creep_sigma_ref = float(na["creep_flow_stress_mpa"])
     creep_rate_ref = units.creep_strain_rate_s(creep_sigma_ref, na, temperature_k)
-    depth_grid = flaws.DepthGrid(float(el["flaw_scale_um"]), float(el["flaw_shape"]))
+    slot_law = d["model"].get("flaw_law", "metal_front") == "slot"
+    k_ic = float(el["k_ic_mpa_m05"])
+    if slot_law:  # PHYSICS v4 E8: Pareto depths of the strength modulus, δ_c(c) = k √c per depth bin
+        depth_grid = flaws.ParetoDepthGrid(float(el["flaw_scale_um"]), float(el["strength_weibull_modulus"]))
+        slot_k = flaws.slot_opening_per_sqrt_um(k_ic, float(el["youngs_modulus_gpa"]))
+        opening = slot_k * np.sqrt(depth_grid.centres_um)
+        fill_thresholds = flaws.slot_fill_charge_c_cm2(depth_grid.centres_um, opening, vm)
+    else:
+        depth_grid = flaws.DepthGrid(float(el["flaw_scale_um"]), float(el["flaw_shape"]))
+        slot_k, opening, fill_thresholds = math.nan, float(el["crack_opening_um"]), np.empty(0)
     crack_need, crack_flow = flaws.crack_criterion_tables(
-        depth_grid, float(el["k_ic_mpa_m05"]), float(el["crack_opening_um"]), creep_sigma_ref, creep_rate_ref,
-        float(na["creep_stress_exponent"]), vm)
+        depth_grid, k_ic, opening, creep_sigma_ref, creep_rate_ref, float(na["creep_stress_exponent"]), vm)
     hardness_mpa = collector_hardness_mpa(m, col["material"], col["form"])
     if col["form"] == "foil" and not col.get("initial_na_um"):
         check_foil_pressure(pressure_mpa, hardness_mpa)  # before anything is built or printed
@@ -142,6 +153,7 @@ def build(scenario, max_current_a: float) -> Params:
         crack_flow_mpa=crack_flow, mpa_per_volt=flaws.overpotential_pressure_mpa(1.0, vm),
         # Na reaches into a plating pixel's flaws as fast as its metal thickens: V_m/F per coulomb.
         fill_um_per_c_cm2=vm / units.F * 1e4,
+        slot_law=slot_law, flaw_fill_c_cm2=fill_thresholds, slot_opening_per_sqrt_um=slot_k,
         pore_entry_mpa=pore_entry, pore_um_per_mpa=pore_rate,
         least_stress=d["model"].get("insertion", "nearest_gap") == "least_stress",
         size_effect_strength_mpa=float(na["size_effect_strength_mpa"]),

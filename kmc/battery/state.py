@@ -167,6 +167,8 @@ class Run:
     sei_nm = _field("sei_nm", "E7 interphase per column (nm of Na consumed per face)")
     sei_debt = _field("sei_debt", "Na consumed by E7 not yet taken from the lattice (voxels)")
     flaw_front_um = _field("flaw_front_um", "depth Na has reached in each pixel's flaws (µm)")
+    flaw_charge_c_cm2 = _field("flaw_charge_c_cm2", "slot law: cathodic charge passed at each pixel's flaw mouths "
+                               "while the cell plates (C/cm²; 0 under the v3 law)")
     flaw_cracked = _field("flaw_cracked", "cracked depth bins per pixel (uint8, pixel-major)")
     flaw_block = _field("flaw_block", "per pixel the lowest and highest cracked bin runs (two halves)")
     flaw_fill = _field("flaw_fill", "expected Na in each pixel's flaws at the last sync (voxels)")
@@ -215,7 +217,7 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "field.cycle_table": ((3 * max(n_cycles, 1),), f64),
         "field.sei_nm": (cols, f64), "field.sei_debt": (cols, f64),
         "field.na_faces_col": (cols, f64), "field.na_current": (cols, f64),
-        "field.flaw_front_um": (cols, f64),
+        "field.flaw_front_um": (cols, f64), "field.flaw_charge_c_cm2": (cols, f64),
         "field.flaw_cracked": ((p.n_cols * p.depth_grid.n_bins,), u8),
         "field.flaw_block": ((2 * p.n_cols,), i64),  # per pixel the lowest cracked bin run, then the highest
         "field.flaw_fill": (cols, f64), "field.flaw_debt": (cols, f64),
