@@ -9,6 +9,9 @@
 - No flaws: no short at any current, through a whole ccd protocol.
 - A short ends the run cleanly: everything sampled before it is kept, the store marks it.
 - Short charge falls as the current rises (bare Al foil, replicas).
+- The slot law (``model.flaw_law = "slot"``, PHYSICS v4 E8): its formulas; flaws of one depth short at
+  the slot fill time; a flaw under a collector face fills and cracks (not under the v3 law); no crack
+  during a strip or a rest, and no pressure kept across them; the Pareto depth weights.
 """
 import math
 
@@ -30,12 +33,19 @@ flaw_shape = {shape}
 
 
 def scenario(tmp_path, protocol, every, n=12, nz=36, na_um=2.0, density=0.0, scale=5.0, shape=1.0, name="f",
-             area_cm2=None):
+             area_cm2=None, law="metal_front"):
     """A bare Al foil over a Na layer of ``na_um`` on a thin (100 µm) NASICON with the given flaws
-    (a cell of ``area_cm2``, the default 1 cm² if None)."""
+    (a cell of ``area_cm2``, the default 1 cm² if None), under ``model.flaw_law = law`` (for "slot",
+    ``shape`` is the strength Weibull modulus m_σ of the depth tail)."""
+    materials = FLAWS.format(density=density, scale=scale, shape=shape)
+    if law == "slot":
+        materials += f"strength_weibull_modulus = {shape}\n"
     sc = cell_scenario(tmp_path / f"{name}.toml", protocol, every, n=n, nz=nz, initial_na_um=na_um,
-                       thickness_um=100.0, materials=FLAWS.format(density=density, scale=scale, shape=shape))
-    return sc if area_cm2 is None else sc.with_overrides({"conditions.cell_area_cm2": area_cm2})
+                       thickness_um=100.0, materials=materials)
+    overrides = {"model.flaw_law": law}
+    if area_cm2 is not None:
+        overrides["conditions.cell_area_cm2"] = area_cm2
+    return sc.with_overrides(overrides)
 
 
 def plate(j, q):
@@ -310,3 +320,179 @@ def test_a_predicted_short_is_not_missed_late_in_a_long_run(tmp_path):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# -- the slot law (model.flaw_law = "slot", PHYSICS v4 E8) ---------------------------------------------
+
+
+def test_slot_formulas_against_hand_values():
+    """δ_c = (8 K_IC/E)√(c/2π), Q(c) = (δ_c F/2V_m) ln(1 + 2c/δ_c), t_fill = Q/j, the inverse d(Q), by hand
+    (NASICON: K_IC 1.25 MPa√m, E 77 GPa; c = 10 µm), and PHYSICS' ln(2c/δ_c) form within 1 % at c ≥ 1 µm."""
+    vm, F = 23.78, units.F
+    delta = 8 * 1.25e6 / 77e9 * math.sqrt(10e-6 / (2 * math.pi)) * 1e6  # µm
+    assert flaws.slot_opening_um(10.0, 1.25, 77.0) == pytest.approx(delta, rel=1e-12)
+    assert delta == pytest.approx(0.1638, abs=1e-4)
+    q = delta * 1e-4 * F / (2 * vm) * math.log(1 + 2 * 10.0 / delta)  # C/cm²
+    assert flaws.slot_fill_charge_c_cm2(10.0, delta, vm) == pytest.approx(q, rel=1e-12)
+    assert flaws.slot_fill_time_s(10.0, 1.25, 77.0, 1e-2, vm) == pytest.approx(q / 1e-2, rel=1e-12)
+    for c in (1.0, 10.0, 100.0):  # PHYSICS' t_fill = (δ_c F/(2 j V_m)) ln(2c/δ_c)
+        d = flaws.slot_opening_um(c, 1.25, 77.0)
+        physics = d * 1e-4 * F / (2 * 1e-2 * vm) * math.log(2 * c / d)
+        assert flaws.slot_fill_time_s(c, 1.25, 77.0, 1e-2, vm) == pytest.approx(physics, rel=0.01)
+    k = flaws.slot_opening_per_sqrt_um(1.25, 77.0)
+    depths = np.array([1e-3, 0.3, 10.0, 2e3])
+    charges = flaws.slot_fill_charge_c_cm2(depths, k * np.sqrt(depths), vm)
+    assert flaws.slot_full_depth_um(charges, k, vm) == pytest.approx(depths, rel=1e-10)
+    assert flaws.slot_full_depth_um(np.array([0.0]), k, vm)[0] == 0.0
+
+
+def test_pareto_depth_weights_give_the_strength_law_tail():
+    """Slot law depths: P(c > x) = (x/c0)^(−m_σ/2) above c0. The grid's weights sum to 1, none below the
+    bin of c0, and the weight beyond each of three bin edges is the tail at that edge (m_σ = 9, c0 = 15 µm:
+    NASICON's); the mean filled depth ∫₀^d P(c > x) dx against quadrature. Planted fault: a tail
+    exponent m_σ instead of m_σ/2 fails."""
+    from scipy.integrate import quad
+
+    c0, m = 15.0, 9.0
+    grid = flaws.ParetoDepthGrid(c0, m)
+    assert grid.weights.sum() == pytest.approx(1.0, abs=1e-12)
+    anchor = int(np.argmin(np.abs(grid.centres_um - c0)))
+    assert grid.centres_um[anchor] == pytest.approx(c0, rel=1e-12)
+    assert (grid.weights[:anchor] == 0).all() and grid.weights[anchor] > 0
+    lower_edges = grid.centres_um * math.exp(-0.5 * grid.log_ratio)
+    for b in (anchor + 1, anchor + 30, anchor + 100):  # x = 1.02 c0, 2.1 c0, 12 c0
+        x = lower_edges[b]
+        assert grid.weights[b:].sum() == pytest.approx((x / c0) ** (-m / 2), rel=1e-9), x
+    tail = lambda x: 1.0 if x <= c0 else (x / c0) ** (-m / 2)  # noqa: E731
+    for d in (5.0, 15.0, 40.0, 400.0):
+        assert grid.mean_fill_um(np.array([d]))[0] == pytest.approx(quad(tail, 0, d, points=[c0])[0], rel=1e-9)
+    # s = m/2 = 1 has its own closed form: c0 (1 + ln(d/c0)).
+    assert flaws.ParetoDepthGrid(c0, 2.0).mean_fill_um(np.array([40.0]))[0] == pytest.approx(
+        c0 * (1 + math.log(40 / c0)), rel=1e-12)
+
+
+@pytest.mark.parametrize("factor,shorts", [(0.6, False), (1.6, True)])
+def test_slot_flaws_of_one_depth_short_at_the_slot_fill_time(tmp_path, factor, shorts):
+    """Slot law, flaws of one depth c = 20 µm (a Pareto tail of m_σ = 2000 puts all but 1e-10 of them in
+    the bin of c0) under a uniform Na layer at constant current: the cell shorts when the charge passed at
+    the most loaded pixel reaches Q(c) = (δ_c F/2V_m) ln(1 + 2c/δ_c), δ_c = (8K_IC/E)√(c/2π), i.e. at
+    t_fill = Q(c)/j within 2 % (33 times sooner than the v3 law's linear fill), and not below the Griffith
+    current. Planted fault: the slot filled linearly in charge as under the v3 law (threshold c F/V_m):
+    no short by 2 t_fill, fails."""
+    depth = 20.0
+    probe = BatteryModel(scenario(tmp_path, plate(1.0, 0.1), 10.0, name="probe", law="slot"))
+    j = factor * _critical_current(probe, depth) * 1e3  # mA/cm²
+    p = probe.params
+    # At 1.6 times the overpotential's Griffith current the slot's extrusion pressure is above K_IC's too.
+    need = p.k_ic_mpa_m05 / (1.12 * math.sqrt(math.pi * depth * 1e-6))
+    opening = flaws.slot_opening_um(depth, p.k_ic_mpa_m05, 77.0)
+    assert flaws.extrusion_pressure_mpa(depth, 1.6 / factor * j * 1e-3, opening, p.creep_sigma_ref_mpa,
+                                        p.creep_rate_ref_s, p.creep_n, p.molar_volume_cm3_mol) > 1.2 * need
+    t_fill_nominal = flaws.slot_fill_time_s(depth, p.k_ic_mpa_m05, 77.0, j * 1e-3, p.molar_volume_cm3_mol)
+    capacity = 2.0 * t_fill_nominal * j / 3600
+    model = BatteryModel(scenario(tmp_path, plate(j, capacity), t_fill_nominal / 20,
+                                  nz=int(16 + 4 * capacity / 0.056), density=1e5, scale=depth, shape=2000.0,
+                                  name=f"slot-{factor}", law="slot"))
+    assert model.params.depth_grid.weights.max() > 1 - 1e-9
+    state = model.new_state(1)
+    out = advance_all(model, state)
+    run = Run(state)
+    if not shorts:
+        assert not run.shorted
+        assert out[-1]["filament_depth"] > 1.5 * depth  # full, yet below K_IC
+        assert out[-1]["short_probability"] == 0.0
+        return
+    assert run.shorted
+    j_pixel = run.pixel_current.max()
+    assert 0.5 * j * 1e-3 < j_pixel < 3 * j * 1e-3
+    t_fill = flaws.slot_fill_time_s(depth, p.k_ic_mpa_m05, 77.0, j_pixel, p.molar_volume_cm3_mol)
+    assert run.short_time_s == pytest.approx(t_fill, rel=0.02)
+    assert out[-2]["short_probability"] == 0.0  # not before
+    assert out[-1]["short_probability"] == 1.0
+
+
+def _slot_cell(tmp_path, law, name):
+    """A model with flaws of one depth (20 µm, 1e5 /cm²) and a Run of its fresh state whose fields the test
+    sets by hand (the flaws act on the frozen fields of the last solve: ``Losses``)."""
+    model = BatteryModel(scenario(tmp_path, plate(1.0, 0.1), 10.0, density=1e5, scale=20.0, shape=2000.0,
+                                  name=name, law=law))
+    return model, Run(model.new_state(1))
+
+
+def _set_fields(run, current_a, pixel_j, na_j, eta0_v):
+    """Frozen fields: the cell current, every pixel's current and its Na faces' share, and η0 = V + U_CE − φ
+    (Na counter: U_CE = 0)."""
+    run.current_a = current_a
+    run.pixel_current[:] = pixel_j
+    run.na_current[:] = na_j
+    run.voltage_v = eta0_v
+    run.phi[:] = 0.0
+
+
+J_SLOT = 1e-2  # A/cm²: the extrusion pressure of a 20 µm slot is above K_IC's (181 MPa at 7.5 mA/cm²)
+ETA_CRACK, ETA_BELOW = 0.060, 0.020  # V: F|η0|/V_m = 244 and 81 MPa around the 141 MPa K_IC needs at 20 µm
+
+
+def test_a_flaw_under_a_collector_face_fills_and_cracks_under_the_slot_law_only(tmp_path):
+    """A pixel whose only plating face is the collector's (no Na: its Na faces carry nothing) while the
+    cell plates: under the slot law its flaws fill from that current and crack once the charge reaches
+    Q(c) (not at 0.98 of it, at 1.02 of it), with the pressure of the present |η0|; under the v3 law
+    they never fill. A collector face above Na's potential (Au alloying, η0 > 0) fills nothing.
+    Planted faults: the slot law filling from Na faces only (v3's source), and filling above Na's
+    potential, each fail."""
+    depth = 20.0
+    for law in ("slot", "metal_front"):
+        model, run = _slot_cell(tmp_path, law, f"cc-{law}")
+        losses, p = model.driver.losses, model.params
+        t_fill = flaws.slot_fill_time_s(depth, p.k_ic_mpa_m05, 77.0, J_SLOT, p.molar_volume_cm3_mol)
+        _set_fields(run, 1e-3, J_SLOT, 0.0, -ETA_CRACK)
+        assert not losses.advance_flaws(run, 0.98 * t_fill)
+        assert run.flaw_hazard == 0.0
+        shorted = losses.advance_flaws(run, 0.04 * t_fill)
+        if law == "slot":
+            assert run.flaw_charge_c_cm2 == pytest.approx(np.full(p.n_cols, 1.02 * t_fill * J_SLOT), rel=1e-12)
+            assert run.flaw_front_um == pytest.approx(np.full(p.n_cols, depth), rel=0.05)
+            assert shorted and run.flaw_hazard == pytest.approx(p.n_cols, rel=1e-9)  # every pixel's flaws
+        else:
+            assert not shorted and run.flaw_hazard == 0.0
+            assert (run.flaw_front_um == 0).all() and (run.flaw_charge_c_cm2 == 0).all()
+    model, run = _slot_cell(tmp_path, "slot", "cc-alloying")
+    _set_fields(run, 1e-3, J_SLOT, 0.0, +ETA_CRACK)  # cathodic current above Na's potential: the alloy takes it
+    assert not model.driver.losses.advance_flaws(run, 10 * t_fill)
+    assert (run.flaw_charge_c_cm2 == 0).all() and run.flaw_hazard == 0.0
+
+
+def test_slot_flaws_do_not_crack_on_a_strip_or_rest_and_keep_no_pressure(tmp_path):
+    """Slot law. Full flaws (plated past Q(c) below the Griffith pressure) see a strip and a rest at the
+    |η0| that cracks them while plating: no crack, and no charge counted; plated again below the
+    Griffith pressure they still do not crack (no pressure kept across the reversal); plated at the
+    cracking |η0| they crack at once, exactly as a fresh flaw does the moment it is full. Planted faults:
+    a pressure (the largest |η0|) kept across the reversal fails at the second low plating; flaws
+    filling and cracking on any pixel current, the cell's direction ignored, fails on the strip."""
+    depth = 20.0
+    model, run = _slot_cell(tmp_path, "slot", "reversal")
+    losses, p = model.driver.losses, model.params
+    t_fill = flaws.slot_fill_time_s(depth, p.k_ic_mpa_m05, 77.0, J_SLOT, p.molar_volume_cm3_mol)
+    _set_fields(run, 1e-3, J_SLOT, J_SLOT, -ETA_BELOW)  # plate: full, below K_IC
+    assert not losses.advance_flaws(run, 2 * t_fill)
+    charge = run.flaw_charge_c_cm2.copy()
+    assert (charge >= 2 * t_fill * J_SLOT * (1 - 1e-12)).all() and run.flaw_hazard == 0.0
+    _set_fields(run, -1e-3, -J_SLOT, -J_SLOT, +ETA_CRACK)  # strip at the cracking |η0|
+    assert not losses.advance_flaws(run, 10 * t_fill)
+    _set_fields(run, 0.0, 0.0, 0.0, -ETA_CRACK)  # rest (a held |η0|, no current)
+    assert not losses.advance_flaws(run, 10 * t_fill)
+    assert run.flaw_hazard == 0.0 and (run.flaw_charge_c_cm2 == charge).all()
+    _set_fields(run, 1e-3, J_SLOT, J_SLOT, -ETA_BELOW)  # plate again, below K_IC
+    assert not losses.advance_flaws(run, t_fill)
+    assert run.flaw_hazard == 0.0
+    _set_fields(run, 1e-3, J_SLOT, J_SLOT, -ETA_CRACK)  # plate at the cracking |η0|: at once
+    assert losses.advance_flaws(run, 1e-9 * t_fill)
+    fresh_model, fresh = _slot_cell(tmp_path, "slot", "fresh")
+    _set_fields(fresh, 1e-3, J_SLOT, J_SLOT, -ETA_CRACK)
+    assert not fresh_model.driver.losses.advance_flaws(fresh, 0.999 * t_fill)
+    assert fresh_model.driver.losses.advance_flaws(fresh, 0.002 * t_fill)  # the moment it is full
+    # The same cracked depths as a fresh flaw plated at that |η0| to the same charge.
+    fresh_model.driver.losses.advance_flaws(fresh, (3 + 1e-9 - 1.001) * t_fill)
+    assert fresh.flaw_charge_c_cm2 == pytest.approx(run.flaw_charge_c_cm2, rel=1e-12)
+    assert (fresh.flaw_cracked == run.flaw_cracked).all()
+    assert run.flaw_hazard == pytest.approx(fresh.flaw_hazard, rel=1e-12)

@@ -72,12 +72,18 @@ class Losses:
 
         v3 law (``model.flaw_law = "metal_front"``): the pixels whose Na faces plate (their current j > 0),
         the clock the depth Na has reached, advancing at j V_m/F (µm/s). Slot law: while the cell plates,
-        the pixels carrying cathodic current at all (j the pixel's total current, Na and collector faces),
-        the clock the charge passed at the mouth, advancing at j (C/cm² per s): ``kmc.flaws``. No pixel
-        fills or cracks during a strip or a rest, and nothing of a pressure is kept across them."""
+        the pixels carrying cathodic current at all (j the pixel's total current, Na and collector faces)
+        below Na's potential (η0 = V + U_CE − φ < 0: a face above it, Au alloying at U_alloy > 0, reduces Na
+        into the alloy, not into the flaw, and could not press Na metal); the clock the charge passed at
+        the mouth, advancing at j (C/cm² per s): ``kmc.flaws``. No pixel fills or cracks during a strip or
+        a rest, and nothing of a pressure is kept across them: the pressure is the present state's."""
         p = self.p
         if p.slot_law:
-            cols = np.flatnonzero(run.pixel_current > 0) if run.current_a > 0 else np.empty(0, dtype=np.int64)
+            if run.current_a > 0:
+                eta0 = run.voltage_v + p.u_ce_v - run.phi
+                cols = np.flatnonzero((run.pixel_current > 0) & (eta0 < 0))
+            else:
+                cols = np.empty(0, dtype=np.int64)
             j = run.pixel_current[cols]
             rate = j
         else:
