@@ -181,7 +181,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "a flaw fills only from the current of Na faces at its mouth, as fast as the metal "
                         "thickens; Weibull depths of flaw_shape; one crack_opening_um) or slot (PHYSICS.md v4 E8: a "
                         "slot of opening (8 K_IC/E) sqrt(c/2 pi) fills by deposition on its walls from any face "
-                        "plating at its mouth, Na or collector, while the cell plates; depths P(c > x) = "
+                        "plating at its mouth below Na's potential, Na or collector, while the cell plates, and is "
+                        "full once the charge passed there reaches (delta F/2 V_m) ln(1 + 2c/delta); depths P(c > x) = "
                         "(x/c0)^(-m/2) with m the electrolyte's strength_weibull_modulus; flaw_scale_um c0 is "
                         "calibrated for metal_front, not for slot)",
                         "metal_front", choices=("metal_front", "slot")),

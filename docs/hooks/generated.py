@@ -147,9 +147,11 @@ MEANING: dict[str, tuple[str, str]] = {
     "sei_kind": ("—", "self_limiting (insulating products) or continuous (electron-conducting products) (E7)"),
     "sei_exchange_ratio": ("1", "j0 of a Na face on the interphase relative to one on the clean electrolyte"),
     "flaw_density_cm2": ("1/cm²", "n_flaw: areal density of the electrolyte's surface flaws (E8)"),
-    "flaw_scale_um": ("µm", "c0: Weibull scale of the flaw depths (E8)"),
-    "flaw_shape": ("1", "m: Weibull shape of the flaw depths (E8)"),
-    "crack_opening_um": ("µm", "δ_c: opening of a flaw, in the extrusion pressure (E8)"),
+    "flaw_scale_um": ("µm", ("c0: Weibull scale of the flaw depths (E8); under model.flaw_law = \"slot\" the "
+                              "shallowest flaw depth of the Pareto tail (calibrated for the v3 law only)")),
+    "flaw_shape": ("1", "m: Weibull shape of the flaw depths (E8, v3 law model.flaw_law = \"metal_front\")"),
+    "crack_opening_um": ("µm", ("δ_c: opening of a flaw, in the extrusion pressure (E8, v3 law; the slot law "
+                                 "takes δ_c = (8 K_IC/E)√(c/2π) per depth)")),
     "relief_rq_um": ("µm", ("Rq of the self-affine electrolyte relief: rms over the wavelengths λ_s to λ_r "
                              "(v4 prior; not read by the code yet)")),
     "relief_rolloff_um": ("µm", ("λ_r: roll-off wavelength of the relief spectrum, flat at longer waves, "
@@ -157,9 +159,10 @@ MEANING: dict[str, tuple[str, str]] = {
     "relief_cutoff_um": ("µm", ("λ_s: shortest wavelength of the relief, a material scale (grain, particle), "
                                  "never the voxel (v4 prior; not read by the code yet)")),
     "relief_hurst": ("1", "H: Hurst exponent of the self-affine relief (v4 prior; not read by the code yet)"),
-    "youngs_modulus_gpa": ("GPa", "E: Young's modulus of the electrolyte (v4; not read by the code yet)"),
+    "youngs_modulus_gpa": ("GPa", ("E: Young's modulus of the electrolyte; the slot law's flaw opening "
+                                    "δ_c = (8 K_IC/E)√(c/2π) (E8 under model.flaw_law = \"slot\")")),
     "strength_weibull_modulus": ("1", ("m: Weibull modulus of the electrolyte's specimen strength, which sets the "
-                                       "flaw-depth tail (x/c0)^(−m/2) (E8; v4, not read by the code yet)")),
+                                       "flaw-depth tail (x/c0)^(−m/2) (E8 under model.flaw_law = \"slot\")")),
     # collectors
     "foil_hardness_mpa": ("MPa", "H of a foil: bearing fraction min(1, P/H) and the load its contacts carry"),
     "pellet_hardness_mpa": ("MPa", "H of a pressed-powder pellet: the load its contacts carry"),
