@@ -37,6 +37,9 @@ CASES = {
     # E1 inside deposits by the stress map (PHYSICS §5 M), plating then stripping.
     "T4_24_least_stress": ("validation/T4.toml", {"lattice.nx": 24, "lattice.ny": 24,
                                                    "model.insertion": "least_stress"}, 17),
+    # E8 by the slot law (PHYSICS v4) with the deposit stress: a ccd, plating and stripping until a short.
+    "T5_16_slot": ("validation/T5.toml", {"lattice.nx": 16, "lattice.ny": 16, "model.insertion": "least_stress",
+                                          "model.flaw_law": "slot"}, 18),
     "hop": ("hop.toml", {"output.snapshot_every_samples": 10}, 16),
 }
 
