@@ -99,8 +99,8 @@ def slot_opening_um(depth_um, k_ic_mpa_m05: float, youngs_modulus_gpa: float):
 def slot_fill_charge_c_cm2(depth_um, opening_um, molar_volume_cm3_mol: float):
     """Q(c) = (δ_c F/(2 V_m)) ln(1 + 2c/δ_c) (C/cm²): the cathodic charge density at its mouth that fills a
     slot of depth c and opening δ_c (module docstring)."""
-    delta_cm = np.asarray(opening_um, dtype=float) * 1e-4
-    return delta_cm * units.F / (2.0 * molar_volume_cm3_mol) * np.log1p(2.0 * np.asarray(depth_um) / np.asarray(opening_um))
+    opening = np.asarray(opening_um, dtype=float)
+    return opening * 1e-4 * units.F / (2.0 * molar_volume_cm3_mol) * np.log1p(2.0 * np.asarray(depth_um) / opening)
 
 
 def slot_fill_time_s(depth_um: float, k_ic_mpa_m05: float, youngs_modulus_gpa: float, current_a_cm2: float,

@@ -363,7 +363,9 @@ def test_pareto_depth_weights_give_the_strength_law_tail():
     for b in (anchor + 1, anchor + 30, anchor + 100):  # x = 1.02 c0, 2.1 c0, 12 c0
         x = lower_edges[b]
         assert grid.weights[b:].sum() == pytest.approx((x / c0) ** (-m / 2), rel=1e-9), x
-    tail = lambda x: 1.0 if x <= c0 else (x / c0) ** (-m / 2)  # noqa: E731
+    def tail(x):
+        return 1.0 if x <= c0 else (x / c0) ** (-m / 2)
+
     for d in (5.0, 15.0, 40.0, 400.0):
         assert grid.mean_fill_um(np.array([d]))[0] == pytest.approx(quad(tail, 0, d, points=[c0])[0], rel=1e-9)
     # s = m/2 = 1 has its own closed form: c0 (1 + ln(d/c0)).
