@@ -61,8 +61,11 @@ C_CHEM_ALLOY = 5
 C_MOVES = 6
 C_SETTLES = 7
 C_STRIP = 8
-C_REFILL = 9  #: loaded flow (creep, diffusion) filling a gap from the layer's volume
+C_REFILL = 9  #: loaded flow (creep, diffusion) filling a gap from the layer's volume; refill law: a void refilled
 C_LOWERS = 10  #: the collector lowered one voxel into the layer (a layer's volume had flowed into gaps)
+#: Under the refill law: loaded flow (E4a creep) filling a gap outside deposits from the layer's
+#: volume (C_REFILL then counts the refills of interface voids; under v3 it counts loaded flow)
+C_LOADED_FLOW = 11
 N_COUNTERS = 12
 
 # tally

@@ -14,7 +14,10 @@ propensities, ``kmc.kernels.moves`` the last; ``kmc.kernels.battery_update.refre
   plated voxel: while the faces carry a galvanostatic current its rate is taken out of ``I/q_v``
   (capped at all of it) and plating shares the rest; otherwise (``limits[L_STOP_ON_NUCLEUS]``: the
   double layer takes the current, or a potentiostatic hold) its charge is extra, and the driver books it;
-- moves of Na into gaps (E4a creep, E4b capillary, E4c diffusion), at their own rates.
+- moves of Na into gaps (E4a creep, E4b capillary, E4c diffusion), at their own rates; under
+  ``model.refill = "critical_current"`` (``move_params[M_REFILL_LAW]``) E4c is off and interface voids
+  under continuous Na refill at the critical stripping current (E4, ``kmc.kernels.moves``: one tree, a
+  Na site's leaf is its moves, a void's its refill).
 
 Charge and volume bookkeeping (``counters``): every plating and nucleation event adds one Na voxel
 (charge q_v); an electrochemical alloying event sodiates one column's Au inventory (charge
@@ -47,6 +50,7 @@ from kmc.kernels.battery_arrays import (
     C_ALLOY,
     C_EVENTS,
     C_LIFTS,
+    C_LOADED_FLOW,
     C_LOWERS,
     C_MOVES,
     C_NUCLEATE,
@@ -84,8 +88,8 @@ from kmc.kernels.battery_update import (
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.faradaic import CC_AU_ALLOYED, CC_NUCLEATED, P_DIRECTION, pick_face
 from kmc.kernels.interface import close_enclosed_gaps, lift_and_fill, lower_collector_into_layer, settle_collector
-from kmc.kernels.cell import NA
-from kmc.kernels.moves import M_LOADED_FLOW, execute_move
+from kmc.kernels.cell import GAP, NA
+from kmc.kernels.moves import M_LOADED_FLOW, M_REFILL_LAW, execute_move, refill_source
 from kmc.kernels.deposit_stress import CANNOT_RISE, LIFT, WAIT, lift_deposits
 from kmc.kernels.plating import deposit_insertion_site, insertion_site
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total
@@ -150,10 +154,12 @@ def _strip(w, u, r_p):
         w.tally[T_PENDING] -= 1.0
         return _GO_ON_UNCHANGED
     c, res = tree_select(w.plate_tree, w.offsets, u / r_p * tree_total(w.plate_tree))
-    # Loaded Na refills the void (E4a, E4c). Removing c may cut a cluster off the collector: the
-    # classes are redone at the next solve.
+    # Loaded Na refills the void (E4a, E4c; under the refill law, at its own rate in ``moves``).
+    # Removing c may cut a cluster off the collector: the classes are redone at the next solve.
     remove_na(c, w)
     changed(c, c, w)
+    if w.move_params[M_REFILL_LAW] > 0.0:
+        return _settle_if_unsupported(w)
     return _GO_ON
 
 
@@ -238,19 +244,70 @@ def _alloy(w, u, r_p, r_a):
 
 
 @njit(cache=True, inline="always")
+def _settle_if_unsupported(w):
+    """E5: when nothing bears the collector (no Na support, no contact), it settles one voxel (under
+    the refill law, not into interface voids under continuous Na: ``interface.settle_collector``)."""
+    if w.state_counts[N_NA_SUPPORTS] + w.state_counts[N_CC_CONTACTS] == 0:
+        if settle_collector(w.lattice, w.nx, w.ny, w.nz, w.cc_bottom, w.move_params[M_REFILL_LAW] > 0.0):
+            w.counters[C_SETTLES] += 1
+            w.tally[T_SEALED] = 0.0
+            return STOP_RESOLVE
+    return _GO_ON
+
+
+@njit(cache=True, inline="always")
+def _refresh_void_below(src, w):
+    """The source column may hang over a void of its own, no longer under continuous Na: its leaf,
+    beyond the stencil, is recomputed."""
+    nxy = w.nx * w.ny
+    z = src - nxy
+    while z >= 0 and w.lattice[z] == NA:
+        z -= nxy
+    if z >= 0 and z != src - nxy and w.lattice[z] == GAP:
+        changed(z, z, w)
+
+
+@njit(cache=True, inline="always")
+def _refill(w, g, res, c_au):
+    """E4 refill law: the interface-void pixel g becomes Na, the voxel taken at the collector side of
+    the thickest Na column within one local Na thickness (``moves.refill_source``; ``res``, the draw's
+    residual within g's leaf, chooses among equals)."""
+    leaf = w.move_tree[g]
+    src = refill_source(g, min(res / leaf, 1.0 - 1e-12) if leaf > 0.0 else 0.0, w.lattice, w.cc_bottom,
+                        w.nx, w.ny, w.nz)
+    if src < 0:  # the leaf was stale (the Na above g changed beyond its stencil): a null event
+        changed(g, g, w)
+        return _GO_ON
+    remove_na(src, w)
+    changed(src, src, w)
+    _refresh_void_below(src, w)
+    w.lattice[g] = NA
+    w.counters[C_REFILL] += 1
+    w.counters[C_MOVES] += 1
+    after_arrival(g, w, c_au)
+    changed(g, g, w)
+    return _settle_if_unsupported(w)
+
+
+@njit(cache=True, inline="always")
 def _move(w, u, r_p, r_a, r_nuc, r_m, c_au):
-    """E4: a Na move into a gap (capillary relocation, or loaded flow from the layer), and what it
-    lets the collector do (E5: lower into the layer, settle)."""
+    """E4: a Na move into a gap (capillary relocation, or loaded flow from the layer) or, under the
+    refill law, the refill of an interface void, and what it lets the collector do (E5: lower into
+    the layer, settle)."""
     nxy = w.nx * w.ny
     tally = w.tally
+    refill_law = w.move_params[M_REFILL_LAW] > 0.0
     s, res = tree_select(w.move_tree, w.offsets, min(u - r_p - r_a - r_nuc, r_m * (1 - 1e-15)))
+    if refill_law and w.lattice[s] == GAP:
+        return _refill(w, s, res, c_au)
     faces_s = faces_of(s, w) if w.site_class[s] == CLUSTER_ACTIVE else 0
     t, loaded = execute_move(s, res, w.lattice, w.au_column, w.col_support, w.cc_bottom, int(w.limits[L_PORE_DEPTH]),
                              w.nx, w.ny, w.nz, w.eps, w.move_params, w.move_tree, w.offsets, w.nbr, w.nbr2, w.stencil,
                              w.scratch, w.seen, w.mark)
     if loaded:  # the layer's volume flowed into t (moves module docstring); s stays
         tally[T_PENDING] -= 1.0
-        w.counters[C_REFILL] += 1
+        # v3 counts it as the refill; under the refill law the refill is the void's own event.
+        w.counters[C_LOADED_FLOW if refill_law else C_REFILL] += 1
     else:  # s moved to t (leaving s may cut a cluster: reclassified at the next solve)
         w.state_counts[N_FACES] -= faces_s
         if under_cc(s, w):
@@ -270,12 +327,7 @@ def _move(w, u, r_p, r_a, r_nuc, r_m, c_au):
         else:  # the collector rests on the electrolyte somewhere: no more volume to give
             w.move_params[M_LOADED_FLOW] = 0.0
         return STOP_RESOLVE
-    if w.state_counts[N_NA_SUPPORTS] + w.state_counts[N_CC_CONTACTS] == 0:  # E5: nothing bears the collector
-        if settle_collector(w.lattice, w.nx, w.ny, w.nz, w.cc_bottom):
-            w.counters[C_SETTLES] += 1
-            tally[T_SEALED] = 0.0
-            return STOP_RESOLVE
-    return _GO_ON
+    return _settle_if_unsupported(w)
 
 
 @njit(cache=True, inline="always")

@@ -27,7 +27,7 @@ from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD
 from kmc.kernels.faradaic import CC_AU, CC_AU_ALLOYED, site_weights
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_kind
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.moves import move_propensity
+from kmc.kernels.moves import M_REFILL_LAW, move_propensity
 from kmc.kernels.solver import tree_update_many
 
 
@@ -47,7 +47,8 @@ def faces_of(c, w):
 @njit(cache=True, inline="always")
 def recolumn(col, w):
     """Re-classify a column; returns True if its kind changed (its Na voxels' stress changed)."""
-    kind = column_kind(col, w.lattice, w.nx, w.ny, w.nz)
+    # Thinned columns exist only under the refill law, and bear the load only while stripping.
+    kind = column_kind(col, w.lattice, w.nx, w.ny, w.nz, w.move_params[M_REFILL_LAW] > 0.0)
     old = w.col_support[col]
     if kind == old:
         return False

@@ -42,6 +42,12 @@ FACE_BARE = 3
 COLUMN_OPEN = 0  #: neither CC nor Na bridges electrolyte and collector
 COLUMN_CC_CONTACT = 1  #: the CC rests on the electrolyte
 COLUMN_NA_SUPPORT = 2  #: Na bridges electrolyte and collector without a gap
+#: Under the refill law (``model.refill = "critical_current"``) only: Na from the electrolyte up to one
+#: gap voxel under the collector, a column the refill of interface voids (E4) has thinned at its
+#: collector side. Sub-voxel, it still bears on the collector: it shares the load in the refill law's
+#: stress (``moves.refill_stress``) and, while stripping, in σ_Na. Under the v3 law the same column is
+#: open (a column plated up to one voxel short of the collector is not loaded by E1–E4a).
+COLUMN_THINNED = 3
 
 
 @njit(cache=True)
@@ -102,9 +108,10 @@ def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
 
 
 @njit(cache=True)
-def column_kind(col, lattice, nx, ny, nz):
+def column_kind(col, lattice, nx, ny, nz, thinned=False):
     """COLUMN_* of one column: scanning up from the electrolyte, CC first is a CC–SE contact; Na that
-    reaches the CC without a gap is a Na support; anything else is open."""
+    reaches the CC without a gap is a Na support; with ``thinned`` (the refill law), Na that stops one
+    gap voxel under it is thinned; anything else is open."""
     nxy = nx * ny
     z = 0
     while z < nz and _is_electrolyte(lattice[col + z * nxy]):
@@ -119,17 +126,20 @@ def column_kind(col, lattice, nx, ny, nz):
             z += 1
         if z < nz and lattice[col + z * nxy] == CC:
             return COLUMN_NA_SUPPORT
+        if thinned and z + 1 < nz and lattice[col + z * nxy] == GAP and lattice[col + (z + 1) * nxy] == CC:
+            return COLUMN_THINNED
     return COLUMN_OPEN
 
 
 @njit(cache=True)
-def column_support(lattice, nx, ny, nz, out):
-    """Classify every column (COLUMN_*) into ``out`` (per column); returns (n_cc_contact, n_na_support)."""
+def column_support(lattice, nx, ny, nz, out, thinned=False):
+    """Classify every column (COLUMN_*; ``thinned`` as in ``column_kind``) into ``out`` (per column);
+    returns (n_cc_contact, n_na_support)."""
     nxy = nx * ny
     n_cc = 0
     n_na = 0
     for col in range(nxy):
-        kind = column_kind(col, lattice, nx, ny, nz)
+        kind = column_kind(col, lattice, nx, ny, nz, thinned)
         out[col] = kind
         if kind == COLUMN_CC_CONTACT:
             n_cc += 1
@@ -168,30 +178,47 @@ def lift_collector(lattice, nx, ny, nz, cc_bottom):
 
 
 @njit(cache=True)
-def _highest_gap_below(col, lattice, nxy, cc_bottom):
-    """z of the highest gap between the electrolyte and the CC in a column, or −1 if none."""
+def _highest_gap_below(col, lattice, nxy, cc_bottom, hold_voids):
+    """z of the highest gap between the electrolyte and the CC in a column that the collector may close
+    by settling, or −1 if none. With ``hold_voids`` (the refill law), an interface void under
+    continuous Na (gaps down to the electrolyte, Na from right above it up to the CC) is not one: it
+    closes only at the refill law's rate (E4), so a column whose only gap is such a void holds the
+    collector up."""
+    hanging = True  # only Na so far, from the CC down
     for z in range(cc_bottom[col] - 1, -1, -1):
         st = lattice[col + z * nxy]
         if st == GAP:
+            if not hold_voids or not hanging or z == cc_bottom[col] - 1:
+                return z
+            for zz in range(z - 1, -1, -1):  # a void under hanging Na: does it reach the electrolyte?
+                below = lattice[col + zz * nxy]
+                if below == GAP:
+                    continue
+                if _is_electrolyte(below):
+                    return -1
+                break
             return z
         if _is_electrolyte(st):
             return -1
+        if st != NA:
+            hanging = False
     return -1
 
 
 @njit(cache=True)
-def settle_collector(lattice, nx, ny, nz, cc_bottom):
-    """Lower the CC body one voxel where every column has a gap below its CC; returns whether it moved.
+def settle_collector(lattice, nx, ny, nz, cc_bottom, hold_voids=False):
+    """Lower the CC body one voxel where every column has a gap below its CC that settling may close
+    (``_highest_gap_below``; ``hold_voids`` under the refill law); returns whether it moved.
 
-    In each column the highest gap below the CC bottom closes and the voxels above it drop by one
-    (the CC and anything hanging from it); the top voxel is refilled with CC.
+    In each column the highest such gap closes and the voxels above it drop by one (the CC and
+    anything hanging from it); the top voxel is refilled with CC.
     """
     nxy = nx * ny
     for col in range(nxy):
-        if _highest_gap_below(col, lattice, nxy, cc_bottom) < 0:
+        if _highest_gap_below(col, lattice, nxy, cc_bottom, hold_voids) < 0:
             return False
     for col in range(nxy):
-        g = _highest_gap_below(col, lattice, nxy, cc_bottom)
+        g = _highest_gap_below(col, lattice, nxy, cc_bottom, hold_voids)
         for z in range(g, nz - 1):
             lattice[col + z * nxy] = lattice[col + (z + 1) * nxy]
         lattice[col + (nz - 1) * nxy] = CC

@@ -1,4 +1,5 @@
-"""Moves of Na voxels into adjacent gaps (PHYSICS.md §5: E4a creep, E4b capillary, E4c diffusion).
+"""Moves of Na voxels into adjacent gaps (PHYSICS.md §5: E4a creep, E4b capillary, E4c diffusion), and,
+under ``model.refill = "critical_current"``, the refill of interface voids (PHYSICS v4 E4).
 
 For a Na voxel s and an adjacent GAP t, with ΔE the capillary energy change of the move
 (``capillary.move_energy``, in units of E_eff) and σ_s the stress of s (σ_Na in a Na-support
@@ -23,6 +24,35 @@ interface voids refill under load (E4a, E4c); read as relocations, the column mo
 would only move a void from column to column (each move unloads the column it leaves), never
 closing it.
 
+**The refill law (``model.refill = "critical_current"``, ``M_REFILL_LAW`` = 1).** E4c is off (its
+rate is 0) and E4a creeps only into gaps *outside deposits* (``open_gap``: no Na in the gap's column
+between the electrolyte and the collector); never both laws on one site. An *interface-void pixel
+under continuous Na* (``void_under_na``: the top GAP g of a column whose gaps reach down to the
+electrolyte and whose voxel above g is Na reaching the collector, directly or through the one gap
+voxel this law leaves at the collector side) refills as its own event — its rate is the move tree's
+leaf at the GAP site g itself, a Na site's leaf being its moves — at
+
+    r = j_r a²/q_v,   j_r = k_r σ_c exp[−(Q_r/k_B)(1/T − 1/T_ref)],
+
+k_r (mA cm⁻² MPa⁻¹) and Q_r (eV) the ``[na] refill_*`` keys (Spencer Jolly et al. 2020; Lowack et
+al. 2026), σ_c (MPa) the mean normal stress of the columns within one local Na thickness h of the
+void (a disc of radius h voxels, h the Na above g): ``M_SIGMA_BEARING`` — the stack load over Na
+supports and the columns this law thinned (``interface.COLUMN_THINNED``), frozen at the solve — on
+those columns, 0 on voids and open gaps, collector–electrolyte contacts left out. Averaged so, σ_c is
+P wherever the Na carries the stack load.
+
+*Why r is voxel-size independent.* At the critical current a void area refills its metal as fast
+as stripping at j_r removes it, a volume flux per area ``j_r V_m/F``. A pixel (a² of area, a³ =
+q_v V_m/F of volume) refilled at r carries ``r a³/a² = j_r V_m/F``, in which a cancels; stripping a
+contact pixel at j removes ``j V_m/F``. Mean field, the void fraction obeys
+``df/dt = (V_m/(F a))(j − f j_r)``: f settles at j/j_r below the critical current and runs to 1
+(contact lost) above it, at the same j for any a. v3's one-voxel E4c carries a flux ∝ 1/a.
+
+*Where the volume comes from* (``refill_source``): the thickest Na column within the same disc (most
+Na voxels in the run hanging from the collector; the nearest first among equals), at its collector
+side, which becomes a GAP under the collector. The Na around a void that persists thins from the
+collector down until it is cut off (stranded when the collector re-lands), not the whole layer evenly.
+
 E9: a gap inside a porous collector's body is a target only down to ``pore_depth`` layers below
 the collector's lower face (the extrusion depth of the loaded Na, ``kmc.pores``; 0 below the
 capillary entry pressure), by ``plating.admissible``, the rule of the insertion. Deeper pore voxels
@@ -37,8 +67,8 @@ import numpy as np
 from numba import njit
 
 from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
-from kmc.kernels.cell import GAP, NA
-from kmc.kernels.interface import COLUMN_NA_SUPPORT
+from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_THINNED
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.plating import admissible
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total, tree_update_many
@@ -52,7 +82,10 @@ M_STRESS_PER_E = 4  #: E_eff/a³ in MPa: converts ΔE/E_eff to a stress
 M_DIFF_PER_MPA = 5  #: D* V_m/(R T a²) (1/(s MPa))
 M_SIGMA_NA = 6  #: σ_Na of the Na supports (MPa), frozen at the solve
 M_LOADED_FLOW = 7  #: 1 if loaded flow may take volume from the layer; 0 while the collector cannot settle
-N_MOVE_PARAMS = 8
+M_REFILL_LAW = 8  #: 1: interface voids refill by the critical stripping current (``model.refill``); 0: v3
+M_REFILL_PER_MPA = 9  #: refill rate per MPa of σ_c: k_r exp(−Q_r/k_B (1/T − 1/T_ref)) a²/q_v (1/(s MPa))
+M_SIGMA_BEARING = 10  #: the stack load over Na supports and thinned columns (MPa), frozen at the solve
+N_MOVE_PARAMS = 11
 
 
 @njit(cache=True)
@@ -61,10 +94,147 @@ def site_stress(s, col_support, nxy, move_params):
 
 
 @njit(cache=True)
+def open_gap(t, lattice, nxy, nz):
+    """Whether the GAP t is outside deposits: its column holds no Na between the electrolyte and the
+    collector (under the refill law E4a acts only there)."""
+    col = t % nxy
+    z = t // nxy
+    for zz in range(z + 1, nz):  # up to the collector
+        st = lattice[col + zz * nxy]
+        if st == NA:
+            return False
+        if st != GAP:
+            break
+    for zz in range(z - 1, -1, -1):  # down to the electrolyte
+        st = lattice[col + zz * nxy]
+        if st == NA:
+            return False
+        if st != GAP:
+            break
+    return True
+
+
+@njit(cache=True)
+def void_under_na(g, lattice, nxy, nz):
+    """h, the Na voxels above g, if g is an interface-void pixel under continuous Na: a GAP with gaps
+    only down to the electrolyte and Na right above it that reaches the collector — directly, or
+    through the one gap voxel the refill's thinning leaves under it (sub-voxel, the Na still bears on
+    the collector: ``interface.COLUMN_THINNED``); else 0."""
+    if lattice[g] != GAP:
+        return 0
+    col = g % nxy
+    z = g // nxy
+    h = 0
+    zz = z + 1
+    while zz < nz and lattice[col + zz * nxy] == NA:
+        h += 1
+        zz += 1
+    if h == 0 or zz >= nz:
+        return 0
+    if lattice[col + zz * nxy] == GAP and zz + 1 < nz:
+        zz += 1
+    if lattice[col + zz * nxy] != CC:
+        return 0
+    for zz in range(z - 1, -1, -1):
+        st = lattice[col + zz * nxy]
+        if st == GAP:
+            continue
+        return h if (st == SE or st == SEI) else 0
+    return 0
+
+
+@njit(cache=True, inline="always")
+def _offsets(r, n):
+    """Lateral offsets −lo..hi of a disc of radius r on a periodic axis of n columns, each column once."""
+    return -min(r, (n - 1) // 2), min(r, n // 2)
+
+
+@njit(cache=True)
+def refill_stress(g, h, col_support, nx, ny, move_params):
+    """σ_c (MPa): the mean normal stress of the columns within h voxels of g's column (the bearing
+    stress on Na supports and thinned columns, 0 on the others; collector–electrolyte contacts left
+    out)."""
+    nxy = nx * ny
+    cx = g % nx
+    cy = (g % nxy) // nx
+    lo_x, hi_x = _offsets(h, nx)
+    lo_y, hi_y = _offsets(h, ny)
+    r2 = h * h
+    n = 0
+    n_loaded = 0
+    for dy in range(lo_y, hi_y + 1):
+        row = ((cy + dy) % ny) * nx
+        for dx in range(lo_x, hi_x + 1):
+            if dx * dx + dy * dy > r2:
+                continue
+            kind = col_support[row + (cx + dx) % nx]
+            if kind == COLUMN_CC_CONTACT:
+                continue
+            n += 1
+            if kind == COLUMN_NA_SUPPORT or kind == COLUMN_THINNED:
+                n_loaded += 1
+    return move_params[M_SIGMA_BEARING] * n_loaded / n if n > 0 else 0.0
+
+
+@njit(cache=True)
+def refill_rate(g, lattice, col_support, nx, ny, nz, move_params):
+    """Refill rate (1/s) of the interface-void pixel g: j_r a²/q_v at σ_c (0 if g is not one)."""
+    h = void_under_na(g, lattice, nx * ny, nz)
+    if h == 0:
+        return 0.0
+    return move_params[M_REFILL_PER_MPA] * refill_stress(g, h, col_support, nx, ny, move_params)
+
+
+@njit(cache=True)
+def refill_source(g, u, lattice, cc_bottom, nx, ny, nz):
+    """The Na voxel a refill of g takes: at the collector side of the thickest Na column within one
+    local Na thickness of g (most Na voxels in the run hanging from the collector), the nearest
+    first among equals, ``u`` ∈ [0, 1) choosing among the still equal; −1 if there is none."""
+    nxy = nx * ny
+    h = void_under_na(g, lattice, nxy, nz)
+    cx = g % nx
+    cy = (g % nxy) // nx
+    lo_x, hi_x = _offsets(h, nx)
+    lo_y, hi_y = _offsets(h, ny)
+    r2 = h * h
+    best_n, best_d, ties = 0, 0, 0
+    for sweep in range(2):  # the best (thickness, −distance) and its ties; then the chosen tie
+        pick = int(u * ties)
+        k = 0
+        for dy in range(lo_y, hi_y + 1):
+            row = ((cy + dy) % ny) * nx
+            for dx in range(lo_x, hi_x + 1):
+                d = dx * dx + dy * dy
+                if d > r2:
+                    continue
+                col = row + (cx + dx) % nx
+                b = cc_bottom[col]
+                if b <= 0 or lattice[col + (b - 1) * nxy] != NA:
+                    continue
+                n = 0
+                z = b - 1
+                while z >= 0 and lattice[col + z * nxy] == NA:
+                    n += 1
+                    z -= 1
+                if sweep == 0:
+                    if n > best_n or (n == best_n and d < best_d):
+                        best_n, best_d, ties = n, d, 1
+                    elif n == best_n and d == best_d:
+                        ties += 1
+                elif n == best_n and d == best_d:
+                    if k == pick:
+                        return col + (b - 1) * nxy
+                    k += 1
+        if ties == 0:
+            return -1
+    return -1
+
+
+@njit(cache=True)
 def move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
     """(capillary, loaded) rates (1/s) of moving Na into the GAP t from the Na voxel s: the capillary
     relocation of s (E4b), and the creep + diffusion flow of loaded Na (E4a, E4c; 0 unless s is
-    loaded)."""
+    loaded; under the refill law creep only, into gaps outside deposits)."""
     de = move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr)
     nu = move_params[M_NU_CAP]
     capillary = nu if de <= 0.0 else nu * np.exp(-de)
@@ -72,9 +242,10 @@ def move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_para
     sigma = site_stress(s, col_support, nx * ny, move_params)
     if sigma > 0.0 and move_params[M_LOADED_FLOW] > 0.0:
         drive = sigma - de * move_params[M_STRESS_PER_E]
-        if drive > 0.0:
+        # Under the refill law, creep fills only gaps outside deposits (interface voids are its own).
+        if drive > 0.0 and (move_params[M_REFILL_LAW] == 0.0 or open_gap(t, lattice, nx * ny, nz)):
             loaded += move_params[M_CREEP_K] * (drive / move_params[M_SIGMA_REF]) ** move_params[M_CREEP_N]
-        loaded += move_params[M_DIFF_PER_MPA] * sigma
+        loaded += move_params[M_DIFF_PER_MPA] * sigma  # E4c: 0 under the refill law
     return capillary, loaded
 
 
@@ -95,8 +266,12 @@ def is_target(t, lattice, cc_bottom, nxy, pore_depth):
 @njit(cache=True)
 def move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params, nbr_s,
                     nbr_tmp):
-    """Total rate (1/s) of the moves of site s: 0 unless s is Na, summed over its target gaps."""
+    """The move tree's leaf of site s (1/s): a Na voxel's moves summed over its target gaps; under the
+    refill law a GAP's refill rate (an interface-void pixel under continuous Na, admissible by E9);
+    0 for anything else."""
     if lattice[s] != NA:
+        if move_params[M_REFILL_LAW] > 0.0 and lattice[s] == GAP and admissible(s, cc_bottom, nx * ny, pore_depth):
+            return refill_rate(s, lattice, col_support, nx, ny, nz, move_params)
         return 0.0
     neighbors6(s, nx, ny, nz, False, nbr_s)
     total = 0.0

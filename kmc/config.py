@@ -186,6 +186,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "(x/c0)^(-m/2) with m the electrolyte's strength_weibull_modulus; flaw_scale_um c0 is "
                         "calibrated for metal_front, not for slot)",
                         "metal_front", choices=("metal_front", "slot")),
+        "refill": Key("str", "E4, how an interface void under the Na closes while stripping: loaded_flow (v3: the "
+                      "loaded layer's creep and one-voxel vacancy diffusion, E4a/E4c) or critical_current (PHYSICS.md "
+                      "§5 E4: the void refills at Na's critical stripping current j_r = k_r σ_c exp[−(Q_r/k_B)(1/T − "
+                      "1/T_ref)], σ_c the stress of the Na around it, the volume taken at the collector side of the "
+                      "thickest Na nearby; E4c off; a ccd whose strip the contact cannot carry ends there as a CCD "
+                      "by voids)", "loaded_flow", choices=("loaded_flow", "critical_current")),
     },
     "hop": {
         "size": Key("int", "edge L of the periodic L×L×L lattice, in sites", 22, ge=2),
@@ -612,6 +618,8 @@ MATERIAL_RANGES: dict[str, Key] = {
     "creep_geometric_factor": _span(ge=0.0, le=1e6),
     "self_diffusion_cm2_s": _span(ge=0.0, le=1.0),
     "self_diffusion_activation_ev": _span(ge=0.0, le=5.0),
+    "refill_current_ma_cm2_per_mpa": _span(ge=0.0, le=1e3),
+    "refill_activation_ev": _span(ge=0.0, le=5.0),
     "surface_energy_j_m2": _span(ge=0.0, le=10.0),
     "capillary_energy_scale_j_m2": _span(ge=1e-6, le=10.0),
     **{f"pair_energy_na_{other}_j_m2": _span(ge=-10.0, le=10.0)

@@ -23,7 +23,7 @@ __all__ = [
     "F", "R", "K_B", "E", "N_A", "T_REF_K", "MAH", "celsius_to_kelvin", "thermal_voltage_v",
     "voxel_charge_c", "capacity_to_thickness_um", "thickness_to_capacity_mah_cm2", "mpa_to_mv",
     "mv_to_mpa", "creep_strain_rate_s", "creep_prefactor", "self_diffusion_cm2_s",
-    "diffusion_hop_rate_s", "conductivity_s_cm", "face_energy_ev", "load_materials",
+    "diffusion_hop_rate_s", "refill_current_density_ma_cm2", "conductivity_s_cm", "face_energy_ev", "load_materials",
 ]
 
 #: Faraday constant, C/mol (= e N_A, exact).
@@ -140,6 +140,19 @@ def diffusion_hop_rate_s(stress_mpa, na_table, temperature_k, voxel_um):
     v_m3 = na_table["molar_volume_cm3_mol"] * 1e-6
     a_m = voxel_um * 1e-6
     return d_m2 * v_m3 * (stress_mpa * 1e6) / (R * temperature_k * a_m**2)
+
+
+def refill_current_density_ma_cm2(stress_mpa, na_table, temperature_k):
+    """Critical stripping current of Na at a normal stress σ, in mA/cm² (PHYSICS.md §5 E4 refill; used
+    under ``model.refill = "critical_current"``).
+
+    ``j_r = k_r σ exp(−Q_r/k_B (1/T − 1/T_ref))``, from the [na] keys ``refill_current_ma_cm2_per_mpa``
+    (k_r, mA cm⁻² MPa⁻¹, at 25 °C) and ``refill_activation_ev`` (Q_r, eV), σ in MPa. At 5.6 MPa and
+    25 °C with k_r = 0.28: 1.57 mA/cm². Works on floats and NumPy arrays.
+    """
+    arrhenius = math.exp(-na_table["refill_activation_ev"] / K_B * (1.0 / temperature_k - 1.0 / T_REF_K))
+    j = na_table["refill_current_ma_cm2_per_mpa"] * np.asarray(stress_mpa, dtype=float) * arrhenius
+    return j if j.ndim else float(j)
 
 
 def conductivity_s_cm(se_table, temperature_k):

@@ -36,6 +36,7 @@ EXPECTED = {
         "molar_volume_cm3_mol": "+", "melting_point_c": "+", "creep_flow_stress_mpa": "+",
         "creep_reference_strain_rate_s": "+", "creep_stress_exponent": "+", "creep_activation_ev": "+",
         "creep_geometric_factor": "+", "self_diffusion_cm2_s": "+", "self_diffusion_activation_ev": "+",
+        "refill_current_ma_cm2_per_mpa": "+", "refill_activation_ev": "+",
         "surface_energy_j_m2": "+", "capillary_energy_scale_j_m2": "+",
         "pair_energy_na_na_j_m2": "-", "pair_energy_na_gap_j_m2": "0", "pair_energy_na_se_j_m2": "-",
         "pair_energy_na_au_j_m2": "-", "pair_energy_na_al_j_m2": "-", "pair_energy_na_cu_j_m2": "-",
@@ -170,6 +171,19 @@ def test_self_diffusion_and_e4c_rate():
     assert k == pytest.approx(NA["self_diffusion_cm2_s"] / 1e-8 * 0.0384, rel=2e-3)
     assert 0.019 <= k <= 0.04
     assert units.diffusion_hop_rate_s(np.array([1.0, 2.0]), NA, units.T_REF_K, 0.5) == pytest.approx([k, 2 * k])
+
+
+def test_refill_current_law():
+    """E4 refill (model.refill = "critical_current"): j_r = k_r σ exp(−Q_r/k_B (1/T − 1/T_ref)), with Spencer
+    Jolly et al.'s 2.5 mA/cm² at 9 MPa (k_r = 0.278) and Lowack et al.'s 0.13–0.15 eV."""
+    assert NA["refill_current_ma_cm2_per_mpa"] == pytest.approx(2.5 / 9.0, rel=0.01)
+    assert 0.13 <= NA["refill_activation_ev"] <= 0.15
+    assert units.refill_current_density_ma_cm2(5.6, NA, units.T_REF_K) == pytest.approx(0.28 * 5.6)
+    ratio = units.refill_current_density_ma_cm2(1.0, NA, 350.0) / units.refill_current_density_ma_cm2(
+        1.0, NA, units.T_REF_K)
+    assert ratio == pytest.approx(math.exp(-NA["refill_activation_ev"] / units.K_B * (1 / 350.0 - 1 / units.T_REF_K)))
+    assert units.refill_current_density_ma_cm2(np.array([1.0, 2.0]), NA, units.T_REF_K) == pytest.approx(
+        [0.28, 0.56])
 
 
 def test_conductivity_at_its_reference_temperature():

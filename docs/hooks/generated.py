@@ -113,6 +113,10 @@ MEANING: dict[str, tuple[str, str]] = {
     "creep_geometric_factor": ("1", "k_ℓ: multiplies the creep rate of E4a and the capillary attempt rate of E4b"),
     "self_diffusion_cm2_s": ("cm²/s", "D* at 25 °C: the vacancy-diffusion refill rate E4c"),
     "self_diffusion_activation_ev": ("eV", "Q_D: Arrhenius factor of D* away from 25 °C"),
+    "refill_current_ma_cm2_per_mpa": ("mA cm⁻² MPa⁻¹", "k_r: Na's critical stripping current per MPa of normal "
+                                                        "stress, j_r = k_r σ_c (E4 refill of interface voids under "
+                                                        "model.refill = critical_current, at 25 °C)"),
+    "refill_activation_ev": ("eV", "Q_r: Arrhenius factor of j_r away from 25 °C (model.refill = critical_current)"),
     "surface_energy_j_m2": ("J/m²", "γ: the capillary stress γ/a that sets the capillary attempt rate (E4b)"),
     "capillary_energy_scale_j_m2": ("J/m²", ("E_eff per area: the energy scale of capillary moves (E4b) and of "
                                              "the insertion energy (E1)")),

@@ -36,6 +36,7 @@ from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.deposit_stress import deposit_paths, gap_height_um
 from kmc.kernels.interface import (
     COLUMN_NA_SUPPORT,
+    COLUMN_THINNED,
     FACE_NA,
     column_support,
     contact_faces,
@@ -110,8 +111,19 @@ class Driver:
         lat2 = run.lattice.reshape(p.nz, p.n_cols)
         b = run.cc_bottom
         run.under_cc_voxels = float((lat2[np.maximum(b - 1, 0), np.arange(p.n_cols)] == NA)[b > 0].sum())
-        n_cc, n_na = column_support(run.lattice, p.nx, p.ny, p.nz, run.col_support)
-        run.na_stress_mpa = na_stress_mpa(p.pressure_mpa, p.hardness_mpa, n_cc, n_na, p.n_cols)
+        n_cc, n_na = column_support(run.lattice, p.nx, p.ny, p.nz, run.col_support, p.refill_law)
+        if p.refill_law:
+            # The refill law's bearing stress (E4): the load over the supports and the columns it thinned by
+            # one voxel at their collector side (sub-voxel, they still bear; ``interface.COLUMN_THINNED``).
+            # While stripping the supports' σ_Na shares the load over them too, or the last whole supports
+            # would carry P·A alone before the collector settles (σ_Na without bound, read by the face
+            # potentials and the flaws). While plating the same pattern is a column growing towards the
+            # collector, not yet bearing (v3's rule).
+            n_thinned = int((run.col_support == COLUMN_THINNED).sum()) if run.direction < 0 else 0
+            run.bearing_stress_mpa = na_stress_mpa(p.pressure_mpa, p.hardness_mpa, n_cc, n_na + n_thinned, p.n_cols)
+            run.na_stress_mpa = run.bearing_stress_mpa if n_na else 0.0
+        else:
+            run.na_stress_mpa = na_stress_mpa(p.pressure_mpa, p.hardness_mpa, n_cc, n_na, p.n_cols)
         run.moves_na_stress_mpa = run.na_stress_mpa
         # E9: how deep the loaded Na may be extruded into the collector's pores (none without pores).
         run.pore_depth_voxels = (p.nz if p.pore_entry_mpa is None else

@@ -73,6 +73,7 @@ class Params:
     pore_um_per_mpa: float | None
     # E1 inside deposits (PHYSICS §5 M; kmc.kernels.deposit_stress)
     least_stress: bool  #: model.insertion = "least_stress"
+    refill_law: bool  #: model.refill = "critical_current" (E4 refill of interface voids, ``moves``)
     size_effect_strength_mpa: float  #: σ_s of σ_f(h) = σ_ref + σ_s (h/1 µm)^(−β)
     size_effect_exponent: float  #: β
     edge_tension_n_m: float  #: −γ(cos θ_CC + cos θ_SE) at the bare collector (N/m; σ_edge = this / h)
@@ -156,6 +157,7 @@ def build(scenario, max_current_a: float) -> Params:
         slot_law=slot_law, flaw_fill_c_cm2=fill_thresholds, slot_opening_per_sqrt_um=slot_k,
         pore_entry_mpa=pore_entry, pore_um_per_mpa=pore_rate,
         least_stress=d["model"].get("insertion", "nearest_gap") == "least_stress",
+        refill_law=d["model"].get("refill", "loaded_flow") == "critical_current",
         size_effect_strength_mpa=float(na["size_effect_strength_mpa"]),
         size_effect_exponent=float(na["size_effect_exponent"]),
         edge_tension_n_m=_edge_tension_n_m(na, col["material"]), edge_tension_au_n_m=_edge_tension_n_m(na, "au"),
@@ -208,7 +210,8 @@ def _pair_energies(na, collector_material) -> np.ndarray:
 
 def _move_params(d, na, voxel_um, temperature_k, faradaic_per_column_s):
     """The moves' array (``moves.M_*``) and the uncapped capillary rate (1/s): creep constant at T,
-    capillary rate, stress scale, diffusion. Capillary attempts are capped at a multiple of the
+    capillary rate, stress scale, diffusion (v3) or the refill law's rate per MPa of σ_c
+    (``model.refill = "critical_current"``). Capillary attempts are capped at a multiple of the
     faradaic event rate per column at the protocol's largest current (time-scale separation; at rest
     the same cap applies)."""
     k_l = float(na["creep_geometric_factor"])
@@ -223,7 +226,15 @@ def _move_params(d, na, voxel_um, temperature_k, faradaic_per_column_s):
     mp[km.M_SIGMA_REF] = sigma_ref
     mp[km.M_CREEP_N] = float(na["creep_stress_exponent"])
     mp[km.M_STRESS_PER_E] = float(na["capillary_energy_scale_j_m2"]) / a_m * 1e-6
-    mp[km.M_DIFF_PER_MPA] = units.diffusion_hop_rate_s(1.0, na, temperature_k, voxel_um)
+    if d["model"].get("refill", "loaded_flow") == "critical_current":
+        # E4 refill law: a void pixel refills at r = j_r a²/q_v (``kmc.kernels.moves``), j_r per MPa of
+        # σ_c here; E4c one-voxel diffusion is off.
+        mp[km.M_REFILL_LAW] = 1.0
+        q_v_c = units.voxel_charge_c(voxel_um, float(na["molar_volume_cm3_mol"]))
+        j_r_a_cm2_per_mpa = units.refill_current_density_ma_cm2(1.0, na, temperature_k) * 1e-3
+        mp[km.M_REFILL_PER_MPA] = j_r_a_cm2_per_mpa * (voxel_um * 1e-4) ** 2 / q_v_c
+    else:
+        mp[km.M_DIFF_PER_MPA] = units.diffusion_hop_rate_s(1.0, na, temperature_k, voxel_um)
     return mp, nu_cap
 
 

@@ -130,6 +130,8 @@ class Run:
     na_stress_mpa = _slot("_kinetics", kf.P_SIGMA_NA, "σ_Na of the Na supports frozen for the batch (MPa)")
     moves_na_stress_mpa = _slot("_moves", km.M_SIGMA_NA, "σ_Na as the moves see it (MPa)")
     loaded_flow = _slot("_moves", km.M_LOADED_FLOW, "1 if loaded flow may take volume from the layer")
+    bearing_stress_mpa = _slot("_moves", km.M_SIGMA_BEARING,
+                               "the load over Na supports and thinned columns (MPa; the refill law's σ_c)")
 
     pore_depth_voxels = _slot("_limits", ka.L_PORE_DEPTH, "collector pore layers Na may fill (E9)")
     least_stress = _slot("_limits", ka.L_LEAST_STRESS, "1: E1 inside deposits by the per-solve stress map")
