@@ -136,7 +136,7 @@ def test_a_short_ends_the_run_cleanly_and_the_store_marks_it(tmp_path):
                 f'max_ma_cm2 = {j2 * 2}\ncapacity_mah_cm2 = 0.3')
     sc = scenario(tmp_path, protocol, 20.0, density=2e7, scale=10.0, shape=30.0, nz=40, name="store")
     ds = kmc.simulate(sc, seed=2).isel(run=0)
-    assert int(ds.status) == 2 and int(ds.shorted) == 1
+    assert int(ds.status) == 2 and int(ds.shorted) == 1 and int(ds.ccd_failure) == 1  # a short on plating
     n = int(ds.samples_written)
     assert n < ds.sizes["sample"]  # ended early ...
     assert np.isnan(ds.time.values[n:]).all()  # ... with nothing after the short

@@ -311,6 +311,7 @@ BATTERY_SCHEMA = {
     # per run
     "shorted": (R, "int8", "1", 0), "short_time": (R, "float64", "s", NAN),
     "short_charge": (R, "float64", "mA h cm-2", NAN), "ccd": (R, "float64", "mA cm-2", NAN),
+    "ccd_failure": (R, "int8", "1", 0),
     "surface_height": (("run", "y", "x"), "float64", "um", NAN),
 }
 #: Names SCHEMA.md (v4) adds that the battery model does not define yet.
@@ -365,6 +366,8 @@ def test_schema_round_trip_of_a_battery_run(battery_store):
     assert ds.lattice.attrs["flag_meanings"] == "gap electrolyte sodium collector interphase"
     assert list(ds.lattice.attrs["flag_values"]) == [0, 1, 2, 3, 4]
     assert list(ds.shorted.attrs["flag_values"]) == [0, 1]
+    assert list(ds.ccd_failure.attrs["flag_values"]) == [0, 1, 2]
+    assert ds.ccd_failure.attrs["flag_meanings"] == "none short_on_plating voids_on_stripping"
     assert 0 < float(ds.coulombic_efficiency[0, 0]) <= 1 and int(ds.shorted[0]) == 0
 
 

@@ -92,8 +92,8 @@ class BatteryModel:
             step = self.steps[i]
             step_end = run.step_start_s + step.duration_s
             cut = step.advance(self.driver, run, min(t_k, step_end))
-            if run.shorted:
-                break  # the run ends at the short (``Driver.short``)
+            if run.shorted or run.ccd_failure:
+                break  # the run ends at the short (``Driver.short``) or a ccd strip not carried
             if cut or run.time_s >= step_end:
                 if step.ends_cycle:
                     self._end_cycle(run)

@@ -294,7 +294,15 @@ class Driver:
         run.short_time_s = run.time_s
         run.short_charge_mah_cm2 = run.charge_c / self.p.area_cm2 / 3.6
         run.ccd_ma_cm2 = self.steps[int(run.step)].ccd_ma_cm2
+        run.ccd_failure = 1.0
         self.set_voltage(run, 0.0)
+        run.ended = 1.0
+
+    def strip_not_carried(self, run, ccd_ma_cm2: float) -> None:
+        """A ccd level's strip the interface cannot carry (voids have cut the contact and the voltage
+        has reached its bound): the run ends there, its CCD that level's current density."""
+        run.ccd_ma_cm2 = ccd_ma_cm2
+        run.ccd_failure = 2.0
         run.ended = 1.0
 
     def follow_stop(self, run, code: int, after_fresh_solve: bool, t_stop: float) -> None:

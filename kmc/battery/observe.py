@@ -85,6 +85,10 @@ class Observer:
               Var("short_time", ("run",), "float64", "s", "simulated time of the short"),
               Var("short_charge", ("run",), "float64", "mA h cm-2", "charge passed at the short"),
               Var("ccd", ("run",), "float64", "mA cm-2", "critical current density: the ccd level that shorted"),
+              Var("ccd_failure", ("run",), "int8", "1",
+                  "how the run failed: a short on plating, or (model.refill = critical_current) voids that cut the "
+                  "contact on a ccd level's strip", 0,
+                  {"flag_values": [0, 1, 2], "flag_meanings": "none short_on_plating voids_on_stripping"}),
               Var("surface_height", ("run", "y", "x"), "float64", "um",
                   "electrolyte surface height above the domain bottom (continuous, finer than the voxel)")]
         sizes = {"sample": self.n_samples, "x": p.nx, "y": p.ny}
@@ -232,7 +236,7 @@ class Observer:
         """What sample k hands to the store beyond its observables, as (variable, index, value) triples
         (index None for a per-run value): the short and the cycles closed since the last sample (then
         marked as handed over in the State), and the frames and snapshots due."""
-        out = self._new_short(run) + self._new_cycles(run)
+        out = self._new_short(run) + self._new_void_failure(run) + self._new_cycles(run)
         if k == 0:  # the electrolyte's continuous surface: what heights of Na are measured from
             out.append(("surface_height", None, run.se_surface_um.reshape(self.p.ny, self.p.nx)))
         # A run that ended early (a short, a cut-off) also keeps its final state: in the next slot of
@@ -252,7 +256,16 @@ class Observer:
             return []
         run.short_reported = run.shorted
         return [("shorted", None, 1), ("short_time", None, float(run.short_time_s)),
-                ("short_charge", None, float(run.short_charge_mah_cm2)), ("ccd", None, float(run.ccd_ma_cm2))]
+                ("short_charge", None, float(run.short_charge_mah_cm2)), ("ccd", None, float(run.ccd_ma_cm2)),
+                ("ccd_failure", None, 1)]
+
+    @staticmethod
+    def _new_void_failure(run) -> list:
+        """A ccd that ended at a strip the interface could not carry (``Driver.strip_not_carried``)."""
+        if run.ccd_failure != 2 or run.failure_reported:
+            return []
+        run.failure_reported = 1.0
+        return [("ccd", None, float(run.ccd_ma_cm2)), ("ccd_failure", None, 2)]
 
     @staticmethod
     def _new_cycles(run) -> list:

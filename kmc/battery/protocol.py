@@ -59,6 +59,7 @@ class Galvanostatic(Step):
                 # solver's bound, which ends the step.
                 bound = math.copysign(driver.p.voltage_bound_v, -current)
                 driver.set_voltage(run, float(self.cutoff_v) if self.cutoff_v is not None else bound)
+                self._fail_if_not_carried(driver, run)
                 return True
             else:
                 code = driver.double_layer_step(run, current, t_end)
@@ -67,6 +68,18 @@ class Galvanostatic(Step):
             driver.follow_stop(run, code, fresh and run.carried, t_stop)
             if self.cutoff_v is not None and (run.voltage_v - float(self.cutoff_v)) * current < 0:  # past it
                 return True
+            if self._fail_if_not_carried(driver, run):
+                return True
+        return False
+
+    def _fail_if_not_carried(self, driver, run) -> bool:
+        """Under the refill law (``model.refill = "critical_current"``), a ccd level's strip whose voltage
+        has reached the bound — voids have cut the contact — ends the run as a CCD by stripping
+        (``Driver.strip_not_carried``); True if it did. Under the v3 law the ccd goes on as before."""
+        if (driver.p.refill_law and self.current_a < 0 and not math.isnan(self.ccd_ma_cm2)
+                and abs(run.voltage_v) >= driver.p.voltage_bound_v * (1.0 - 1e-12)):
+            driver.strip_not_carried(run, self.ccd_ma_cm2)
+            return True
         return False
 
 
@@ -152,7 +165,8 @@ def expand_cycle(step: dict, index: int, area_cm2: float) -> list[Step]:
 
 
 def expand_ccd(step: dict, index: int, area_cm2: float) -> list[Step]:
-    """A ``ccd``: rising current levels, each plated then stripped at its capacity, until a short."""
+    """A ``ccd``: rising current levels, each plated then stripped at its capacity, until a short (or,
+    under the refill law, a strip the interface cannot carry: ``Galvanostatic._fail_if_not_carried``)."""
     return [_galvanostatic({"kind": verb, "current_ma_cm2": level, "capacity_mah_cm2": step["capacity_mah_cm2"]},
                            index, area_cm2, level)
             for level in ccd_currents_ma_cm2(step) for verb in ("plate", "strip")]

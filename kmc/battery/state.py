@@ -49,6 +49,8 @@ S_FLAW_PAID = 26
 S_SHORT_REPORTED = 27
 S_FLAW_HAZARD = 28
 S_SHORT_DRAW = 29
+S_CCD_FAILURE = 30
+S_FAILURE_REPORTED = 31
 N_SCALARS = 32
 
 #: Event counters by name, in the order of ``kmc.kernels.battery_arrays.C_*``.
@@ -109,7 +111,11 @@ class Run:
     shorted = _slot("_scalars", S_SHORTED, "1 once a filament has shorted the cell (E8)")
     short_time_s = _slot("_scalars", S_SHORT_TIME, "time of the short (s)")
     short_charge_mah_cm2 = _slot("_scalars", S_SHORT_CHARGE, "charge passed at the short (mAh/cm²)")
-    ccd_ma_cm2 = _slot("_scalars", S_CCD, "current density of the ccd level that shorted (mA/cm²)")
+    ccd_ma_cm2 = _slot("_scalars", S_CCD, "current density of the ccd level that ended the run (mA/cm²)")
+    ccd_failure = _slot("_scalars", S_CCD_FAILURE,
+                        "how the run failed: 0 not, 1 a short on plating, 2 voids on stripping (a ccd level's strip "
+                        "not carried, under model.refill = critical_current)")
+    failure_reported = _slot("_scalars", S_FAILURE_REPORTED, "1 once a failure by voids has been handed to the store")
     flaw_paid_voxels = _slot("_scalars", S_FLAW_PAID, "Na voxels taken from the metal into flaws (E8)")
     short_reported = _slot("_scalars", S_SHORT_REPORTED, "1 once the short has been handed to the store")
     flaw_hazard = _slot("_scalars", S_FLAW_HAZARD, "Σ over pixels of the probability that a flaw has cracked (E8)")
