@@ -32,7 +32,22 @@ def ce_of(state):
 
 # -- a wetted interface gives everything back ------------------------------------------------------
 
-def test_slow_strip_of_a_wetted_loaded_interface_returns_all_but_alloy_and_sei(tmp_path):
+SLOW_STRIP_LAWS = ["loaded_flow", pytest.param("critical_current", marks=pytest.mark.xfail(
+    strict=True, reason="open defect of the refill law (model.refill = critical_current), seed 1: the strip reaches "
+                        "its 1 V cut-off with 0.149 of the 0.40 mAh/cm² plated still passed (about 0.25 stripped) at "
+                        "0.1 mA/cm², far below j_r = 5.6 mA/cm² at 20 MPa; 893 Na voxels are left hanging over "
+                        "interface voids. On the pellet's relief the columns the refill thins at the collector side "
+                        "are not all thinned by one voxel (capillary moves open more gaps there), so the rigid "
+                        "collector never finds a gap it may close in every column and cannot settle, and σ_c falls "
+                        "to 0"))]
+WALK_LAWS = ["loaded_flow", pytest.param("critical_current", marks=pytest.mark.xfail(
+    strict=True, reason="open defect with the refill law (model.refill = critical_current), seed 4: cycle CEs 0.667, "
+                        "0.664, NaN — the second cycle's strip at 1 mA/cm² (0.64 j_r) reaches the 1 V cut-off early "
+                        "and the last cycle's plate then passes no charge; not investigated yet"))]
+
+
+@pytest.mark.parametrize("law", SLOW_STRIP_LAWS)
+def test_slow_strip_of_a_wetted_loaded_interface_returns_all_but_alloy_and_sei(tmp_path, law):
     """Au–Al pellet (no gaps) on NASICON at 20 MPa, 0.4 mAh/cm² plated and stripped at 0.1 mA/cm²:
     nothing is left in the lattice (no voids, dead or trapped Na) and CE = 1 − (alloy + SEI)/plated
     (the alloy's Na is not recovered, the SEI's consumed) — up to the Poisson noise of a galvanostatic
@@ -48,7 +63,7 @@ current_ma_cm2 = 0.1
 cutoff_v = 1.0
 capacity_mah_cm2 = 0.4
 """
-    sc = cell(tmp_path, protocol, 600.0, n=24, form="pellet", p=20.0, au_nm=96.0)
+    sc = cell(tmp_path, protocol, 600.0, n=24, form="pellet", p=20.0, au_nm=96.0).with_overrides({"model.refill": law})
     state, out = run(BatteryModel(sc))
     end = out[-1]
     assert end["voltage"] >= 1.0  # stripped to the cut-off
@@ -109,7 +124,8 @@ def test_interface_voids_grow_only_above_the_refill_threshold(tmp_path):
 
 # -- protocols and bookkeeping -------------------------------------------------------------------------
 
-def test_bookkeeping_through_plate_rest_strip_hold_and_cycles(tmp_path):
+@pytest.mark.parametrize("law", WALK_LAWS)
+def test_bookkeeping_through_plate_rest_strip_hold_and_cycles(tmp_path, law):
     """The run recounts the charge from the lattice at every sample and fails on a mismatch; this
     protocol walks every kind of step. The per-cycle charges then add up to the charge passed, and
     the Na volume in the final lattice snapshot matches the inventories (within the one layer of
@@ -141,7 +157,8 @@ steps = [
 """
     # No flaws: re-plating at 1 mA/cm² onto the voided interface would short the cell (E8) before the
     # cycles this test walks through.
-    sc = cell(tmp_path, protocol, 60.0, n=12, au_nm=96.0, snaps=1, materials="[materials.nasicon]\nflaw_density_cm2 = 0.0")
+    sc = cell(tmp_path, protocol, 60.0, n=12, au_nm=96.0, snaps=1,
+              materials="[materials.nasicon]\nflaw_density_cm2 = 0.0").with_overrides({"model.refill": law})
     ds = kmc.simulate(sc, seed=4).isel(run=0)
     assert int(ds.status) == 2, str(ds.error.values)
     n = int(ds.samples_written)
