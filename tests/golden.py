@@ -40,6 +40,9 @@ CASES = {
     # E8 by the slot law (PHYSICS v4) with the deposit stress: a ccd, plating and stripping until a short.
     "T5_16_slot": ("validation/T5.toml", {"lattice.nx": 16, "lattice.ny": 16, "model.insertion": "least_stress",
                                           "model.flaw_law": "slot"}, 18),
+    # E4 refill of interface voids at Na's critical stripping current (model.refill = "critical_current").
+    "T4_24_refill": ("validation/T4.toml", {"lattice.nx": 24, "lattice.ny": 24,
+                                             "model.refill": "critical_current"}, 19),
     "hop": ("hop.toml", {"output.snapshot_every_samples": 10}, 16),
 }
 
