@@ -75,6 +75,25 @@ def _critical_current(model, depth_um):
     return 2 * j0 * math.sinh(0.5 * f * eta)  # BV with α = 1/2 at η
 
 
+def _run_one_depth(model, depth, j_ma_cm2, shorts):
+    """Run a cell whose flaws all have one depth. Not shorting: checks the flaws are full (yet below
+    K_IC) and returns None. Shorting: returns (run, samples, the largest pixel current at the last
+    solve, A/cm²) — constant under a uniform Na layer, though not the mean (each pixel's share of the
+    rough surface's faces sets it); the pixel carrying most fills first."""
+    state = model.new_state(1)
+    out = advance_all(model, state)
+    run = Run(state)
+    if not shorts:
+        assert not run.shorted
+        assert out[-1]["filament_depth"] > 1.5 * depth  # full, yet below K_IC
+        assert out[-1]["short_probability"] == 0.0
+        return None
+    assert run.shorted
+    j_pixel = run.pixel_current.max()
+    assert 0.5 * j_ma_cm2 * 1e-3 < j_pixel < 3 * j_ma_cm2 * 1e-3
+    return run, out, j_pixel
+
+
 @pytest.mark.parametrize("factor,shorts", [(0.6, False), (1.6, True)])
 def test_flaws_of_one_depth_short_after_their_fill_time_above_the_griffith_current(tmp_path, factor, shorts):
     """A Weibull law of shape 1000 puts every flaw within 0.3 % of c = 10 µm, and a 1 cm² cell holds 1e5 of
@@ -88,19 +107,10 @@ def test_flaws_of_one_depth_short_after_their_fill_time_above_the_griffith_curre
     capacity = 2.0 * t_fill_nominal * j / 3600
     model = BatteryModel(scenario(tmp_path, plate(j, capacity), t_fill_nominal / 20, nz=int(16 + 4 * capacity / 0.056),
                                   density=1e5, scale=depth, shape=1000.0, name=f"one-{factor}"))
-    state = model.new_state(1)
-    out = advance_all(model, state)
-    run = Run(state)
-    if not shorts:
-        assert not run.shorted
-        assert out[-1]["filament_depth"] > 1.5 * depth  # full, yet below K_IC
-        assert out[-1]["short_probability"] == 0.0
+    outcome = _run_one_depth(model, depth, j, shorts)
+    if outcome is None:
         return
-    assert run.shorted
-    # The pixel currents at the last solve: constant under a uniform Na layer, though not the mean (each
-    # pixel's share of the rough surface's faces sets it); the pixel carrying most fills first.
-    j_pixel = run.pixel_current.max()
-    assert 0.5 * j * 1e-3 < j_pixel < 3 * j * 1e-3
+    run, out, j_pixel = outcome
     assert run.short_time_s == pytest.approx(flaws.fill_time_s(depth, 0.5, model.params.q_v_c, j_pixel), rel=0.02)
     assert out[-1]["voltage"] == 0.0  # collapsed
     assert out[-1]["time"] == pytest.approx(run.short_time_s)
@@ -396,17 +406,10 @@ def test_slot_flaws_of_one_depth_short_at_the_slot_fill_time(tmp_path, factor, s
                                   nz=int(16 + 4 * capacity / 0.056), density=1e5, scale=depth, shape=2000.0,
                                   name=f"slot-{factor}", law="slot"))
     assert model.params.depth_grid.weights.max() > 1 - 1e-9
-    state = model.new_state(1)
-    out = advance_all(model, state)
-    run = Run(state)
-    if not shorts:
-        assert not run.shorted
-        assert out[-1]["filament_depth"] > 1.5 * depth  # full, yet below K_IC
-        assert out[-1]["short_probability"] == 0.0
+    outcome = _run_one_depth(model, depth, j, shorts)
+    if outcome is None:
         return
-    assert run.shorted
-    j_pixel = run.pixel_current.max()
-    assert 0.5 * j * 1e-3 < j_pixel < 3 * j * 1e-3
+    run, out, j_pixel = outcome
     t_fill = flaws.slot_fill_time_s(depth, p.k_ic_mpa_m05, 77.0, j_pixel, p.molar_volume_cm3_mol)
     assert run.short_time_s == pytest.approx(t_fill, rel=0.02)
     assert out[-2]["short_probability"] == 0.0  # not before
