@@ -11,7 +11,7 @@ from kmc.analysis.runs import last_valid, runs_to_use
 FINAL = ("charge", "time", "voltage", "contact_fraction", "void_fraction", "thickness_mean", "thickness_cv",
          "interfacial_resistance", "short_probability")
 #: Per-run and per-cycle variables copied as they are.
-COPIED = ("status", "shorted", "short_time", "short_charge", "ccd", "coulombic_efficiency")
+COPIED = ("status", "shorted", "short_time", "short_charge", "ccd", "ccd_failure", "coulombic_efficiency")
 
 
 def summary(ds: xr.Dataset, only_done: bool = True) -> xr.Dataset:
@@ -21,7 +21,7 @@ def summary(ds: xr.Dataset, only_done: bool = True) -> xr.Dataset:
     (in its units); ``min_voltage`` the lowest cell voltage of the run (V, the nucleation overpotential
     peak when plating, since plating voltages are negative; from ``voltage_min``, the lowest between
     samples, when the store has it); ``status``, ``shorted``, ``short_time``
-    [s], ``short_charge`` [mA h cm-2], ``ccd`` [mA cm-2] and ``coulombic_efficiency`` per cycle are
+    [s], ``short_charge`` [mA h cm-2], ``ccd`` [mA cm-2], ``ccd_failure`` and ``coulombic_efficiency`` per cycle are
     copied when present; ``final_na_height`` [µm] is the mean height of the Na top above the
     electrolyte surface over the columns with Na (``kmc.analysis.lattice``) in the run's final state,
     when its last snapshot is of that state (NaN otherwise). Only finished runs unless ``only_done``

@@ -126,8 +126,11 @@ def short_charge(s: xr.Dataset) -> np.ndarray:
 
 
 def ccd(s: xr.Dataset) -> np.ndarray:
-    """The ccd level that shorted (mA/cm²); +inf for a run that went through every level."""
-    return np.where(shorted(s) == 1, _var(s, "ccd"), np.inf)
+    """The ccd level at which the run failed (mA/cm²): the one that shorted, or — under
+    ``model.refill = "critical_current"`` — the one whose strip voids out (``ccd_failure`` 2); +inf
+    for a run that went through every level."""
+    values = _var(s, "ccd")
+    return np.where(np.isfinite(values), values, np.inf)
 
 
 def final(name: str) -> Values:
