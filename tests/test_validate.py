@@ -319,11 +319,6 @@ def test_quick_direction_sulfide_ce_below_half_the_borohydride_foil(quick_direct
 def test_a_ccd_by_voids_counts_as_the_runs_ccd():
     """``validation.ccd``: the level a run failed at, by a short or (refill option) by voids on its strip;
     +inf for a run through every level. Planted fault that fails it: reading the level from shorts only."""
-    import numpy as np
-    import xarray as xr
-
-    from kmc import validation
-
     s = xr.Dataset({"shorted": ("run", [1, 0, 0]), "ccd": ("run", [1.2, 1.8, np.nan]),
                     "ccd_failure": ("run", [1, 2, 0])})
-    assert list(validation.ccd(s)) == [1.2, 1.8, np.inf]
+    assert list(val.ccd(s)) == [1.2, 1.8, np.inf]
