@@ -33,6 +33,8 @@ contacts — the volume lifts the collector instead (``LIFT``): the battery loop
 deposits' columns each have a voxel's worth and then raises the collector one voxel, growing every
 deposit column by one (``lift_deposits``).
 """
+import heapq
+
 import numpy as np
 from numba import njit
 
@@ -66,44 +68,6 @@ def gap_height_um(cc_bottom, se_surface_um, voxel_um, out):
 
 
 @njit(cache=True)
-def _push(heap_key, heap_val, n, key, val):
-    i = n
-    heap_key[i] = key
-    heap_val[i] = val
-    while i > 0:
-        parent = (i - 1) >> 1
-        if heap_key[parent] <= heap_key[i]:
-            break
-        heap_key[i], heap_key[parent] = heap_key[parent], heap_key[i]
-        heap_val[i], heap_val[parent] = heap_val[parent], heap_val[i]
-        i = parent
-    return n + 1
-
-
-@njit(cache=True)
-def _pop(heap_key, heap_val, n):
-    key = heap_key[0]
-    val = heap_val[0]
-    n -= 1
-    heap_key[0] = heap_key[n]
-    heap_val[0] = heap_val[n]
-    i = 0
-    while True:
-        left = 2 * i + 1
-        if left >= n:
-            break
-        child = left
-        if left + 1 < n and heap_key[left + 1] < heap_key[left]:
-            child = left + 1
-        if heap_key[i] <= heap_key[child]:
-            break
-        heap_key[i], heap_key[child] = heap_key[child], heap_key[i]
-        heap_val[i], heap_val[child] = heap_val[child], heap_val[i]
-        i = child
-    return key, val, n
-
-
-@njit(cache=True)
 def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_ref_mpa, size_strength_mpa,
                   size_exponent, sigma_lift_mpa, stress_mpa, target):
     """Each deposit pixel's σ (MPa, at most ``sigma_lift_mpa``) into ``stress_mpa`` (NaN off deposits)
@@ -119,15 +83,12 @@ def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_r
     in a 0.5 µm gap flows at ε̇ ~ 5e-2 1/s, where the factor would be (50)^(1/5) ≈ 2.2).
     Returns the number of deposit pixels."""
     n = nx * ny
-    cap = 4 * n + 16
-    heap_key = np.empty(cap)
-    heap_val = np.empty(cap, dtype=np.int64)
+    heap = [(0.0, 0) for _ in range(0)]  # (σ so far, pixel): a typed list for heapq
     dist = np.empty(n)
     grad = np.empty(n)  # 2 τ_f(h)/h per pixel, once (a power per pixel, not two per step)
     for col in range(n):
         grad[col] = flow_cost_mpa_per_um(h_um[col], sigma_ref_mpa, size_strength_mpa, size_exponent)
     done = np.zeros(n, dtype=np.uint8)
-    size = 0
     n_dep = 0
     for col in range(n):
         kind = col_support[col]
@@ -140,9 +101,9 @@ def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_r
         else:
             dist[col] = edge_tension_n_m[col] / h_um[col]
             target[col] = col
-            size = _push(heap_key, heap_val, size, dist[col], col)  # at most n pushes so far: fits
-    while size > 0:
-        key, col, size = _pop(heap_key, heap_val, size)
+            heapq.heappush(heap, (dist[col], col))
+    while len(heap) > 0:
+        key, col = heapq.heappop(heap)
         if done[col] or key > dist[col]:
             continue
         done[col] = 1
@@ -167,11 +128,7 @@ def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_r
             if cost < dist[nb]:
                 dist[nb] = cost
                 target[nb] = target[col]
-                if size == cap:
-                    cap *= 2
-                    heap_key = np.concatenate((heap_key, np.empty(cap - size)))
-                    heap_val = np.concatenate((heap_val, np.empty(cap - size, dtype=np.int64)))
-                size = _push(heap_key, heap_val, size, cost, nb)
+                heapq.heappush(heap, (cost, nb))
     for col in range(n):
         if col_support[col] != COLUMN_NA_SUPPORT:
             stress_mpa[col] = np.nan
