@@ -192,7 +192,7 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
     if tally[T_SEALED] == 0.0:
         if w.limits[L_LEAST_STRESS] > 0.0:
             g = deposit_insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.cc_bottom,
-                                       int(w.limits[L_PORE_DEPTH]), w.insertion_target)
+                                       int(w.limits[L_PORE_DEPTH]), w.insertion_target, nbr, w.nbr2)
         else:
             g = insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited, w.cc_bottom,
                                int(w.limits[L_PORE_DEPTH]))

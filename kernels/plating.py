@@ -202,14 +202,13 @@ def plate_voxel(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, queue, vis
 
 
 @njit(cache=True)
-def deposit_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, target):
+def deposit_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, target, nbr, nbr2):
     """E1 with the per-solve stress map (``model.insertion = "least_stress"``, PHYSICS §5 M): rules 1
     and 2 where the face has free space next to it (the deposit's edge, cost σ_edge alone); else the
     gap of the open pixel the face's column reaches at least stress (``kmc.kernels.deposit_stress``),
     or — if that pixel has filled since the solve — the interface gap nearest to it; ``LIFT`` (−2)
-    when lifting the collector is cheaper; −1 if no gap is left at the interface at all."""
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
-    nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
+    when lifting the collector is cheaper; −1 if no gap is left at the interface at all. ``nbr``,
+    ``nbr2``: neighbour scratch (int64[6]; it runs once per plating event)."""
     nxy = nx * ny
     g = local_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, nbr, nbr2)
     if g >= 0:

@@ -123,7 +123,8 @@ def test_plated_volume_goes_to_the_edge_of_least_stress_not_the_nearest_gap():
     c = x0 + nx * y0 + 1 * nxy  # the Na voxel on the electrolyte
     e = x0 + nx * y0  # the SE voxel under it
     eps = np.zeros(EPS_SIZE)
-    g = deposit_insertion_site(c, e, flat, np.zeros(nxy, dtype=np.uint8), nx, ny, nz, eps, bottom, nz, target)
+    g = deposit_insertion_site(c, e, flat, np.zeros(nxy, dtype=np.uint8), nx, ny, nz, eps, bottom, nz, target,
+                               np.empty(6, dtype=np.int64), np.empty(6, dtype=np.int64))
     assert flat[g] == GAP and g % nx >= 40  # the right-hand edge
     queue = np.empty(flat.size, dtype=np.int64)
     visited = np.zeros(flat.size, dtype=np.uint8)
