@@ -107,7 +107,10 @@ def build(scenario, max_current_a: float) -> Params:
     au_mah = float(m["au"]["alloy_capacity_mah_cm2_per_100nm"]) * au_nm / 100.0
     creep_sigma_ref = float(na["creep_flow_stress_mpa"])
     creep_rate_ref = units.creep_strain_rate_s(creep_sigma_ref, na, temperature_k)
+    # The v4 options of the model (each default keeps v3).
     slot_law = d["model"].get("flaw_law", "metal_front") == "slot"
+    least_stress = d["model"].get("insertion", "nearest_gap") == "least_stress"
+    refill_law = d["model"].get("refill", "loaded_flow") == "critical_current"
     k_ic = float(el["k_ic_mpa_m05"])
     if slot_law:  # PHYSICS v4 E8: Pareto depths of the strength modulus, δ_c(c) = k √c per depth bin
         depth_grid = flaws.ParetoDepthGrid(float(el["flaw_scale_um"]), float(el["strength_weibull_modulus"]))
@@ -122,7 +125,7 @@ def build(scenario, max_current_a: float) -> Params:
     hardness_mpa = collector_hardness_mpa(m, col["material"], col["form"])
     if col["form"] == "foil" and not col.get("initial_na_um"):
         check_foil_pressure(pressure_mpa, hardness_mpa)  # before anything is built or printed
-    moves, nu_cap = _move_params(d, na, voxel_um, temperature_k, max_current_a / q_v_c / n_cols)
+    moves, nu_cap = _move_params(d, na, voxel_um, temperature_k, max_current_a / q_v_c / n_cols, refill_law)
     pore_entry = pore_rate = None
     if col["form"] == "pellet" and float(col.get("porosity", 0.0)) > 0.0:
         r_p = float(m[col["material"]]["pore_radius_um"])
@@ -138,8 +141,7 @@ def build(scenario, max_current_a: float) -> Params:
         q_v_c=q_v_c, voxel_mah_cm2=voxel_mah_cm2,
         plane=field.Plane(nx, ny, voxel_um * 1e-4, float(d["electrolyte"]["thickness_um"]) * 1e-4, sigma_s_cm),
         c_dl_f_cm2=float(el["double_layer_capacitance_uf_cm2"]) * 1e-6, c_au=au_mah / voxel_mah_cm2,
-        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa,
-                           d["model"].get("insertion", "nearest_gap") == "least_stress"),
+        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, least_stress),
         eps=_pair_energies(na, col["material"]), moves=moves, nu_cap_uncapped_s=nu_cap,
         # E7: the interphase on a Na face grows as dδ/dt = k/(1 + δ/δ0) (self-limiting) or k
         # (continuous), δ the thickness of Na consumed, k = k_sei V_m/F.
@@ -156,8 +158,7 @@ def build(scenario, max_current_a: float) -> Params:
         fill_um_per_c_cm2=vm / units.F * 1e4,
         slot_law=slot_law, flaw_fill_c_cm2=fill_thresholds, slot_opening_per_sqrt_um=slot_k,
         pore_entry_mpa=pore_entry, pore_um_per_mpa=pore_rate,
-        least_stress=d["model"].get("insertion", "nearest_gap") == "least_stress",
-        refill_law=d["model"].get("refill", "loaded_flow") == "critical_current",
+        least_stress=least_stress, refill_law=refill_law,
         size_effect_strength_mpa=float(na["size_effect_strength_mpa"]),
         size_effect_exponent=float(na["size_effect_exponent"]),
         edge_tension_n_m=_edge_tension_n_m(na, col["material"]), edge_tension_au_n_m=_edge_tension_n_m(na, "au"),
@@ -208,7 +209,7 @@ def _pair_energies(na, collector_material) -> np.ndarray:
     return eps
 
 
-def _move_params(d, na, voxel_um, temperature_k, faradaic_per_column_s):
+def _move_params(d, na, voxel_um, temperature_k, faradaic_per_column_s, refill_law: bool):
     """The moves' array (``moves.M_*``) and the uncapped capillary rate (1/s): creep constant at T,
     capillary rate, stress scale, diffusion (v3) or the refill law's rate per MPa of σ_c
     (``model.refill = "critical_current"``). Capillary attempts are capped at a multiple of the
@@ -226,7 +227,7 @@ def _move_params(d, na, voxel_um, temperature_k, faradaic_per_column_s):
     mp[km.M_SIGMA_REF] = sigma_ref
     mp[km.M_CREEP_N] = float(na["creep_stress_exponent"])
     mp[km.M_STRESS_PER_E] = float(na["capillary_energy_scale_j_m2"]) / a_m * 1e-6
-    if d["model"].get("refill", "loaded_flow") == "critical_current":
+    if refill_law:
         # E4 refill law: a void pixel refills at r = j_r a²/q_v (``kmc.kernels.moves``), j_r per MPa of
         # σ_c here; E4c one-voxel diffusion is off.
         mp[km.M_REFILL_LAW] = 1.0
