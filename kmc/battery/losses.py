@@ -78,9 +78,9 @@ class Losses:
         the mouth, advancing at j (C/cm² per s): ``kmc.flaws``. No pixel fills or cracks during a strip or
         a rest, and nothing of a pressure is kept across them: the pressure is the present state's."""
         p = self.p
+        eta0 = run.voltage_v + p.u_ce_v - run.phi  # per pixel, the overpotential without U_f
         if p.slot_law:
             if run.current_a > 0:
-                eta0 = run.voltage_v + p.u_ce_v - run.phi
                 cols = np.flatnonzero((run.pixel_current > 0) & (eta0 < 0))
             else:
                 cols = np.empty(0, dtype=np.int64)
@@ -90,7 +90,7 @@ class Losses:
             cols = np.flatnonzero(run.na_current > 0)
             j = run.na_current[cols]
             rate = j * p.fill_um_per_c_cm2
-        eta = np.abs(run.voltage_v + p.u_ce_v - run.phi[cols])
+        eta = np.abs(eta0[cols])
         if p.least_stress:
             sigma = run.deposit_stress_mpa[cols]
             mouth = np.where(np.isfinite(sigma), sigma, p.pressure_mpa)
