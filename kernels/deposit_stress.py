@@ -13,11 +13,20 @@ deposit pixel x is what the cheapest way out costs,
 
     σ(x) = min over open pixels f of [ σ_edge(f) + ∫ from x to f of 2 τ_f(h)/h ds ],
 
-with Na's size-dependent flow stress σ_f(h) = σ_ref + σ_s (h/1 µm)^(−β) (PHYSICS M; the rate factor
-(ε̇/ε̇_ref)^(1/n) is taken as 1 here — see ``deposit_paths``) and the meniscus pressure at the free
+with Na's size-dependent, rate-sensitive flow stress σ_f(ε̇, h) = [σ_ref + σ_s (h/1 µm)^(−β)] (ε̇/ε̇_ref)^(1/n)
+(PHYSICS M: Na's power-law creep, ε̇ = A σⁿ, written about its measured point (σ_ref, ε̇_ref), made
+size-dependent; so the stress relaxes when the flux stops) and the meniscus pressure at the free
 edge, σ_edge = −γ (cos θ_CC + cos θ_SE)/h (negative, Na drawn in, where it wets the collector; γ in
 J/m² over h in µm is MPa). The path runs through deposit pixels only; h is each pixel's sub-voxel gap
 height (the collector's lower face above the continuous electrolyte surface).
+
+Strain rate. The squeeze flow's ε̇ ≈ q/h², q the lateral flux of plated volume per unit width through
+the point, follows from where the field solve puts the plating current and from the paths
+(``squeeze_strain_rate``), while the paths' cost follows from ε̇ (``rated_stress``, along paths whose
+geometry the reference rate decides — ``deposit_terrain`` says why): the driver iterates the two with the
+field solve to their fixed point (``kmc.battery.driver.Driver``), so nothing is lagged. For a disk
+deposit of radius R plating uniformly at ṡ (µm/s), q = ṡ r/2 and the friction hill becomes
+σ(0) − σ(R) = [2σ_f0/(√3 h)] (ṡ/(2h²ε̇_ref))^(1/n) R^(1+1/n)/(1 + 1/n) (a test checks it).
 
 The minimum is a weighted shortest path over pixels, solved once per field solve by Dijkstra's
 algorithm from every open pixel at once (O(N log N) in the number of columns, N), and frozen until
@@ -70,21 +79,49 @@ def gap_height_um(cc_bottom, se_surface_um, voxel_um, out):
 @njit(cache=True)
 def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_ref_mpa, size_strength_mpa,
                   size_exponent, sigma_lift_mpa, stress_mpa, target):
-    """Each deposit pixel's σ (MPa, at most ``sigma_lift_mpa``) into ``stress_mpa`` (NaN off deposits)
-    and where its plated volume goes into ``target``: the open pixel its cheapest path ends at, or
-    ``LIFT`` where that path would cost more than σ_lift (and for a deposit enclosed by contacts, which
-    has no way out but up); open pixels target themselves; contacts ``NO_PATH`` (as is a deposit with
-    no way out while σ_lift is infinite). ``edge_tension_n_m`` per column is −γ(cos θ_CC + cos θ_SE)
-    (N/m): an open pixel's meniscus pressure is that over its gap height.
+    """Each deposit pixel's σ (MPa, at most ``sigma_lift_mpa``) at Na's reference strain rate (rate factor
+    1) into ``stress_mpa`` (NaN off deposits) and where its plated volume goes into ``target``
+    (``deposit_terrain``, then the σ_lift cap). Returns the number of deposit pixels."""
+    n = nx * ny
+    path = np.empty(n)
+    n_dep = deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_ref_mpa, size_strength_mpa,
+                            size_exponent, path, target, np.empty(n, dtype=np.int64), np.empty(n))
+    cap_at_lift(col_support, path, sigma_lift_mpa, stress_mpa, target)
+    return n_dep
 
-    The flow stress is taken at Na's reference strain rate (rate factor 1): the strain rate of the
-    squeeze flow, ε̇ ≈ q/h² with q the lateral flux through the point, needs the solved plating
-    distribution along the paths, which this pass does not yet carry (at 0.5 mA/cm², a 10 µm deposit
-    in a 0.5 µm gap flows at ε̇ ~ 5e-2 1/s, where the factor would be (50)^(1/5) ≈ 2.2).
-    Returns the number of deposit pixels."""
+
+@njit(cache=True)
+def cap_at_lift(col_support, path_mpa, sigma_lift_mpa, stress_mpa, target):
+    """σ of the deposit pixels from their path cost, capped at σ_lift, where ``target`` becomes ``LIFT``
+    (NaN off deposits)."""
+    for col in range(col_support.size):
+        if col_support[col] != COLUMN_NA_SUPPORT:
+            stress_mpa[col] = np.nan
+        elif path_mpa[col] > sigma_lift_mpa:
+            stress_mpa[col] = sigma_lift_mpa
+            target[col] = LIFT
+        else:
+            stress_mpa[col] = path_mpa[col]
+
+
+@njit(cache=True)
+def deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_ref_mpa, size_strength_mpa,
+                    size_exponent, path_mpa, target, parent, parent_um):
+    """The cheapest way out of every deposit pixel at Na's reference strain rate: its cost before any cap
+    into ``path_mpa`` (MPa; an open pixel's: its meniscus pressure; ∞ at contacts and for a deposit with no
+    way out), the open pixel it ends at into ``target`` (open pixels target themselves; ``NO_PATH``
+    elsewhere), and the path's first step: the pixel it goes to (``parent``, −1 at open pixels) and its
+    length (``parent_um``, µm). ``edge_tension_n_m`` per column is −γ(cos θ_CC + cos θ_SE) (N/m): an open
+    pixel's meniscus pressure is that over its gap height. Returns the number of deposit pixels.
+
+    The paths' geometry is taken at the reference rate, and ``rated_stress`` integrates the rate-
+    sensitive flow stress along them: with a flux-dependent cost the shortest-path problem would send
+    the flow into channels (a cost ∝ q^(1/n) is concave, so merging flows always pays), which a
+    continuum squeeze flow, whose flux follows the stress gradient, does not do (a disk's flow stays
+    radial at any n)."""
     n = nx * ny
     heap = [(0.0, 0) for _ in range(0)]  # (σ so far, pixel): a typed list for heapq
-    dist = np.empty(n)
+    dist = path_mpa
     grad = np.empty(n)  # 2 τ_f(h)/h per pixel, once (a power per pixel, not two per step)
     for col in range(n):
         grad[col] = flow_cost_mpa_per_um(h_um[col], sigma_ref_mpa, size_strength_mpa, size_exponent)
@@ -94,6 +131,8 @@ def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_r
         kind = col_support[col]
         dist[col] = np.inf
         target[col] = NO_PATH
+        parent[col] = -1
+        parent_um[col] = 0.0
         if kind == COLUMN_NA_SUPPORT:
             n_dep += 1
         elif kind == COLUMN_CC_CONTACT:
@@ -128,16 +167,126 @@ def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_r
             if cost < dist[nb]:
                 dist[nb] = cost
                 target[nb] = target[col]
+                parent[nb] = col
+                parent_um[nb] = length_um
                 heapq.heappush(heap, (cost, nb))
-    for col in range(n):
-        if col_support[col] != COLUMN_NA_SUPPORT:
-            stress_mpa[col] = np.nan
-        elif dist[col] > sigma_lift_mpa:
-            stress_mpa[col] = sigma_lift_mpa
-            target[col] = LIFT
-        else:
-            stress_mpa[col] = dist[col]
     return n_dep
+
+
+@njit(cache=True)
+def rated_stress(col_support, path_mpa, parent, parent_um, h_um, rate_factor, nx, ny, sigma_ref_mpa,
+                 size_strength_mpa, size_exponent, sigma_lift_mpa, stress_mpa, target, rated_path_mpa):
+    """σ of every deposit pixel along the paths ``deposit_terrain`` found, at the flow stress's rate factor
+    (ε̇/ε̇_ref)^(1/n) per pixel (``rate_factor``): from each open pixel's meniscus pressure up the paths,
+    σ(x) = σ(next) + ½ (g_x + g_next) ℓ with g = 2 τ_f(ε̇, h)/h, taken in the order of the reference-rate
+    cost (a path's next pixel is always cheaper). The uncapped cost goes to ``rated_path_mpa`` (the
+    terrain ``squeeze_strain_rate`` lets the volume flow down), σ capped at σ_lift into ``stress_mpa``
+    (``target`` becomes ``LIFT`` there; NaN off deposits). ``target`` must be the terrain's (an earlier
+    cap's LIFT is not undone here)."""
+    n = nx * ny
+    order = np.argsort(path_mpa)  # open pixels (finite meniscus pressures) and deposits by cost; ∞ last
+    grad = np.empty(n)
+    for col in range(n):
+        grad[col] = flow_cost_mpa_per_um(h_um[col], sigma_ref_mpa, size_strength_mpa, size_exponent) * rate_factor[col]
+        rated_path_mpa[col] = path_mpa[col]  # open pixels keep their meniscus pressure; ∞ stays ∞
+    for i in range(n):
+        col = order[i]
+        if not np.isfinite(path_mpa[col]):
+            break
+        nxt = parent[col]
+        if nxt >= 0:
+            rated_path_mpa[col] = rated_path_mpa[nxt] + 0.5 * (grad[col] + grad[nxt]) * parent_um[col]
+    cap_at_lift(col_support, rated_path_mpa, sigma_lift_mpa, stress_mpa, target)
+
+
+#: ``squeeze_strain_rate``: the smallest squeeze-flow strain rate (1/s) a deposit pixel is given. Na's creep
+#: law has no yield stress, so a pixel nothing flows through would cost nothing; the floor only keeps the
+#: rate factor's logarithm finite (at n = 5 it is (1e-12/1e-3)^(1/5) ≈ 0.016 of the reference flow stress).
+MIN_STRAIN_RATE_S = 1e-12
+
+
+@njit(cache=True)
+def squeeze_strain_rate(col_support, path_mpa, source_um3_s, h_um, nx, ny, voxel_um, out_rate_s):
+    """The squeeze flow's strain rate ε̇ ≈ q/h² (1/s) per deposit pixel into ``out_rate_s`` (PHYSICS M),
+    q the lateral flux of plated volume through the pixel per unit width (µm²/s) and h its gap height (µm).
+
+    The volume plated in a deposit pixel (``source_um3_s``, µm³/s) leaves down the stress the last path
+    pass found (``path_mpa``, the uncapped σ of ``rated_stress``): pixels are taken from the most
+    to the least stressed, and each passes what it carries (its own volume and what flowed into it) to its
+    downhill neighbours of the same 16-step stencil, in proportion to the stress drop per µm (multiple flow
+    directions, as water on a terrain model: a disk deposit's flux then spreads radially instead of
+    following one pixel-wide path of the Dijkstra tree). Open pixels take what reaches them (the free
+    edge). The flux per unit width through a pixel is the flux density there: what it carries, Q (µm³/s),
+    over its area a², times the mean displacement d̄ (µm) it moves that volume by, q = Q |d̄|/a² (a pixel
+    that passes all it carries one pixel on has q = Q/a; knight's moves carry volume over two rings of
+    pixels at once, which the longer displacement counts). The volume is
+    conserved: what the open pixels take is the deposits' total source (a test recounts it). A deposit
+    with no way out (σ infinite) has no lateral flux. The flux is taken for every deposit pixel, including
+    those whose cheapest way out costs more than σ_lift: their cost is what the lateral escape they did not
+    take would have cost, at the flux it would have carried. Returns the volume the open pixels take
+    (µm³/s)."""
+    n = nx * ny
+    carried = np.zeros(n)
+    key = np.empty(n)
+    for col in range(n):
+        if col_support[col] == COLUMN_NA_SUPPORT and np.isfinite(path_mpa[col]):
+            key[col] = -path_mpa[col]
+            carried[col] = max(source_um3_s[col], 0.0)
+        else:
+            key[col] = np.inf
+    order = np.argsort(key)  # the most stressed deposit pixel first; the rest (key inf) last
+    drained = 0.0
+    weights = np.empty(_STEPS.shape[0])
+    for i in range(n):
+        col = order[i]
+        if key[col] == np.inf:
+            break
+        y = col // nx
+        x = col - y * nx
+        here = path_mpa[col]
+        total = 0.0
+        for k in range(_STEPS.shape[0]):
+            weights[k] = 0.0
+            dx = _STEPS[k, 0]
+            dy = _STEPS[k, 1]
+            nb = (x + dx) % nx + nx * ((y + dy) % ny)
+            if col_support[nb] == COLUMN_CC_CONTACT or not path_mpa[nb] < here:
+                continue
+            if k >= 8:  # a knight's move passes between two pixels: neither may be a contact
+                sx = dx // 2 if abs(dx) == 2 else 0
+                sy = dy // 2 if abs(dy) == 2 else 0
+                a1 = (x + sx) % nx + nx * ((y + sy) % ny)
+                a2 = (x + dx - sx) % nx + nx * ((y + dy - sy) % ny)
+                if col_support[a1] == COLUMN_CC_CONTACT or col_support[a2] == COLUMN_CC_CONTACT:
+                    continue
+            weights[k] = (here - path_mpa[nb]) / _LENGTHS[k]
+            total += weights[k]
+        q = carried[col]
+        if total <= 0.0:  # no downhill neighbour (cannot happen with positive costs): nothing passes on
+            out_rate_s[col] = MIN_STRAIN_RATE_S
+            continue
+        # The flux density: what the pixel carries over its area times the mean step it moves it by.
+        mx = 0.0
+        my = 0.0
+        for k in range(_STEPS.shape[0]):
+            mx += weights[k] * _STEPS[k, 0]
+            my += weights[k] * _STEPS[k, 1]
+        flux_um2_s = q * np.sqrt(mx * mx + my * my) / total / voxel_um
+        out_rate_s[col] = max(flux_um2_s / h_um[col] ** 2, MIN_STRAIN_RATE_S)
+        for k in range(_STEPS.shape[0]):
+            if weights[k] > 0.0:
+                dx = _STEPS[k, 0]
+                dy = _STEPS[k, 1]
+                nb = (x + dx) % nx + nx * ((y + dy) % ny)
+                share = q * weights[k] / total
+                if col_support[nb] == COLUMN_NA_SUPPORT:
+                    carried[nb] += share
+                else:
+                    drained += share
+    for col in range(n):
+        if key[col] == np.inf:
+            out_rate_s[col] = MIN_STRAIN_RATE_S if col_support[col] == COLUMN_NA_SUPPORT else np.nan
+    return drained
 
 
 @njit(cache=True)

@@ -13,9 +13,12 @@ from kmc.kernels.deposit_stress import (
     WAIT,
     NO_PATH,
     deposit_paths,
+    deposit_terrain,
     flow_cost_mpa_per_um,
     gap_height_um,
     lift_deposits,
+    rated_stress,
+    squeeze_strain_rate,
 )
 from kmc.kernels.interface import COLUMN_NA_SUPPORT, column_support
 from kmc.kernels.plating import deposit_insertion_site, insertion_site
@@ -258,3 +261,96 @@ def test_stress_falls_when_the_deposit_lifts_the_collector_or_reaches_a_free_edg
     flat, bottom, nz = _cell(n, n, gap, inside)
     opened, _, _, _ = _paths(flat, bottom, n, n, nz, sigma_lift=500.0)
     assert np.nanmax(opened) < 500.0 and np.nanmedian(opened[inside]) < 0.5 * 500.0
+
+
+RATE_REF_S, N_CREEP = 1e-3, 5.0  # Na's creep point and stress exponent (scenarios/materials.toml)
+
+
+def _rated_paths(support, h, nx, ny, source_um3_s, sweeps):
+    """The driver's fixed point without the field (the sources held): σ along the reference-rate paths at
+    the rate factor from the flux down them, ``sweeps`` times (the flux follows the reference terrain, so
+    one sweep reaches it; more check that it stays). Returns σ, the strain rate and what the open pixels
+    took."""
+    n = nx * ny
+    terrain, path, stress, strain, parent_um = (np.empty(n) for _ in range(5))
+    target, parent = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    deposit_terrain(support, h, np.full(n, EDGE_N_M), nx, ny, VOXEL_UM, SIGMA_REF, SIGMA_S, BETA, terrain, target,
+                    parent, parent_um)
+    rate = np.ones(n)
+    drained = 0.0
+    for _ in range(sweeps):
+        rated_stress(support, terrain, parent, parent_um, h, rate, nx, ny, SIGMA_REF, SIGMA_S, BETA, np.inf, stress,
+                     target, path)
+        drained = squeeze_strain_rate(support, terrain, source_um3_s, h, nx, ny, VOXEL_UM, strain)
+        rate = np.where(support == COLUMN_NA_SUPPORT, (strain / RATE_REF_S) ** (1 / N_CREEP), 1.0)
+    rated_stress(support, terrain, parent, parent_um, h, rate, nx, ny, SIGMA_REF, SIGMA_S, BETA, np.inf, stress,
+                 target, path)
+    return stress.reshape(ny, nx), strain.reshape(ny, nx), drained
+
+
+def test_a_plating_disk_deposit_follows_the_rate_sensitive_friction_hill():
+    """A disk deposit of radius R in a uniform gap h plating uniformly at ṡ (µm/s): its volume leaves
+    radially, q(r) = ṡ r/2, ε̇ = q/h², and the friction hill with σ_f ∝ (ε̇/ε̇_ref)^(1/n) integrates to
+    σ(r) − σ(R) = [2σ_f0/(√3 h)] (ṡ/(2h²ε̇_ref))^(1/n) (R^(1+1/n) − r^(1+1/n))/(1 + 1/n): checked within
+    5 % a quarter and halfway out, 7 % at the centre (the lattice flux runs 1.3–1.6× high within a few
+    pixels of it, 5 % in σ at n = 5), and the ring-mean ε̇ within 15 % halfway out and near the edge
+    (pixel to pixel it scatters by ±50 % along the lattice's rays: it enters σ at the power 1/n). Three
+    sweeps: σ stays at the fixed point. Planted faults that fail it: q counting only what a pixel carries
+    over its width (knight's moves skip pixels: ε̇ 20 % low), the flux taken down the rated terrain (the
+    concave cost channels it: σ(0) drifts 10–25 % low with the sweeps), the rate factor left at 1."""
+    n, radius = 72, 24
+    r, inside = _disk(n, radius)
+    flat, bottom, nz = _cell(n, n, 2, inside)
+    support = np.empty(n * n, dtype=np.int64)
+    column_support(flat, n, n, nz, support)
+    h = np.empty(n * n)
+    gap_height_um(bottom, np.full(n * n, VOXEL_UM), VOXEL_UM, h)
+    plating_um_s = 2e-3  # ≈ 0.8 mA/cm² of Na
+    source = np.where(inside.ravel(), plating_um_s * VOXEL_UM ** 2, 0.0)
+    stress, strain, drained = _rated_paths(support, h, n, n, source, sweeps=3)
+    h0, big_r = 2 * VOXEL_UM, radius * VOXEL_UM
+    assert drained == pytest.approx(source.sum(), rel=1e-9)  # every plated µm³ reached the free edge
+    for r0 in (radius / 2, radius - 3):
+        ring = np.abs(r - r0) < 0.5
+        assert strain[ring].mean() == pytest.approx(plating_um_s * r0 * VOXEL_UM / (2 * h0 ** 2), rel=0.15), r0
+    sigma_f0 = SIGMA_REF + SIGMA_S * h0 ** -BETA
+    c = 2 * sigma_f0 / (np.sqrt(3) * h0) * (plating_um_s / (2 * h0 ** 2 * RATE_REF_S)) ** (1 / N_CREEP)
+    e = 1 + 1 / N_CREEP
+    for r0, rel in ((0.0, 0.07), (radius / 4, 0.05), (radius / 2, 0.05)):
+        ring = np.abs(r - r0) < 0.5
+        expected = EDGE_N_M / h0 + c * (big_r ** e - (r0 * VOXEL_UM) ** e) / e
+        assert stress[ring].mean() == pytest.approx(expected, rel=rel), r0
+
+
+def test_the_squeeze_flux_carries_every_plated_voxel_to_a_free_edge():
+    """Volume is conserved through the flux pass on an irregular deposit with contacts inside it and a
+    random plating pattern: what the open pixels take equals the sum of the sources (recounted here), and
+    every deposit pixel with a way out passes volume on. A deposit enclosed by contacts has no way out:
+    no lateral flux (ε̇ at the floor) and its source reaches no edge. Planted fault that fails it: the
+    shares not normalised by the sum of the weights."""
+    from kmc.kernels.deposit_stress import MIN_STRAIN_RATE_S
+
+    rng = np.random.default_rng(7)
+    n = 40
+    r, blob = _disk(n, 14)
+    blob &= rng.random((n, n)) < 0.97
+    gap = np.where(rng.random((n, n)) < 0.04, 0, 2)  # scattered contacts
+    ring = (r >= 3) & (r < 5)
+    gap[ring] = 0  # a ring of contacts enclosing a small deposit at the centre (two wide: a diagonal step
+    # passes between two contacts that touch at a corner)
+    blob |= r < 3  # the enclosed deposit has no hole (an open pixel would be its free edge)
+    deposit = blob & (gap > 0)
+    flat, bottom, nz = _cell(n, n, gap, deposit)
+    support = np.empty(n * n, dtype=np.int64)
+    column_support(flat, n, n, nz, support)
+    h = np.empty(n * n)
+    gap_height_um(bottom, np.full(n * n, VOXEL_UM), VOXEL_UM, h)
+    source = np.where(support == COLUMN_NA_SUPPORT, rng.random(n * n) * 1e-3, 0.0)
+    enclosed = (r < 3).ravel() & (support == COLUMN_NA_SUPPORT)
+    assert enclosed.sum() > 10
+    stress, strain, drained = _rated_paths(support, h, n, n, source, sweeps=2)
+    assert drained == pytest.approx(source[~enclosed].sum(), rel=1e-9)
+    dep = (support == COLUMN_NA_SUPPORT) & ~enclosed
+    assert (strain.ravel()[dep] > MIN_STRAIN_RATE_S).all()  # every pixel with a way out passes volume on
+    assert (strain.ravel()[enclosed] == MIN_STRAIN_RATE_S).all()
+
