@@ -33,7 +33,7 @@ from kmc.kernels import moves as km
 from kmc.kernels.capillary import STENCIL_SIZE
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.clusters import classify_na, label_na_clusters
-from kmc.kernels.deposit_stress import deposit_paths, gap_height_um
+from kmc.kernels.deposit_stress import deposit_terrain, gap_height_um, rated_stress, squeeze_strain_rate
 from kmc.kernels.interface import (
     COLUMN_NA_SUPPORT,
     COLUMN_THINNED,
@@ -72,11 +72,15 @@ class Driver:
         self._pay_debts(run)
         classify(run, self.p)
         n_cc, n_na = self._load_columns(run)
-        if self.p.least_stress:
-            self._deposit_stress(run, n_na, plating=run.direction > 0 and (current_a != 0 or voltage_v is not None))
         face_band, move_band = bands(run.lattice, self.p)
-        faces, n_faces, na_face = self._faces(run, face_band)
-        sol = self._field_solve(faces, current_a, voltage_v, guess)
+        plating = run.direction > 0 and (current_a != 0 or voltage_v is not None)
+        if self.p.least_stress and plating:
+            sol, faces, n_faces, na_face = self._coupled_stress_solve(run, n_na, face_band, current_a, voltage_v, guess)
+        else:
+            if self.p.least_stress:
+                self._load_share_stress(run)
+            faces, n_faces, na_face = self._faces(run, face_band)
+            sol = self._field_solve(faces, current_a, voltage_v, guess)
         carried = self._store_solution(run, sol, faces, na_face, current_a, voltage_v)
         self._rebuild_trees(run, face_band, move_band)
         run.set_counts(n_faces, n_na, n_cc)
@@ -130,33 +134,96 @@ class Driver:
                                  pores.depth_voxels(run.na_stress_mpa, p.pore_entry_mpa, p.pore_um_per_mpa, p.voxel_um))
         return n_cc, n_na
 
-    def _deposit_stress(self, run, n_na, plating: bool) -> None:
-        """PHYSICS §5 M: while plating, each deposit pixel's stress and where its plated volume goes,
-        frozen until the next solve (``kmc.kernels.deposit_stress``), σ_lift = P·A/A_deposits; at rest
-        and while stripping a deposit carries its share of the stack load (σ_Na of the supports)."""
+    #: The coupled stress–field iteration (``_coupled_stress_solve``): at most this many field solves, the
+    #: rate factor moved all the way to the solved one (in its logarithm) while the iteration contracts, by
+    #: half as much again each time the currents' change grows (at small overpotential a face's stress term
+    #: is as large as its overpotential and the plain iteration overshoots), and converged once no pixel's
+    #: Na-face plating current moves by more than ``STRESS_CURRENT_RTOL`` of the largest. The test is on
+    #: the currents, not on σ, because σ acts through them (and through where the volume goes): a deposit
+    #: pixel that plates almost nothing has a strain rate set by solver round-off, so its rate factor (and
+    #: σ by a few MPa, up to σ_lift) can wander without changing any current or any event.
+    STRESS_MAX_SOLVES = 16
+    STRESS_MIN_RELAXATION = 1.0 / 16.0
+    STRESS_CURRENT_RTOL = 1e-3
+
+    def _load_share_stress(self, run) -> None:
+        """PHYSICS §5 M at rest and while stripping: a deposit carries its share of the stack load (σ_Na of
+        the supports)."""
+        support = run.col_support == COLUMN_NA_SUPPORT
+        run.deposit_stress_mpa[:] = np.where(support, run.na_stress_mpa, np.nan)
+        run.deposit_columns = float(support.sum())
+        run.least_stress = 1.0
+
+    def _coupled_stress_solve(self, run, n_na, band, current_a, voltage_v, guess):
+        """PHYSICS §5 M while plating, solved with the field: each deposit pixel's stress and where its
+        plated volume goes (``kmc.kernels.deposit_stress``), σ_lift = P·A/A_deposits, at the flow stress's
+        rate factor (ε̇/ε̇_ref)^(1/n) from the squeeze flow's strain rate — which follows from the plating
+        current the field puts on the deposits, which follows from the stress through the faces' local
+        potential U = −V_m(σ − P)/F. Fixed-point iteration: paths at the current rate factor, field solve,
+        strain rate from that solve's Na-face currents, rate factor moved towards it; until the currents
+        stop moving (``STRESS_CURRENT_RTOL``). The solution returned is the last solve's, made at the last σ, so the
+        frozen σ and φ are one state, not one lagged behind the other. A solve that reaches
+        ``STRESS_MAX_SOLVES`` is counted (``stress_unconverged``), never silent. Returns the solution,
+        the faces, their number and which are Na faces."""
         p = self.p
-        if not plating:
-            support = run.col_support == COLUMN_NA_SUPPORT
-            run.deposit_stress_mpa[:] = np.where(support, run.na_stress_mpa, np.nan)
-            run.deposit_columns = float(support.sum())
-            run.least_stress = 1.0
-            return
         h_um = np.empty(p.n_cols)
         gap_height_um(run.cc_bottom, run.se_surface_um, p.voxel_um, h_um)
         edge = np.where(run.au_column > 0, p.edge_tension_au_n_m, p.edge_tension_n_m)
         sigma_lift = p.pressure_mpa * p.n_cols / n_na if n_na else np.inf
-        run.deposit_columns = deposit_paths(run.col_support, h_um, edge, p.nx, p.ny, p.voxel_um, p.creep_sigma_ref_mpa,
-                                            p.size_effect_strength_mpa, p.size_effect_exponent, sigma_lift,
-                                            run.deposit_stress_mpa, run.insertion_target)
+        # The volume one Na face's current density (A/cm²) plates per second (µm³/s): j a² / q_v voxels of a³.
+        um3_per_a_cm2 = p.face_area_cm2 / p.q_v_c * p.voxel_um ** 3
+        terrain = np.empty(p.n_cols)
+        parent = np.empty(p.n_cols, dtype=np.int64)
+        parent_um = np.empty(p.n_cols)
+        run.deposit_columns = deposit_terrain(run.col_support, h_um, edge, p.nx, p.ny, p.voxel_um,
+                                              p.creep_sigma_ref_mpa, p.size_effect_strength_mpa,
+                                              p.size_effect_exponent, terrain, run.insertion_target, parent, parent_um)
+        targets = run.insertion_target.copy()  # the terrain's; each pass caps at σ_lift anew
+        rate_factor = np.ones(p.n_cols)
+        path = np.empty(p.n_cols)
+        strain_rate = np.empty(p.n_cols)
+        previous = None
+        weight, last_change = 1.0, np.inf
         run.least_stress = 1.0
+        geometry = self._face_geometry(run, band)  # the faces stay; their local potentials follow σ
+        for k in range(self.STRESS_MAX_SOLVES):
+            run.flow_rate_factor[:] = rate_factor
+            run.insertion_target[:] = targets
+            rated_stress(run.col_support, terrain, parent, parent_um, h_um, rate_factor, p.nx, p.ny,
+                         p.creep_sigma_ref_mpa, p.size_effect_strength_mpa, p.size_effect_exponent, sigma_lift,
+                         run.deposit_stress_mpa, run.insertion_target, path)
+            faces, n_faces, na_face = self._faces(run, band, geometry)
+            sol = self._field_solve(faces, current_a, voltage_v, guess)
+            run.stress_iterations += 1
+            if not n_na:
+                break
+            face_j = np.asarray(sol.face_current_density_a_cm2)
+            na_j = (np.bincount(faces.pixel[na_face], weights=face_j[na_face], minlength=p.n_cols)
+                    if face_j.size else np.zeros(p.n_cols))
+            if previous is not None:
+                change = np.abs(na_j - previous).max()
+                if change <= self.STRESS_CURRENT_RTOL * np.abs(na_j).max():
+                    break
+                if change > last_change:
+                    weight = max(0.5 * weight, self.STRESS_MIN_RELAXATION)
+                last_change = change
+            if k == self.STRESS_MAX_SOLVES - 1:
+                run.stress_unconverged += 1
+                break
+            previous = na_j
+            deposit = run.col_support == COLUMN_NA_SUPPORT
+            squeeze_strain_rate(run.col_support, terrain, np.maximum(na_j, 0.0) * um3_per_a_cm2, h_um, p.nx, p.ny,
+                                p.voxel_um, strain_rate)
+            solved = np.where(deposit, (strain_rate / p.creep_rate_ref_s) ** (1.0 / p.creep_n), 1.0)
+            rate_factor = rate_factor ** (1.0 - weight) * solved ** weight
+            guess = sol if getattr(sol, "carried", True) else guess
+        return sol, faces, n_faces, na_face
 
-    def _faces(self, run, band):
-        """The contact faces of the band (a ``field.Faces``), their number, and which are Na faces."""
+    def _faces(self, run, band, geometry=None):
+        """The contact faces of the band (a ``field.Faces``), their number, and which are Na faces; the
+        faces' geometry (``_face_geometry``) may be passed in when only their kinetics changed."""
         p = self.p
-        n = count_contact_faces(run.lattice, run.site_class, p.nx, p.ny, p.nz, *band)
-        cond, elec, pix, kind = (np.empty(n, dtype=np.int64) for _ in range(4))
-        contact_faces(run.lattice, run.site_class, run.au_column, (run.col_state == kf.CC_AU_ALLOYED).astype(np.uint8),
-                      p.nx, p.ny, p.nz, cond, elec, pix, kind, *band)
+        n, cond, elec, pix, kind = self._face_geometry(run, band) if geometry is None else geometry
         fk = np.empty(n, dtype=np.int64)
         j0 = np.empty(n)
         u = np.empty(n)
@@ -165,6 +232,15 @@ class Driver:
         is_na = kind == FACE_NA
         run.na_faces_col[:] = np.bincount(pix[is_na], minlength=p.n_cols)
         return field.Faces(pix, p.face_area_cm2, j0, p.kinetics[kf.P_ALPHA], u), n, is_na
+
+    def _face_geometry(self, run, band):
+        """The band's contact faces: their number, conductor and electrolyte sites, pixel and kind."""
+        p = self.p
+        n = count_contact_faces(run.lattice, run.site_class, p.nx, p.ny, p.nz, *band)
+        cond, elec, pix, kind = (np.empty(n, dtype=np.int64) for _ in range(4))
+        contact_faces(run.lattice, run.site_class, run.au_column, (run.col_state == kf.CC_AU_ALLOYED).astype(np.uint8),
+                      p.nx, p.ny, p.nz, cond, elec, pix, kind, *band)
+        return n, cond, elec, pix, kind
 
     def _field_solve(self, faces, current_a, voltage_v, guess):
         p = self.p

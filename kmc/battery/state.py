@@ -51,7 +51,9 @@ S_FLAW_HAZARD = 28
 S_SHORT_DRAW = 29
 S_CCD_FAILURE = 30
 S_FAILURE_REPORTED = 31
-N_SCALARS = 32
+S_STRESS_ITERATIONS = 32
+S_STRESS_UNCONVERGED = 33
+N_SCALARS = 34
 
 #: Event counters by name, in the order of ``kmc.kernels.battery_arrays.C_*``.
 COUNTERS = ("events", "plate", "alloy", "nucleate", "lifts", "chem_alloy", "moves", "settles", "strip", "refill",
@@ -116,6 +118,10 @@ class Run:
                         "how the run failed: 0 not, 1 a short on plating, 2 voids on stripping (a ccd level's strip "
                         "not carried, under model.refill = critical_current)")
     failure_reported = _slot("_scalars", S_FAILURE_REPORTED, "1 once a failure by voids has been handed to the store")
+    stress_iterations = _slot("_scalars", S_STRESS_ITERATIONS,
+                              "field solves spent iterating deposit stress and plating to their fixed point (PHYSICS M)")
+    stress_unconverged = _slot("_scalars", S_STRESS_UNCONVERGED,
+                               "plating solves whose stress-field iteration stopped at its cap, unconverged")
     flaw_paid_voxels = _slot("_scalars", S_FLAW_PAID, "Na voxels taken from the metal into flaws (E8)")
     short_reported = _slot("_scalars", S_SHORT_REPORTED, "1 once the short has been handed to the store")
     flaw_hazard = _slot("_scalars", S_FLAW_HAZARD, "Σ over pixels of the probability that a flaw has cracked (E8)")
@@ -183,6 +189,8 @@ class Run:
     flaw_debt = _field("flaw_debt", "Na pressed into flaws not yet taken from the lattice (voxels)")
     deposit_stress_mpa = _field("deposit_stress_mpa", "σ of each deposit pixel at the last solve (MPa; inf: none)")
     insertion_target = _field("insertion_target", "where each deposit pixel's plated volume goes (deposit_stress)")
+    flow_rate_factor = _field("flow_rate_factor",
+                              "the flow stress's rate factor (ε̇/ε̇_ref)^(1/n) per pixel at the last plating solve")
     cycle_table = _field("cycle_table", "CE, plated, stripped (mAh/cm²) of cycle i at [3i, 3i + 3)")
     kinetics = _field("params", "face kinetics of the kernels (faradaic.P_*)")
     moves = _field("move_params", "move rates of the kernels (moves.M_*)")
@@ -230,6 +238,7 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "field.flaw_block": ((2 * p.n_cols,), i64),  # per pixel the lowest cracked bin run, then the highest
         "field.flaw_fill": (cols, f64), "field.flaw_debt": (cols, f64),
         "field.deposit_stress_mpa": (cols, f64), "field.insertion_target": (cols, i64),
+        "field.flow_rate_factor": (cols, f64),
         "field.scalars": ((N_SCALARS,), f64),
     }
 
