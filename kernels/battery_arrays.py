@@ -19,6 +19,7 @@ from collections import namedtuple
 Cell = namedtuple("Cell", [
     "lattice",       # uint8 voxel states, flat, x fastest (``kmc.kernels.cell``)
     "site_class",    # int8 per site: cluster class of a Na voxel (``kmc.kernels.clusters``), -1 elsewhere
+    "na_contact",    # uint8 per site: contact state of a Na voxel's faces (``kmc.kernels.contact``)
     "col_state",     # uint8 per column: state of the collector's lower face (``faradaic.CC_*``)
     "col_support",   # int64 per column: load-bearing kind (``interface.COLUMN_*``)
     "cc_bottom",     # int64 per column: z of the collector's lowest voxel

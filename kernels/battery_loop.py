@@ -81,12 +81,14 @@ from kmc.kernels.battery_update import (
     changed,
     count_under_cc,
     faces_of,
+    refresh,
     refresh_column,
     remove_na,
     under_cc,
 )
 from kmc.kernels.clusters import CLUSTER_ACTIVE
-from kmc.kernels.faradaic import CC_AU_ALLOYED, CC_NUCLEATED, P_DIRECTION, pick_face
+from kmc.kernels.contact import ATOMIC, BY_FLOW, after_body_moved, inserted_at_face, mark_body_moving
+from kmc.kernels.faradaic import CC_AU_ALLOYED, CC_NUCLEATED, P_DIRECTION, P_FACE_STATE, pick_face
 from kmc.kernels.interface import close_enclosed_gaps, lift_and_fill, lower_collector_into_layer, settle_collector
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.moves import M_LOADED_FLOW, M_REFILL_LAW, execute_move, refill_source
@@ -172,6 +174,8 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
     nxy = nx * ny
     lattice, col_state, col_support, phi, params, nbr = w.lattice, w.col_state, w.col_support, w.phi, w.params, w.nbr
     tally, counters, offsets, plate_tree, nuc_tree = w.tally, w.counters, w.offsets, w.plate_tree, w.nuc_tree
+    na_contact = w.na_contact
+    face_state = params[P_FACE_STATE] > 0.0  # model.contact_quality = "face_state" (kmc.kernels.contact)
     if plating and tally[T_NUC_DEBT] >= 1.0:
         # This voxel's charge pays for a nucleus formed while the double layer took the current.
         tally[T_NUC_DEBT] -= 1.0
@@ -182,11 +186,19 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
         pass  # sealed: the voxel joins the pending volume whatever its face (no face to pick)
     elif plating:
         c, res = tree_select(plate_tree, offsets, u / r_p * tree_total(plate_tree))
-        e = pick_face(c, res, 0, lattice, col_state, col_support, w.deposit_stress, phi, params, nx, ny, nz, nbr)
+        e = pick_face(c, res, 0, lattice, col_state, col_support, w.deposit_stress, na_contact, phi, params, nx, ny,
+                      nz, nbr)
+        if face_state and lattice[c] == NA and na_contact[c] != ATOMIC:
+            # Na reduced at c's face is made in atomic contact there (PHYSICS §4): c's faces now have
+            # χ = 1, and its leaf its new weight.
+            na_contact[c] = ATOMIC
+            w.buf[0] = c
+            refresh(w.buf, 1, w)
     else:
         r_tree = tree_total(nuc_tree)  # r_nuc may be capped: select in proportion within the tree
         c, res = tree_select(nuc_tree, offsets, min((u - r_p - r_a) / r_nuc * r_tree, r_tree * (1 - 1e-15)))
-        e = pick_face(c, res, 2, lattice, col_state, col_support, w.deposit_stress, phi, params, nx, ny, nz, nbr)
+        e = pick_face(c, res, 2, lattice, col_state, col_support, w.deposit_stress, na_contact, phi, params, nx, ny,
+                      nz, nbr)
         col_state[c % nxy] = CC_NUCLEATED
     g = -1
     if tally[T_SEALED] == 0.0:
@@ -209,6 +221,8 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
             if code == CANNOT_RISE:
                 return STOP_FULL
             tally[T_PENDING] -= n
+            if face_state:  # the deposit columns' new voxels are plated Na
+                after_body_moved(na_contact, lattice, w.cc_bottom, nxy, nz, True)
             alloy_touched_au(w, c_au)
             counters[C_LIFTS] += 1
             return STOP_RESOLVE  # the collector moved: every face is rebuilt
@@ -218,6 +232,8 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
         if tally[T_PENDING] >= nxy:
             if not lift_and_fill(lattice, nx, ny, nz, w.cc_bottom):
                 return STOP_FULL
+            if face_state:  # the layer laid down is plated Na; the voids that creep shut, Na by flow
+                after_body_moved(na_contact, lattice, w.cc_bottom, nxy, nz, True)
             tally[T_PENDING] -= nxy
             tally[T_PENDING] -= close_enclosed_gaps(lattice, nx, ny, nz, w.cc_bottom)
             alloy_touched_au(w, c_au)
@@ -225,6 +241,8 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
             return STOP_RESOLVE  # every face moved: the caller rebuilds everything
     else:
         lattice[g] = NA
+        if face_state and inserted_at_face(g, c, e, nx, ny, nz, w.nbr2):
+            na_contact[g] = ATOMIC  # made by reduction at the face; pushed elsewhere, it came by flow
         after_arrival(g, w, c_au)
         changed(g, g, w)
     if not plating and stop_on_nucleus:
@@ -248,6 +266,8 @@ def _settle_if_unsupported(w):
     """E5: when nothing bears the collector (no Na support, no contact), it settles one voxel (under
     the refill law, not into interface voids under continuous Na: ``interface.settle_collector``)."""
     if w.state_counts[N_NA_SUPPORTS] + w.state_counts[N_CC_CONTACTS] == 0:
+        if w.params[P_FACE_STATE] > 0.0:  # the Na the collector carries down comes by flow
+            mark_body_moving(w.na_contact, w.lattice, w.cc_bottom, w.nx * w.ny, w.nz, w.move_params[M_REFILL_LAW] > 0.0)
         if settle_collector(w.lattice, w.nx, w.ny, w.nz, w.cc_bottom, w.move_params[M_REFILL_LAW] > 0.0):
             w.counters[C_SETTLES] += 1
             w.tally[T_SEALED] = 0.0
@@ -282,6 +302,7 @@ def _refill(w, g, res, c_au):
     changed(src, src, w)
     _refresh_void_below(src, w)
     w.lattice[g] = NA
+    w.na_contact[g] = BY_FLOW  # the void refilled by flow (PHYSICS §4)
     w.counters[C_REFILL] += 1
     w.counters[C_MOVES] += 1
     after_arrival(g, w, c_au)
@@ -304,6 +325,10 @@ def _move(w, u, r_p, r_a, r_nuc, r_m, c_au):
     t, loaded = execute_move(s, res, w.lattice, w.au_column, w.col_support, w.cc_bottom, int(w.limits[L_PORE_DEPTH]),
                              w.nx, w.ny, w.nz, w.eps, w.move_params, w.move_tree, w.offsets, w.nbr, w.nbr2, w.stencil,
                              w.scratch, w.seen, w.mark)
+    # Na reached t by flow; a void opens at s if s moved (PHYSICS §4; before the leaves are redone)
+    w.na_contact[t] = BY_FLOW
+    if not loaded:
+        w.na_contact[s] = BY_FLOW
     if loaded:  # the layer's volume flowed into t (moves module docstring); s stays
         tally[T_PENDING] -= 1.0
         # v3 counts it as the refill; under the refill law the refill is the void's own event.
@@ -321,6 +346,7 @@ def _move(w, u, r_p, r_a, r_nuc, r_m, c_au):
         # collector descends one voxel, removing that Na (any gaps under it close).
         removed = lower_collector_into_layer(w.lattice, w.nx, w.ny, w.nz, w.cc_bottom)
         if removed >= 0:
+            after_body_moved(w.na_contact, w.lattice, w.cc_bottom, nxy, w.nz, False)
             tally[T_PENDING] += removed
             tally[T_UNDER_CC] = count_under_cc(w)
             w.counters[C_LOWERS] += 1

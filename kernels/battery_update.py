@@ -24,6 +24,7 @@ from kmc.kernels.battery_arrays import (
 from kmc.kernels.capillary import stencil_two_steps
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD
+from kmc.kernels.contact import BY_FLOW
 from kmc.kernels.faradaic import CC_AU, CC_AU_ALLOYED, site_weights
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_kind
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
@@ -75,13 +76,13 @@ def refresh(sites, n, w):
     lattice, site_class, col_state, col_support, au_column = w.lattice, w.site_class, w.col_state, w.col_support, \
         w.au_column
     phi, params, eps, move_params, nbr, nbr2 = w.phi, w.params, w.eps, w.move_params, w.nbr, w.nbr2
-    col_sigma = w.deposit_stress
+    col_sigma, na_contact = w.deposit_stress, w.na_contact
     plate_tree, alloy_tree, nuc_tree, move_tree = w.plate_tree, w.alloy_tree, w.nuc_tree, w.move_tree
     cc_bottom, pore_depth = w.cc_bottom, int(w.limits[L_PORE_DEPTH])  # E9: the moves' admissible targets
     for a in range(n):
         c = sites[a]
-        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
-                                  nbr)
+        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params,
+                                  nx, ny, nz, nbr)
         plate_tree[c] = wp
         alloy_tree[c] = wa
         nuc_tree[c] = kn
@@ -193,12 +194,14 @@ def after_arrival(g, w, c_au):
 
 @njit(cache=True, inline="always")
 def remove_na(g, w):
-    """The Na voxel at g becomes a gap (stripped, or taken by the alloy): faces and counts."""
+    """The Na voxel at g becomes a gap (stripped, or taken by the alloy): faces and counts, and its
+    contact state cleared (a void has opened at its faces: ``kmc.kernels.contact``)."""
     if w.site_class[g] == CLUSTER_ACTIVE:
         w.state_counts[N_FACES] -= faces_of(g, w)
     if under_cc(g, w):
         w.tally[T_UNDER_CC] -= 1.0
     w.lattice[g] = GAP
+    w.na_contact[g] = BY_FLOW
     w.site_class[g] = -1
     w.tally[T_SEALED] = 0.0  # a gap has opened
 

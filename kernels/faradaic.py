@@ -23,10 +23,13 @@ Nucleation events are a third class at their own hazard; each creates one Na vox
 taken from the double layer) and marks its pixel NUCLEATED, after which that CC face is a
 sodiophilic plating face pressed by the collector (χ = 1).
 
-Contact quality of Na faces: ``χ = min(1, max(σ, σ_floor)/σ_χ)`` with σ the stress of the Na
-voxel (σ_Na in a Na-support column, 0 elsewhere); ``chi_floor`` (= σ_floor/σ_χ) is the contact
-quality of unloaded Na (a prior; without it unloaded Na carries no current at all and a foil resting
-on its asperities could never plate). The stress term ``U_f = −V_m(σ − P)/F`` shifts Na faces; under
+Contact quality of Na faces (``na_contact_quality``): under ``model.contact_quality = "floor"``
+(v3) ``χ = min(1, max(σ, σ_floor)/σ_χ)`` with σ the stress of the Na voxel (σ_Na in a Na-support
+column, 0 elsewhere); ``chi_floor`` (= σ_floor/σ_χ) is the contact quality of unloaded Na (a prior;
+without it unloaded Na carries no current at all and a foil resting on its asperities could never
+plate). Under ``"face_state"`` (PHYSICS §4) χ is a state of each Na voxel's faces
+(``kmc.kernels.contact``): 1 where the Na was made by reduction or pressed at σ ≥ σ_χ, else
+``min(1, σ/σ_χ)``, σ the deposit's stress where the run computes one; no floor. The stress term ``U_f = −V_m(σ − P)/F`` shifts Na faces; under
 ``model.insertion = "least_stress"`` the σ of a deposit's faces is the deposit's stress while plating
 (PHYSICS §5 M, ``kmc.kernels.deposit_stress``). That stress depends on the geometry alone (its flow
 stress is taken at the reference strain rate), and the driver computes it before the field solve, so
@@ -37,6 +40,7 @@ from numba import njit
 
 from kmc.kernels.cell import CC, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE
+from kmc.kernels.contact import contact_quality
 from kmc.kernels.interface import COLUMN_NA_SUPPORT
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 
@@ -64,7 +68,8 @@ P_B_NUC = 13  #: nucleation barrier B (V²)
 P_DIRECTION = 14  #: +1 while the cell current plates (reduction), −1 while it strips (oxidation)
 P_SEI_J0_RATIO = 15  #: j0 of a face on SEI (reduced electrolyte) relative to one on the electrolyte itself
 P_DEPOSIT_STRESS = 16  #: 1: a deposit's faces carry its stress (``model.insertion = "least_stress"``)
-N_PARAMS = 17
+P_FACE_STATE = 17  #: 1: χ is a state of each Na face (``model.contact_quality = "face_state"``, ``contact``)
+N_PARAMS = 18
 
 
 @njit(cache=True)
@@ -90,14 +95,29 @@ KIND_BARE = 2  #: bare CC: nucleation only, no faradaic current
 KIND_BLOCKED = 3  #: a collector face while the cell strips: no current, no nucleation
 
 
+@njit(cache=True, inline="always")
+def na_contact_quality(c, col, sigma, col_support, col_sigma, na_contact, params):
+    """χ of the faces of Na voxel c in column col, σ (MPa) its column's load-bearing stress (σ_Na of a
+    Na support, else 0). ``"floor"``: ``min(1, max(σ/σ_χ, χ_floor))``; ``"face_state"``: its state
+    (``kmc.kernels.contact``), a face reached by flow at ``min(1, σ/σ_χ)`` with σ the deposit's
+    stress where the solve gave one (``model.insertion = "least_stress"``)."""
+    if params[P_FACE_STATE] > 0.0:
+        if params[P_DEPOSIT_STRESS] > 0.0 and col_support[col] == COLUMN_NA_SUPPORT and col_sigma[col] == col_sigma[col]:
+            sigma = col_sigma[col]
+        return contact_quality(na_contact[c], sigma, params[P_SIGMA_CHI])
+    return min(1.0, max(sigma / params[P_SIGMA_CHI], params[P_CHI_FLOOR]))
+
+
 @njit(cache=True)
-def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, params, nx, ny):
+def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, params, nx, ny):
     """(kind, j0 (A/cm², χ included), U_f (V)) of the face between conductor c and electrolyte e.
 
     The one place where face kinds, contact quality and local potentials are decided: the faradaic
     weights and the field solve's faces both come from here. ``col_sigma``: with
     ``params[P_DEPOSIT_STRESS]``, the stress of each deposit pixel at the solve (PHYSICS §5 M, NaN off
-    deposits; ``kmc.kernels.deposit_stress``), which the stress term of its Na faces carries.
+    deposits; ``kmc.kernels.deposit_stress``), which the stress term of its Na faces carries;
+    ``na_contact`` the contact state of each Na voxel (``kmc.kernels.contact``; read under
+    ``params[P_FACE_STATE]`` only).
     """
     col = c % (nx * ny)
     if params[P_DIRECTION] < 0.0 and lattice[c] != NA:
@@ -106,8 +126,7 @@ def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, params, nx, 
         return KIND_BLOCKED, 0.0, 0.0
     if lattice[c] == NA:
         sigma = params[P_SIGMA_NA] if col_support[col] == COLUMN_NA_SUPPORT else 0.0
-        chi = min(1.0, max(sigma / params[P_SIGMA_CHI], params[P_CHI_FLOOR]))
-        j0 = chi * params[P_J0_NA]
+        j0 = na_contact_quality(c, col, sigma, col_support, col_sigma, na_contact, params) * params[P_J0_NA]
         if lattice[e] == SEI:  # PHYSICS §4: SEI is electrolyte with a lower j0
             j0 *= params[P_SEI_J0_RATIO]
         if params[P_DEPOSIT_STRESS] > 0.0 and col_support[col] == COLUMN_NA_SUPPORT and col_sigma[col] == col_sigma[col]:
@@ -125,9 +144,9 @@ def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, params, nx, 
 
 
 @njit(cache=True)
-def face_weights(c, e, lattice, col_state, col_support, col_sigma, phi, params, nx, ny):
+def face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny):
     """(plate A, alloy A, nucleation 1/s) of the one face between conductor c and electrolyte e."""
-    kind, j0, u = face_kinetics(c, e, lattice, col_state, col_support, col_sigma, params, nx, ny)
+    kind, j0, u = face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, params, nx, ny)
     eta = params[P_VT] - phi[e % (nx * ny)] - u
     area = params[P_FACE_AREA]
     if kind == KIND_BLOCKED:
@@ -144,12 +163,12 @@ def face_weights(c, e, lattice, col_state, col_support, col_sigma, phi, params, 
 
 
 @njit(cache=True)
-def face_table(face_conductor, face_electrolyte, n, lattice, col_state, col_support, col_sigma, params, nx, ny,
-               kind_out, j0_out, u_out):
+def face_table(face_conductor, face_electrolyte, n, lattice, col_state, col_support, col_sigma, na_contact, params,
+               nx, ny, kind_out, j0_out, u_out):
     """Kinetics of a list of faces (``interface.contact_faces``), for the field solve."""
     for i in range(n):
         k, j0, u = face_kinetics(face_conductor[i], face_electrolyte[i], lattice, col_state, col_support,
-                                 col_sigma, params, nx, ny)
+                                 col_sigma, na_contact, params, nx, ny)
         kind_out[i] = k
         j0_out[i] = j0
         u_out[i] = u
@@ -162,7 +181,8 @@ def _is_face_conductor(c, lattice, site_class):
 
 
 @njit(cache=True)
-def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz, nbr):
+def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
+                 nbr):
     """(plate A, alloy A, nucleation 1/s) of conductor site c: the sums over its contact faces."""
     if not _is_face_conductor(c, lattice, site_class):
         return 0.0, 0.0, 0.0
@@ -173,7 +193,8 @@ def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi,
     for d in range(N_NEIGHBORS):
         e = nbr[d]
         if e >= 0 and _is_electrolyte(lattice[e]):
-            wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, phi, params, nx, ny)
+            wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi, params, nx,
+                                      ny)
             w_plate += wp
             w_alloy += wa
             k_nuc += kn
@@ -181,7 +202,7 @@ def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi,
 
 
 @njit(cache=True)
-def fill_weights(lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
+def fill_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
                  plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
     """Write every site's three weights into the trees' leaves (call ``tree_build`` on each after).
 
@@ -192,15 +213,16 @@ def fill_weights(lattice, site_class, col_state, col_support, col_sigma, phi, pa
         tree[:site_lo] = 0.0
         tree[site_hi:lattice.size] = 0.0
     for c in range(site_lo, site_hi):
-        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
-                                  nbr)
+        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params,
+                                  nx, ny, nz, nbr)
         plate_tree[c] = wp
         alloy_tree[c] = wa
         nuc_tree[c] = kn
 
 
 @njit(cache=True)
-def pick_face(c, residual, kind, lattice, col_state, col_support, col_sigma, phi, params, nx, ny, nz, nbr):
+def pick_face(c, residual, kind, lattice, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
+              nbr):
     """The electrolyte voxel of site c's face on which the residual falls, within the site's weight
     of ``kind`` (0 plate, 1 alloy, 2 nucleation), summing the faces in the order ``site_weights`` does."""
     neighbors6(c, nx, ny, nz, False, nbr)
@@ -210,10 +232,48 @@ def pick_face(c, residual, kind, lattice, col_state, col_support, col_sigma, phi
         e = nbr[d]
         if e < 0 or not _is_electrolyte(lattice[e]):
             continue
-        w = face_weights(c, e, lattice, col_state, col_support, col_sigma, phi, params, nx, ny)[kind]
+        w = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny)[kind]
         if w > 0.0:
             last = e
             acc += w
             if residual < acc:
                 return e
     return last
+
+
+@njit(cache=True)
+def count_unloaded_na(lattice, site_class, parent, col_support, col_sigma, na_contact, params, nx, ny, nz,
+                      site_lo, site_hi):
+    """Na voxels of active clusters (connected to the collector, touching the electrolyte) none of
+    whose electrolyte faces has χ > 0 at the last solve's stresses (``na_contact_quality``): such Na
+    can neither strip nor be plated on until it is pressed. ``site_class`` and ``parent`` from
+    ``clusters.classify_na`` (every Na site then points at its root in one step or a few); faces
+    are looked for among sites [site_lo, site_hi) (the band that can hold them)."""
+    nxy = nx * ny
+    live = np.zeros(lattice.size, dtype=np.uint8)  # per cluster root: some face has χ > 0
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    for c in range(site_lo, site_hi):
+        if lattice[c] != NA or site_class[c] != CLUSTER_ACTIVE:
+            continue
+        col = c % nxy
+        sigma = params[P_SIGMA_NA] if col_support[col] == COLUMN_NA_SUPPORT else 0.0
+        if na_contact_quality(c, col, sigma, col_support, col_sigma, na_contact, params) <= 0.0:
+            continue
+        neighbors6(c, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            e = nbr[d]
+            if e >= 0 and _is_electrolyte(lattice[e]):
+                r = c
+                while parent[r] != r:
+                    r = parent[r]
+                live[r] = 1
+                break
+    n = 0
+    for c in range(lattice.size):
+        if lattice[c] == NA and site_class[c] == CLUSTER_ACTIVE:
+            r = c
+            while parent[r] != r:
+                r = parent[r]
+            if live[r] == 0:
+                n += 1
+    return n

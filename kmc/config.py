@@ -192,6 +192,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       "1/T_ref)], σ_c the stress of the Na around it, the volume taken at the collector side of the "
                       "thickest Na nearby; E4c off; a ccd whose strip the contact cannot carry ends there as a CCD "
                       "by voids)", "loaded_flow", choices=("loaded_flow", "critical_current")),
+        "contact_quality": Key("str", "contact quality χ of a Na face, the factor of its exchange current: floor (v3: "
+                               "χ = min(1, max(σ/σ_χ, unloaded_contact_quality)), σ the Na's load-bearing stress) or "
+                               "face_state (PHYSICS.md §4: χ = 1 for a face whose Na was made there by reduction, "
+                               "is the cell's initial Na, or was pressed at σ ≥ contact_stress_mpa, kept until a void "
+                               "opens there; min(1, σ/σ_χ) for a face Na reached by flow; no floor: "
+                               "unloaded_contact_quality is not used)",
+                               "floor", choices=("floor", "face_state")),
     },
     "hop": {
         "size": Key("int", "edge L of the periodic L×L×L lattice, in sites", 22, ge=2),

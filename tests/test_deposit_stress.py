@@ -201,16 +201,17 @@ def test_a_deposit_face_carries_the_deposit_stress_in_its_local_potential():
     params[kf.P_SIGMA_NA], params[kf.P_PRESSURE], params[kf.P_STRESS_V_PER_MPA] = 6.0, 5.0, 2.5e-4
     params[kf.P_SIGMA_CHI], params[kf.P_J0_NA], params[kf.P_DIRECTION] = 1.0, 1e-3, 1.0
     sigma = np.array([45.0, np.nan])
+    contact = np.zeros(lat.size, dtype=np.uint8)  # contact states (read under model.contact_quality = face_state)
     params[kf.P_DEPOSIT_STRESS] = 1.0
-    _, _, u_dep = kf.face_kinetics(2, 0, lat, col_state, support, sigma, params, nx, ny)
-    _, _, u_new = kf.face_kinetics(3, 1, lat, col_state, support, sigma, params, nx, ny)
+    _, _, u_dep = kf.face_kinetics(2, 0, lat, col_state, support, sigma, contact, params, nx, ny)
+    _, _, u_new = kf.face_kinetics(3, 1, lat, col_state, support, sigma, contact, params, nx, ny)
     assert u_dep == pytest.approx(-2.5e-4 * (45.0 - 5.0))
     assert u_new == pytest.approx(-2.5e-4 * (6.0 - 5.0))
     params[kf.P_DEPOSIT_STRESS] = 0.0
-    assert kf.face_kinetics(2, 0, lat, col_state, support, sigma, params, nx, ny)[2] == pytest.approx(u_new)
+    assert kf.face_kinetics(2, 0, lat, col_state, support, sigma, contact, params, nx, ny)[2] == pytest.approx(u_new)
     support[0] = COLUMN_OPEN  # not a deposit: unloaded Na, σ = 0
     params[kf.P_DEPOSIT_STRESS] = 1.0
-    assert kf.face_kinetics(2, 0, lat, col_state, support, sigma, params, nx, ny)[2] == pytest.approx(2.5e-4 * 5.0)
+    assert kf.face_kinetics(2, 0, lat, col_state, support, sigma, contact, params, nx, ny)[2] == pytest.approx(2.5e-4 * 5.0)
 
 
 def _peak_deposit_stress(row, seed):

@@ -296,7 +296,7 @@ BATTERY_SCHEMA = {
     "interfacial_resistance": (S, "float64", "ohm cm2", NAN), "plated": (S, "float64", "mA h cm-2", NAN),
     "stripped": (S, "float64", "mA h cm-2", NAN), "dead_na": (S, "float64", "mA h cm-2", NAN),
     "trapped_na": (S, "float64", "mA h cm-2", NAN), "stranded_na": (S, "float64", "mA h cm-2", NAN),
-    "alloy_na": (S, "float64", "mA h cm-2", NAN),
+    "unloaded_na": (S, "float64", "mA h cm-2", NAN), "alloy_na": (S, "float64", "mA h cm-2", NAN),
     "sei_na": (S, "float64", "mA h cm-2", NAN), "flaw_na": (S, "float64", "mA h cm-2", NAN),
     "filament_depth": (S, "float64", "um", NAN), "short_probability": (S, "float64", "1", NAN),
     "step": (S, "int64", "1", -1),

@@ -3,8 +3,10 @@
 What one galvanostatic step does (``kmc.battery.protocol``), until its end:
 
 1. **Field solve** (``solve``) on the contact faces with their kinds, contact quality and local
-   potentials (``kmc.kernels.faradaic.face_kinetics``): the cell voltage V and the electrolyte
-   potential φ per pixel for the step's current I; then every event's propensity at them.
+   potentials (``kmc.kernels.faradaic.face_kinetics``; under ``model.contact_quality = "face_state"``
+   the Na of columns loaded at σ ≥ σ_χ is pressed into atomic contact first, ``kmc.kernels.contact``):
+   the cell voltage V and the electrolyte potential φ per pixel for the step's current I; then every
+   event's propensity at them.
 2. **Events** — faradaic (E1–E3, E6) and Na moves (E4, with E5 settling) — at that frozen V, φ and
    σ_Na (``batch``: ``kmc.kernels.battery_loop.run_batch``) until the faces or the load-bearing
    columns have changed by more than ``numerics.resolve_area_fraction``, the collector moved, or the
@@ -28,6 +30,7 @@ import numpy as np
 from kmc import field, pores
 from kmc.kernels import battery_arrays as ka
 from kmc.kernels import battery_loop as kloop
+from kmc.kernels import contact as kc
 from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
 from kmc.kernels.capillary import STENCIL_SIZE
@@ -72,6 +75,8 @@ class Driver:
         self._pay_debts(run)
         classify(run, self.p)
         n_cc, n_na = self._load_columns(run)
+        if self.p.face_state:
+            self._press(run)
         face_band, move_band = bands(run.lattice, self.p)
         plating = run.direction > 0 and (current_a != 0 or voltage_v is not None)
         if self.p.least_stress and plating:
@@ -219,6 +224,20 @@ class Driver:
             guess = sol if getattr(sol, "carried", True) else guess
         return sol, faces, n_faces, na_face
 
+    def _press(self, run) -> None:
+        """PHYSICS §4: the Na of each Na-support column loaded at σ ≥ σ_χ is in atomic contact from now
+        on, σ the deposit's stress where the run computes one (``model.insertion = "least_stress"``),
+        else σ_Na; sites that hold no Na are cleared (``kmc.kernels.contact.press_and_clear``). Done
+        before the solve, so σ is the one frozen at the last solve: the stress the Na was under through
+        the batches since (the new solve's σ is found together with its field, and a press inside that
+        iteration would make an irreversible flag depend on its intermediate steps)."""
+        p = self.p
+        sigma = np.full(p.n_cols, float(run.na_stress_mpa))
+        if p.least_stress:
+            sigma = np.where(np.isnan(run.deposit_stress_mpa), sigma, run.deposit_stress_mpa)
+        kc.press_and_clear(run.lattice, run.col_support, sigma, float(run.kinetics[kf.P_SIGMA_CHI]), p.n_cols,
+                           run.na_contact)
+
     def _faces(self, run, band, geometry=None):
         """The contact faces of the band (a ``field.Faces``), their number, and which are Na faces; the
         faces' geometry (``_face_geometry``) may be passed in when only their kinetics changed."""
@@ -227,8 +246,8 @@ class Driver:
         fk = np.empty(n, dtype=np.int64)
         j0 = np.empty(n)
         u = np.empty(n)
-        kf.face_table(cond, elec, n, run.lattice, run.col_state, run.col_support, run.deposit_stress_mpa, run.kinetics,
-                      p.nx, p.ny, fk, j0, u)
+        kf.face_table(cond, elec, n, run.lattice, run.col_state, run.col_support, run.deposit_stress_mpa, run.na_contact,
+                      run.kinetics, p.nx, p.ny, fk, j0, u)
         is_na = kind == FACE_NA
         run.na_faces_col[:] = np.bincount(pix[is_na], minlength=p.n_cols)
         return field.Faces(pix, p.face_area_cm2, j0, p.kinetics[kf.P_ALPHA], u), n, is_na
@@ -276,8 +295,9 @@ class Driver:
     def _rebuild_trees(self, run, face_band, move_band) -> None:
         """Every event class's propensities at the frozen fields, and the sum trees over them."""
         p = self.p
-        kf.fill_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa, run.phi,
-                        run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree, *face_band)
+        kf.fill_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa,
+                        run.na_contact, run.phi, run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree,
+                        run.nucleate_tree, *face_band)
         km.fill_move_leaves(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
                             int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
         n_sites = run.state.n_sites
@@ -341,7 +361,7 @@ class Driver:
                              np.empty(N_NEIGHBORS, dtype=np.int64), np.empty(N_NEIGHBORS, dtype=np.int64),
                              np.empty(STENCIL_SIZE, dtype=np.int64), np.empty(max(STENCIL_SIZE, p.nz), dtype=np.int64),
                              np.empty(p.nz, dtype=np.int64))
-        return ka.Cell(run.lattice, run.site_class, run.col_state, run.col_support, run.cc_bottom, run.au_column,
+        return ka.Cell(run.lattice, run.site_class, run.na_contact, run.col_state, run.col_support, run.cc_bottom, run.au_column,
                        run.phi, run.kinetics, p.eps, run.moves, *run.trees, state.tree_offsets, state.clock,
                        state.counters, run.tally, run.limits, run.state_counts, *self._scratch,
                        run.deposit_stress_mpa, run.insertion_target, p.nx, p.ny, p.nz)

@@ -1,8 +1,8 @@
 """What a battery run holds in memory at each phase, from the scenario's sizes alone (``kmc.memory``).
 
 n sites (nx·ny·nz voxels), c columns (nx·ny pixels). The State is the spec of ``kmc.battery.state``
-(~39 bytes per site: the uint8 lattice, int8 cluster classes and four float64 sum trees, 8/7 of a word
-per site each; ~450 bytes per column). Beside it, each phase holds (bytes, from the code named):
+(~40 bytes per site: the uint8 lattice, int8 cluster classes, the uint8 contact state of each Na voxel
+and four float64 sum trees, 8/7 of a word per site each; ~450 bytes per column). Beside it, each phase holds (bytes, from the code named):
 
 - geometry (``kmc.geometry.build``): the uint8 lattice, up to three boolean masks while it is filled
   (one without initial Na), and the surface synthesis per column; a porous pellet's pores are a

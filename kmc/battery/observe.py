@@ -52,6 +52,9 @@ SAMPLE_VARS = (
      "Na in collector pores: connected to the collector, no electrolyte contact, above its lower face"),
     ("stranded_na", "float64", "mA h cm-2",
      "Na stranded in gaps: connected to the collector, no electrolyte contact, below its lower face"),
+    ("unloaded_na", "float64", "mA h cm-2",
+     "Na connected to the collector and touching the electrolyte only at faces of contact quality 0 (reached by "
+     "flow, unloaded): it cannot strip until pressed"),
     ("alloy_na", "float64", "mA h cm-2", "Na held in the Au alloy"),
     ("sei_na", "float64", "mA h cm-2", "Na consumed by the solid-electrolyte interphase"),
     ("flaw_na", "float64", "mA h cm-2", "Na pressed into surface flaws of the electrolyte"),
@@ -128,7 +131,7 @@ class Observer:
         ``nuclei``: the active clusters (connected to the collector, touching the electrolyte); an
         island cut off from the collector is dead Na, not a nucleus."""
         p = self.p
-        site_class, counts, nuclei = na_clusters(run, p)
+        site_class, counts, nuclei, parent = na_clusters(run, p)
         # classify_na visits every site of the lattice: its active, trapped and dead voxels are all
         # the Na there is (a recount, not a pass of its own over a lattice-sized mask)
         na = int(counts[CLUSTER_ACTIVE] + counts[CLUSTER_TRAPPED] + counts[CLUSTER_DEAD])
@@ -150,9 +153,20 @@ class Observer:
         # the column) it is trapped; below it, in gaps the collector re-landed on, it is stranded.
         in_pores = count_trapped_in_pores(site_class, run.cc_bottom, p.n_cols)  # a compiled pass, no mask
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": in_pores,
+                "unloaded": self.unloaded_na_voxels(run, site_class, parent),
                 "stranded": int(counts[CLUSTER_TRAPPED]) - in_pores,
                 "dead": int(counts[CLUSTER_DEAD]), "nuclei": nuclei, "alloyed_columns": alloyed,
                 "site_class": site_class, "sei": sei, "flaw": flaw, "flaw_owed": flaw_owed}
+
+    def unloaded_na_voxels(self, run, site_class, parent) -> int:
+        """Active Na (connected, touching the electrolyte) none of whose faces has χ > 0 at the last
+        solve (``kmc.kernels.faradaic.count_unloaded_na``). Under ``model.contact_quality = "floor"``
+        with a floor above 0 every face has χ > 0, so there is none, and no pass is made."""
+        p = self.p
+        if not p.face_state and p.kinetics[kf.P_CHI_FLOOR] > 0.0:
+            return 0
+        return int(kf.count_unloaded_na(run.lattice, site_class, parent, run.col_support, run.deposit_stress_mpa,
+                                        run.na_contact, run.kinetics, p.nx, p.ny, p.nz, *bands(run.lattice, p)[0]))
 
     def check_bookkeeping(self, run, rc) -> None:
         """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
@@ -221,6 +235,7 @@ class Observer:
             "dead_na": rc["dead"] * vox,
             "trapped_na": rc["trapped"] * vox,
             "stranded_na": rc["stranded"] * vox,
+            "unloaded_na": rc["unloaded"] * vox,
             "alloy_na": p.c_au * rc["alloyed_columns"] * vox,
             "sei_na": rc["sei"] * vox,
             "flaw_na": rc["flaw"] * vox,
@@ -283,7 +298,7 @@ class Observer:
         lattice whatever the current: a contact at rest or while stripping is a contact."""
         p = self.p
         lat3 = run.lattice.reshape(p.nz, p.ny, p.nx)
-        site_class, _, _ = na_clusters(run, p)
+        site_class = na_clusters(run, p)[0]
         active = site_class.reshape(lat3.shape) == CLUSTER_ACTIVE
         conductor = ((lat3 == CC) | ((lat3 == NA) & active)).astype(np.int64)
         electrolyte = (lat3 == SE) | (lat3 == SEI)
@@ -318,9 +333,10 @@ class Observer:
 
 def na_clusters(run, p):
     """The Na clusters of the lattice, into a scratch array (the kernels' own is left alone): the class
-    of every site (``CLUSTER_*``, −1 off Na), the Na voxels per class (active, trapped, dead), and the
-    number of active clusters (connected to the collector and touching the electrolyte)."""
+    of every site (``CLUSTER_*``, −1 off Na), the Na voxels per class (active, trapped, dead), the
+    number of active clusters (connected to the collector and touching the electrolyte), and the
+    union-find parents (a cluster's root points to itself)."""
     site_class = np.empty(run.state.n_sites, dtype=np.int8)  # a class fits a byte
     counts, parent = classify(run, p, site_class)
     nuclei = count_active_roots(site_class, parent)  # a compiled pass: no index array per sample
-    return site_class, counts, nuclei
+    return site_class, counts, nuclei, parent

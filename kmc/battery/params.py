@@ -74,6 +74,7 @@ class Params:
     # E1 inside deposits (PHYSICS §5 M; kmc.kernels.deposit_stress)
     least_stress: bool  #: model.insertion = "least_stress"
     refill_law: bool  #: model.refill = "critical_current" (E4 refill of interface voids, ``moves``)
+    face_state: bool  #: model.contact_quality = "face_state" (PHYSICS §4: χ a state of each face, ``contact``)
     size_effect_strength_mpa: float  #: σ_s of σ_f(h) = σ_ref + σ_s (h/1 µm)^(−β)
     size_effect_exponent: float  #: β
     edge_tension_n_m: float  #: −γ(cos θ_CC + cos θ_SE) at the bare collector (N/m; σ_edge = this / h)
@@ -111,6 +112,7 @@ def build(scenario, max_current_a: float) -> Params:
     slot_law = d["model"].get("flaw_law", "metal_front") == "slot"
     least_stress = d["model"].get("insertion", "nearest_gap") == "least_stress"
     refill_law = d["model"].get("refill", "loaded_flow") == "critical_current"
+    face_state = d["model"].get("contact_quality", "floor") == "face_state"
     k_ic = float(el["k_ic_mpa_m05"])
     if slot_law:  # PHYSICS v4 E8: Pareto depths of the strength modulus, δ_c(c) = k √c per depth bin
         depth_grid = flaws.ParetoDepthGrid(float(el["flaw_scale_um"]), float(el["strength_weibull_modulus"]))
@@ -141,7 +143,7 @@ def build(scenario, max_current_a: float) -> Params:
         q_v_c=q_v_c, voxel_mah_cm2=voxel_mah_cm2,
         plane=field.Plane(nx, ny, voxel_um * 1e-4, float(d["electrolyte"]["thickness_um"]) * 1e-4, sigma_s_cm),
         c_dl_f_cm2=float(el["double_layer_capacitance_uf_cm2"]) * 1e-6, c_au=au_mah / voxel_mah_cm2,
-        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, least_stress),
+        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, least_stress, face_state),
         eps=_pair_energies(na, col["material"]), moves=moves, nu_cap_uncapped_s=nu_cap,
         # E7: the interphase on a Na face grows as dδ/dt = k/(1 + δ/δ0) (self-limiting) or k
         # (continuous), δ the thickness of Na consumed, k = k_sei V_m/F.
@@ -158,7 +160,7 @@ def build(scenario, max_current_a: float) -> Params:
         fill_um_per_c_cm2=vm / units.F * 1e4,
         slot_law=slot_law, flaw_fill_c_cm2=fill_thresholds, slot_opening_per_sqrt_um=slot_k,
         pore_entry_mpa=pore_entry, pore_um_per_mpa=pore_rate,
-        least_stress=least_stress, refill_law=refill_law,
+        least_stress=least_stress, refill_law=refill_law, face_state=face_state,
         size_effect_strength_mpa=float(na["size_effect_strength_mpa"]),
         size_effect_exponent=float(na["size_effect_exponent"]),
         edge_tension_n_m=_edge_tension_n_m(na, col["material"]), edge_tension_au_n_m=_edge_tension_n_m(na, "au"),
@@ -175,7 +177,8 @@ def _edge_tension_n_m(na, collector: str) -> float:
     return float(na[f"pair_energy_na_{collector}_j_m2"]) + float(na["pair_energy_na_se_j_m2"]) + 2.0 * gamma
 
 
-def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, deposit_stress: bool) -> np.ndarray:
+def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, deposit_stress: bool,
+              face_state: bool) -> np.ndarray:
     """The face-kinetics array of the kernels (``faradaic.P_*``; P_VT and P_SIGMA_NA are set at solves)."""
     metal = m[col["material"]]
     p = np.zeros(kf.N_PARAMS)
@@ -194,6 +197,8 @@ def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, deposit_str
     p[kf.P_DIRECTION] = 1.0
     p[kf.P_SEI_J0_RATIO] = float(el["sei_exchange_ratio"])
     p[kf.P_DEPOSIT_STRESS] = 1.0 if deposit_stress else 0.0
+    # χ a state of each Na face, with no floor (the floor is the default model's, "floor")
+    p[kf.P_FACE_STATE] = 1.0 if face_state else 0.0
     return p
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from kmc.kernels import battery_arrays as ka
+from kmc.kernels import contact as kc
 from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
 from kmc.kernels.cell import NA, SEI
@@ -169,6 +170,8 @@ class Run:
     # -- arrays -----------------------------------------------------------------------------------------
     lattice = property(lambda self: self.state.lattice, doc="uint8 voxel states, flat, x fastest")
     site_class = _field("site_class", "cluster class per site (kernels' array, redone at solves)")
+    na_contact = _field("na_contact", "contact state of each Na voxel's faces (uint8, kmc.kernels.contact; "
+                        "kept under model.contact_quality = face_state, all 0 otherwise)")
     col_state = _field("col_state", "state of the collector's lower face per column (faradaic.CC_*)")
     col_support = _field("col_support", "load-bearing kind per column (interface.COLUMN_*)")
     cc_bottom = _field("cc_bottom", "z of the collector's lowest voxel per column")
@@ -225,7 +228,8 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "counters": ((ka.N_COUNTERS,), i64),
         "field.tree_alloy": tree, "field.tree_nucleate": tree, "field.tree_moves": tree,
         "field.move_params": (p.moves.shape, f64),
-        "field.site_class": ((n,), i8), "field.col_state": (cols, u8), "field.col_support": (cols, i64),
+        "field.site_class": ((n,), i8), "field.na_contact": ((n,), u8), "field.col_state": (cols, u8),
+        "field.col_support": (cols, i64),
         "field.cc_bottom": (cols, i64), "field.au_column": (cols, u8), "field.se_surface_um": (cols, f64),
         "field.phi": (cols, f64), "field.pixel_current": (cols, f64), "field.params": (p.kinetics.shape, f64),
         "field.tally": ((ka.N_TALLY,), f64), "field.limits": ((ka.N_LIMITS,), f64), "field.state_counts": ((3,), f64),
@@ -253,6 +257,8 @@ def new_state(p, geo, rng: np.random.Generator, seed: int, n_cycles: int) -> Sta
     f["move_params"][:] = p.moves
     f["params"][:] = p.kinetics
     f["site_class"][:] = -1
+    if p.face_state:
+        f["na_contact"][:] = kc.initial_contact(lattice)  # PHYSICS §4: the initial Na is pressed in
     f["col_state"][:] = kf.CC_AU if p.c_au > 0 else kf.CC_BARE
     f["cc_bottom"][:] = (geo.cc_offset + geo.cc_shape).ravel()
     f["au_column"][:] = geo.au_nm.ravel() > 0
