@@ -43,6 +43,10 @@ CASES = {
     # E4 refill of interface voids at Na's critical stripping current (model.refill = "critical_current").
     "T4_24_refill": ("validation/T4.toml", {"lattice.nx": 24, "lattice.ny": 24,
                                              "model.refill": "critical_current"}, 19),
+    # Contact quality as a state of each Na face (model.contact_quality = "face_state"), plating then stripping
+    # (sampled every 5 min: the case stays a few seconds).
+    "T4_16_face_state": ("validation/T4.toml", {"lattice.nx": 16, "lattice.ny": 16, "output.sample_every_s": 300.0,
+                                                 "model.contact_quality": "face_state"}, 20),
     "hop": ("hop.toml", {"output.snapshot_every_samples": 10}, 16),
 }
 
