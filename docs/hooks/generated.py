@@ -142,8 +142,11 @@ MEANING: dict[str, tuple[str, str]] = {
     "k_ic_mpa_m05": ("MPa·m^½", "fracture toughness K_IC (E8 crack criterion)"),
     "roughness_um": ("µm", "Rq of the electrolyte surface (under a foil collector)"),
     "correlation_length_um": ("µm", "ξ: lateral correlation length of the electrolyte surface"),
-    "contact_stress_mpa": ("MPa", "σ_χ: Na stress at which a Na face reaches full contact quality χ = 1"),
-    "unloaded_contact_quality": ("1", "χ of Na faces that carry no load (the floor of χ)"),
+    "contact_stress_mpa": ("MPa", ("σ_χ: Na stress at which a Na face reaches full contact quality χ = 1 (under "
+                                   "model.contact_quality = \"face_state\", pressed at σ ≥ σ_χ it keeps χ = 1 until a "
+                                   "void opens there)")),
+    "unloaded_contact_quality": ("1", ("χ of Na faces that carry no load (the floor of χ) under model.contact_quality "
+                                       "= \"floor\"; not used under \"face_state\"")),
     "double_layer_capacitance_uf_cm2": ("µF/cm²", ("C_dl: double layer charged while the faces cannot carry "
                                                    "the current, and on a jump of a held voltage")),
     "sei_rate_ma_cm2": ("mA/cm²", "k_sei: the interphase growth rate on Na faces (E7)"),
