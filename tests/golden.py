@@ -41,7 +41,7 @@ CASES = {
     "T5_16_slot": ("validation/T5.toml", {"lattice.nx": 16, "lattice.ny": 16, "model.insertion": "least_stress",
                                           "model.flaw_law": "slot"}, 18),
     # E4 refill of interface voids at Na's critical stripping current (model.refill = "critical_current").
-    "T4_24_refill": ("validation/T4.toml", {"lattice.nx": 24, "lattice.ny": 24,
+    "T4_16_refill": ("validation/T4.toml", {"lattice.nx": 16, "lattice.ny": 16, "output.sample_every_s": 300.0,
                                              "model.refill": "critical_current"}, 19),
     # Contact quality as a state of each Na face (model.contact_quality = "face_state"), plating then stripping
     # (sampled every 5 min: the case stays a few seconds).
