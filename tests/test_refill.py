@@ -162,3 +162,42 @@ def test_a_ccd_stripping_above_the_critical_current_ends_by_voids_at_its_first_l
     r = Run(state)
     assert r.ccd_failure == 0 and not r.shorted
     assert int(r.cycles_done) == len(levels)  # every level plated and stripped
+
+
+def _hanging_cell(thinned_column: bool):
+    """4 × 1 columns, nz = 6: SE at z = 0, an interface void at z = 1 in every column, Na hanging from the
+    collector at z = 2–3 (CC from z = 4); with ``thinned_column`` the first column's Na instead stands
+    on the electrolyte and stops one gap under the collector (a thinned column, which bears under the
+    refill law)."""
+    nx, ny, nz = 4, 1, 6
+    lat = np.full((nz, ny, nx), GAP, dtype=np.uint8)
+    lat[0] = SE
+    lat[2:4] = NA
+    lat[4:] = CC
+    if thinned_column:
+        lat[1:4, 0, 0] = (NA, NA, GAP)
+    return lat.ravel().copy(), np.full(nx * ny, 4, dtype=np.int64), nx, ny, nz
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not built: under the refill law interface voids under hanging Na hold the collector up even when nothing bears "
+    "it. Letting it settle then (E5; tried: interface.settle_collector ignoring held voids when no column is thinned) "
+    "passes this test and the cycled walk, but three refill tests fail: above j_r the ccd strip no longer ends with the "
+    "voltage at its bound (0.09-0.25 V at 3.1 mA/cm² instead), because the option's CCD by voids is the collector "
+    "floating with no contact left. Physically the contact shrinks until its stress refills as fast as it strips, and "
+    "the cell fails by the constriction's voltage, not by losing every contact: the option's failure criterion needs "
+    "that first."))
+def test_a_collector_held_by_nothing_settles_into_the_voids_under_its_hanging_na():
+    """E5 under the refill law: interface voids under continuous Na close only at the refill law's rate
+    while something bears the collector; with no support, no contact and no thinned column, the Na hanging
+    over them carries no load, so the collector settles into them (it once stayed up for ever: σ_c = 0,
+    no refill — the cycled walk's last plating passed no charge). With a thinned column bearing, the
+    voids hold. Planted fault that fails it: voids held whatever bears."""
+    from kmc.kernels.interface import settle_collector
+
+    lat, bottom, nx, ny, nz = _hanging_cell(thinned_column=False)
+    assert settle_collector(lat, nx, ny, nz, bottom, True)
+    assert (bottom == 3).all() and (lat.reshape(nz, nx)[1:3] == NA).all()  # the Na came down onto the SE
+    lat, bottom, nx, ny, nz = _hanging_cell(thinned_column=True)
+    assert not settle_collector(lat, nx, ny, nz, bottom, True)
+    assert (bottom == 4).all()
