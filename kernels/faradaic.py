@@ -29,11 +29,12 @@ column, 0 elsewhere); ``chi_floor`` (= σ_floor/σ_χ) is the contact quality of
 without it unloaded Na carries no current at all and a foil resting on its asperities could never
 plate). Under ``"face_state"`` (PHYSICS §4) χ is a state of each Na voxel's faces
 (``kmc.kernels.contact``): 1 where the Na was made by reduction or pressed at σ ≥ σ_χ, else
-``min(1, σ/σ_χ)``, σ the deposit's stress where the run computes one; no floor. The stress term ``U_f = −V_m(σ − P)/F`` shifts Na faces; under
-``model.insertion = "least_stress"`` the σ of a deposit's faces is the deposit's stress while plating
-(PHYSICS §5 M, ``kmc.kernels.deposit_stress``). That stress depends on the geometry alone (its flow
-stress is taken at the reference strain rate), and the driver computes it before the field solve, so
-field and stress are solved together, not lagged.
+``min(1, σ/σ_χ)``, σ the deposit's stress where the run computes one; no floor. The stress term
+``U_f = −V_m(σ − P)/F`` shifts Na faces; under ``model.insertion = "least_stress"`` the σ of a
+deposit's faces is the deposit's stress while plating (PHYSICS §5 M, ``kmc.kernels.deposit_stress``).
+That stress depends on the plating currents through its flow stress's rate factor, and the driver
+iterates it with the field solve to their fixed point (``Driver._coupled_stress_solve``), so field
+and stress are solved together, not lagged.
 """
 import numpy as np
 from numba import njit
