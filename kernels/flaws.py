@@ -4,8 +4,10 @@ Per pixel i: ``fill[i]``, the pixel's fill clock — under the v3 law the depth 
 the pixel's flaws (a flaw shallower than d_i is full); under the slot law the cathodic charge density
 Q_i (C/cm²) passed at the flaws' mouths, a bin b being full once Q_i ≥ ``fill_thresholds[b]`` = Q(c_b)
 (increasing in b: ``kmc.flaws``); ``cracked[i·n_bins + b]``, 1 once flaws of the depth bin b under the pixel have met
-Griffith–Inglis while full; ``block_lo[i]..block_hi[i]``, the highest run of cracked bins (it always
-ends at the deepest bin cracked, since d_i only grows), so an update touches only bins it may change.
+Griffith–Inglis while full; ``block_lo[i]..block_hi[i]``, the highest run of cracked bins (every bin
+in it cracked, none above it), so an update touches only bins it may change. Under the v3 law d_i only
+grows, so the run always ends at the deepest full bin; under the slot law flaw Na strips first
+(``kmc.battery.losses``), d_i falls on a strip, and a later plating may crack bins below the run.
 
 A bin b cracks at the pixel's state when ``min(p_per_volt |η|, flow_mpa[b] j^(1/n)) ≥ need_mpa[b]``
 (``kmc.flaws.crack_criterion_tables``): the left side grows with c and the right side falls, so the
@@ -96,11 +98,13 @@ def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa,
             added += weights[b]
             if commit:
                 cracked[base + b] = 1
-        for b in range(cb, min(lo, hi + 1)):  # below the run: older runs may hold some of them
+        # Below the run: older runs may hold some of them. Only up to the full bins: after a strip
+        # (slot law) top may lie below the run.
+        for b in range(cb, min(lo, hi + 1, top + 1)):
             if cracked[base + b] == 0:
                 added += weights[b]
                 if commit:
                     cracked[base + b] = 1
-        if commit:
+        if commit and top + 1 >= lo:  # [c*, top] joins the run; a run below it leaves the highest as it is
             block_lo[i], block_hi[i] = min(lo, cb), max(hi, top)
     return added
