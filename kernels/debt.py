@@ -1,4 +1,5 @@
-"""Paying the metal's per-column debts (E7 interphase, E8 flaws) in whole voxels from the lattice.
+"""Paying the metal's per-column debts (E7 interphase, E8 flaws) in whole voxels from the lattice, and
+giving back what it is owed (E8 slot law: flaw Na that stripped first returns to the metal).
 
 The battery's losses (``kmc.battery.losses``) owe Na per column, far below a voxel per column; whole
 voxels are taken from the metal touching the electrolyte and that much debt is cleared from the most
@@ -11,7 +12,8 @@ the electrolyte are kept as a count per column.
 import numpy as np
 from numba import njit
 
-from kmc.kernels.cell import NA, SE, SEI
+from kmc.kernels.cell import GAP, NA, SE, SEI
+from kmc.kernels.clusters import CLUSTER_ACTIVE
 
 
 @njit(cache=True, inline="always")
@@ -126,4 +128,83 @@ def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
                 touching[zz, cc] = 1
                 count[cc] += 1
     clear_debt(debt, 1.0)
+    return True
+
+
+@njit(cache=True, inline="always")
+def _touches(lattice, i, x, y, z, nx, ny, nz, kind_a, kind_b):
+    """Whether site i at (x, y, z) has a face on a site of ``kind_a`` or ``kind_b`` (x, y periodic, z walled)."""
+    nxy = nx * ny
+    for k in (i - nxy if z > 0 else -1, i + nxy if z < nz - 1 else -1,
+              i - x + (x + 1) % nx, i - x + (x - 1) % nx,
+              z * nxy + x + nx * ((y + 1) % ny), z * nxy + x + nx * ((y - 1) % ny)):
+        if k >= 0 and (lattice[k] == kind_a or lattice[k] == kind_b):
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _beside_active_na(lattice, site_class, i, x, y, z, nx, ny, nz):
+    """Whether site i has a face on Na of a cluster connected to the collector (``site_class`` of the last
+    solve, kept by the kernels since)."""
+    nxy = nx * ny
+    for k in (i - nxy if z > 0 else -1, i + nxy if z < nz - 1 else -1,
+              i - x + (x + 1) % nx, i - x + (x - 1) % nx,
+              z * nxy + x + nx * ((y + 1) % ny), z * nxy + x + nx * ((y - 1) % ny)):
+        if k >= 0 and lattice[k] == NA and site_class[k] == CLUSTER_ACTIVE:
+            return True
+    return False
+
+
+@njit(cache=True)
+def returnable_gaps(lattice, site_class, nx, ny, nz, gap, count):
+    """Gaps where Na given back to the metal can go (``gap``, uint8 nz × columns, 1 there; ``count`` per
+    column): a gap with an electrolyte face and a face on connected Na — an interface void beside the
+    metal, such as a strip leaves."""
+    nxy = nx * ny
+    count[:] = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                col = x + nx * y
+                i = col + z * nxy
+                t = 0
+                if (lattice[i] == GAP and _touches(lattice, i, x, y, z, nx, ny, nz, SE, SEI)
+                        and _beside_active_na(lattice, site_class, i, x, y, z, nx, ny, nz)):
+                    t = 1
+                gap[z, col] = t
+                count[col] += t
+
+
+@njit(cache=True)
+def give_one_voxel(lattice, site_class, nx, ny, nz, gap, count, owed):
+    """Turn one returnable gap (``returnable_gaps``) into connected Na: the lowest one in the column owed
+    most (``owed``, voxels per column, the lower column on a tie) among those that have one, and clear one
+    voxel of what is owed, from the columns owed most first. Returns False (nothing changed) when there is
+    no returnable gap."""
+    nxy = nx * ny
+    col = -1
+    for c in range(nxy):
+        if count[c] > 0 and (col < 0 or owed[c] > owed[col]):
+            col = c
+    if col < 0:
+        return False
+    z = 0
+    while gap[z, col] == 0:
+        z += 1
+    i = col + z * nxy
+    lattice[i] = NA
+    site_class[i] = CLUSTER_ACTIVE
+    gap[z, col] = 0
+    count[col] -= 1
+    x = col % nx
+    y = col // nx
+    for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % nx + nx * y), (z, (x - 1) % nx + nx * y),
+                   (z, x + nx * ((y + 1) % ny)), (z, x + nx * ((y - 1) % ny))):
+        # A gap beside the new Na that touches the electrolyte can now take Na too.
+        if 0 <= zz < nz and gap[zz, cc] == 0 and lattice[cc + zz * nxy] == GAP \
+                and _touches(lattice, cc + zz * nxy, cc % nx, cc // nx, zz, nx, ny, nz, SE, SEI):
+            gap[zz, cc] = 1
+            count[cc] += 1
+    clear_debt(owed, 1.0)
     return True

@@ -31,8 +31,11 @@ PHYSICS's ``t_fill = (δ_c F/(2 j V_m)) ln(2c/δ_c)`` for c ≫ δ_c (δ_c ≈ 0
 two differ by < 1 % from c ≈ 1 µm up). The exact log is kept: it stays positive and increasing down to
 the shallowest bins, where ln(2c/δ_c) turns negative below c = δ_c/2. Since the ODE is linear in dQ,
 the fill at a varying current depends on its history only through Q — one number per pixel, counted
-while the cell plates (a strip or a rest adds nothing; the flaw keeps its Na: "flaw Na strips first"
-is not done). With δ_c = k√c, k = 8 K_IC/(E √(2π)), Q(c) = (F k/(2 V_m)) √c ln(1 + 2√c/k): both factors
+while the cell plates (a rest changes nothing). Flaw Na strips first (PHYSICS v4 E6, E8): while its
+pixel strips, the flaws give their Na before the layer does, their expected Na falling by the charge
+stripped at the mouth, and Q falls back along this law to Q(d) of the full depth d that holds what is
+left (``kmc.battery.losses.Losses.strip_flaws``; the Na goes back to the metal). With δ_c = k√c,
+k = 8 K_IC/(E √(2π)), Q(c) = (F k/(2 V_m)) √c ln(1 + 2√c/k): both factors
 grow with c, so Q(c) is increasing and the flaws full at Q_i are those shallower than d_i = Q⁻¹(Q_i).
 The same wall deposition sets the speed at which Na arrives at a full flaw's bottom,
 v = (j V_m/F)(1 + 2c/δ_c), in the extrusion pressure below. Depths follow the law that gives a Weibull
@@ -224,6 +227,16 @@ class ParetoDepthGrid(DepthGrid):
         log_u = np.log(np.maximum(d, c0) / c0)
         tail = log_u if s == 1.0 else np.expm1((1.0 - s) * log_u) / (1.0 - s)
         return np.where(d <= c0, d, c0 * (1.0 + tail))
+
+    def depth_of_mean_fill_um(self, fill_um) -> np.ndarray:
+        """The inverse of ``mean_fill_um``: the full depth d (µm) at which one flaw holds ``fill_um`` (µm)
+        on average — d = m up to c0, then c0 (1 + (1 − s)(m/c0 − 1))^(1/(1 − s)) (c0 e^(m/c0 − 1) at s = 1).
+        Below its bound c0 s/(s − 1) (s > 1), which no fill reaches, m grows with d, so the inverse is one."""
+        m = np.asarray(fill_um, dtype=float)
+        c0, s = self.scale_um, self.tail_exponent
+        excess = np.maximum(m, c0) / c0 - 1.0
+        log_u = excess if s == 1.0 else np.log1p((1.0 - s) * excess) / (1.0 - s)
+        return np.where(m <= c0, np.maximum(m, 0.0), c0 * np.exp(log_u))
 
 
 def crack_criterion_tables(grid: DepthGrid, k_ic_mpa_m05: float, opening_um, sigma_ref_mpa: float,

@@ -11,7 +11,8 @@
 - Short charge falls as the current rises (bare Al foil, replicas).
 - The slot law (``model.flaw_law = "slot"``, PHYSICS v4 E8): its formulas; flaws of one depth short at
   the slot fill time; a flaw under a collector face fills and cracks (not under the v3 law); no crack
-  during a strip or a rest, and no pressure kept across them; the Pareto depth weights.
+  during a strip or a rest, and no pressure kept across them (a strip empties the flaws: flaw Na strips
+  first, ``test_flaw_strip.py``); the Pareto depth weights.
 """
 import math
 
@@ -469,26 +470,29 @@ def test_a_flaw_under_a_collector_face_fills_and_cracks_under_the_slot_law_only(
 
 def test_slot_flaws_do_not_crack_on_a_strip_or_rest_and_keep_no_pressure(tmp_path):
     """Slot law. Full flaws (plated past Q(c) below the Griffith pressure) see a strip and a rest at the
-    |η0| that cracks them while plating: no crack, and no charge counted; plated again below the
-    Griffith pressure they still do not crack (no pressure kept across the reversal); plated at the
-    cracking |η0| they crack at once, exactly as a fresh flaw does the moment it is full. Planted faults:
-    a pressure (the largest |η0|) kept across the reversal fails at the second low plating; flaws
-    filling and cracking on any pixel current, the cell's direction ignored, fails on the strip."""
+    |η0| that cracks them while plating: no crack; the strip empties them (flaw Na strips first: the
+    charge at the mouth falls back to 0), the rest changes nothing. Plated again below the Griffith
+    pressure until full, they do not crack (no pressure kept across the reversal); plated at the cracking
+    |η0| they crack at once, exactly as a fresh flaw does the moment it is full. Planted faults: a pressure
+    (the largest |η0|) kept across the reversal fails at the second low plating; flaws filling and cracking
+    on any pixel current, the cell's direction ignored, fails on the strip; flaws keeping their Na on a
+    strip (the refill not needed) fails on the charge after the strip."""
     depth = 20.0
     model, run = _slot_cell(tmp_path, "slot", "reversal")
     losses, p = model.driver.losses, model.params
     t_fill = flaws.slot_fill_time_s(depth, p.k_ic_mpa_m05, 77.0, J_SLOT, p.molar_volume_cm3_mol)
     _set_fields(run, 1e-3, J_SLOT, J_SLOT, -ETA_BELOW)  # plate: full, below K_IC
     assert not losses.advance_flaws(run, 2 * t_fill)
-    charge = run.flaw_charge_c_cm2.copy()
-    assert (charge >= 2 * t_fill * J_SLOT * (1 - 1e-12)).all() and run.flaw_hazard == 0.0
-    _set_fields(run, -1e-3, -J_SLOT, -J_SLOT, +ETA_CRACK)  # strip at the cracking |η0|
+    assert (run.flaw_charge_c_cm2 >= 2 * t_fill * J_SLOT * (1 - 1e-12)).all() and run.flaw_hazard == 0.0
+    cracked_before = run.flaw_cracked.copy()  # bins far deeper than every flaw (weight 0) met the criterion
+    _set_fields(run, -1e-3, -J_SLOT, -J_SLOT, +ETA_CRACK)  # strip at the cracking |η0|: the flaws empty
     assert not losses.advance_flaws(run, 10 * t_fill)
+    assert (run.flaw_charge_c_cm2 == 0).all() and (run.flaw_front_um == 0).all()
     _set_fields(run, 0.0, 0.0, 0.0, -ETA_CRACK)  # rest (a held |η0|, no current)
     assert not losses.advance_flaws(run, 10 * t_fill)
-    assert run.flaw_hazard == 0.0 and (run.flaw_charge_c_cm2 == charge).all()
-    _set_fields(run, 1e-3, J_SLOT, J_SLOT, -ETA_BELOW)  # plate again, below K_IC
-    assert not losses.advance_flaws(run, t_fill)
+    assert run.flaw_hazard == 0.0 and (run.flaw_charge_c_cm2 == 0).all()
+    _set_fields(run, 1e-3, J_SLOT, J_SLOT, -ETA_BELOW)  # plate again, below K_IC, until full again
+    assert not losses.advance_flaws(run, 1.001 * t_fill)
     assert run.flaw_hazard == 0.0
     _set_fields(run, 1e-3, J_SLOT, J_SLOT, -ETA_CRACK)  # plate at the cracking |η0|: at once
     assert losses.advance_flaws(run, 1e-9 * t_fill)
@@ -496,8 +500,8 @@ def test_slot_flaws_do_not_crack_on_a_strip_or_rest_and_keep_no_pressure(tmp_pat
     _set_fields(fresh, 1e-3, J_SLOT, J_SLOT, -ETA_CRACK)
     assert not fresh_model.driver.losses.advance_flaws(fresh, 0.999 * t_fill)
     assert fresh_model.driver.losses.advance_flaws(fresh, 0.002 * t_fill)  # the moment it is full
-    # The same cracked depths as a fresh flaw plated at that |η0| to the same charge.
-    fresh_model.driver.losses.advance_flaws(fresh, (3 + 1e-9 - 1.001) * t_fill)
+    # The same depths cracked now as a fresh flaw plated at that |η0| to the same charge.
+    fresh_model.driver.losses.advance_flaws(fresh, 1e-9 * t_fill)
     assert fresh.flaw_charge_c_cm2 == pytest.approx(run.flaw_charge_c_cm2, rel=1e-12)
-    assert (fresh.flaw_cracked == run.flaw_cracked).all()
+    assert (fresh.flaw_cracked == run.flaw_cracked - cracked_before).all()
     assert run.flaw_hazard == pytest.approx(fresh.flaw_hazard, rel=1e-12)

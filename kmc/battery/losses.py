@@ -4,6 +4,8 @@ Both act on the frozen fields of the last solve, over the time a batch took. E7 
 on every column's Na faces; E8 follows the cell's flaw population (``kmc.flaws``) and decides when a
 filament shorts the cell. What each takes from the metal is first a per-column debt (far below a
 voxel per column), paid in whole voxels from the lattice at the next solve (``take_from_metal``).
+Under E8's slot law flaw Na strips first (``Losses.strip_flaws``): what the flaws give back is a debt
+below zero, returned to the metal in whole voxels at the next solve (``give_to_metal``).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import math
 
 import numpy as np
 
-from kmc.flaws import slot_full_depth_um
+from kmc.flaws import slot_fill_charge_c_cm2, slot_full_depth_um
 from kmc.kernels import debt as kdebt
 from kmc.kernels import flaws as kfl
 from kmc.kernels.cell import GAP, SEI
@@ -155,19 +157,63 @@ class Losses:
         deepest full flaw (v3: the front; slot law: Q⁻¹(Q_i)). Each flaw is booked as a column of the
         pixel's cross-section a² filled to min(c, d_i) — v3's volume, kept under the slot law (not the
         slot's own δ_c·c per unit length of its mouth); a slot deeper than d_i, partly filled, counts as
-        filled to d_i. Flaw Na is not stripped first on a strip (PHYSICS v4 E6/E8): not done."""
+        filled to d_i. Under the slot law it falls when the pixel strips (``strip_flaws``)."""
         p = self.p
         return p.flaws_per_pixel * p.depth_grid.mean_fill_um(run.flaw_front_um) / p.voxel_um
 
+    def strip_flaws(self, run, dt: float) -> None:
+        """Slot law (PHYSICS v4 E6, E8): flaw Na strips first where it is connected — pressed, its chemical
+        potential is above the layer's. While the cell strips, a pixel whose mouth carries anodic current
+        (only faces of Na connected to the collector strip) empties its flaws first with the charge it
+        strips over ``dt`` at the frozen fields, |j| dt a²/q_v voxels, and its layer gives only the rest:
+        the flaws' expected Na falls by that much (to 0 at most), the depth of the deepest full flaw falls
+        to the one holding what is left (``ParetoDepthGrid.depth_of_mean_fill_um``), and the charge at the
+        mouth falls back along the fill law to Q(d): a later plating refills them from there.
+
+        The events of the batch took that volume from the layer's interface voxels; the flaws' Na goes back
+        to the metal as a debt below zero, returned in whole voxels at the next solve into the interface
+        voids the strip left (``sync_flaw_debt``, ``give_to_metal``): so over a solve interval the layer
+        loses only what the flaws could not give. Done per batch on the pixels' frozen currents, as the fill
+        is (no per-event work in the event loop, whose strip picks faces by their Butler–Volmer share):
+        the return is exact in volume and off by the batch's Poisson noise in place. A pixel with no Na at
+        its mouth strips nothing, so flaws under dead or collector-capped Na keep theirs."""
+        p = self.p
+        if not p.slot_law or dt <= 0 or run.current_a >= 0:
+            return
+        cols = np.flatnonzero((run.pixel_current < 0) & (run.flaw_front_um > 0))
+        if cols.size == 0:
+            return
+        stripped_voxels = -run.pixel_current[cols] * dt * p.face_area_cm2 / p.q_v_c
+        g = p.depth_grid
+        held_um = g.mean_fill_um(run.flaw_front_um[cols])  # per flaw
+        if p.flaws_per_pixel > 0:
+            left_um = np.maximum(held_um - stripped_voxels * p.voxel_um / p.flaws_per_pixel, 0.0)
+        else:  # no flaw holds anything: the clock empties at the first strip
+            left_um = np.zeros(cols.size)
+        depth = g.depth_of_mean_fill_um(left_um)
+        run.flaw_front_um[cols] = depth
+        charge = np.zeros(cols.size)
+        on = depth > 0
+        charge[on] = slot_fill_charge_c_cm2(depth[on], p.slot_opening_per_sqrt_um * np.sqrt(depth[on]),
+                                            p.molar_volume_cm3_mol)
+        run.flaw_charge_c_cm2[cols] = charge
+        if float((run.flaw_fill - self.flaw_na_voxels(run)).sum() - run.flaw_debt.sum()) >= 1.0:
+            run.need_solve = 1.0  # a voxel or more to give back: the next solve returns it to the metal
+
     def sync_flaw_debt(self, run) -> None:
-        """What the flaws took since the last sync becomes a debt of the metal (paid at the next solve)."""
+        """What the flaws took since the last sync becomes a debt of the metal (paid at the next solve);
+        what they gave back (slot law: ``strip_flaws``) a debt below zero, returned to the metal here in
+        whole voxels once the columns are owed one in all (``give_to_metal``)."""
         now = self.flaw_na_voxels(run)
         run.flaw_debt[:] += now - run.flaw_fill
         run.flaw_fill[:] = now
+        if self.p.slot_law:
+            run.flaw_paid_voxels -= give_to_metal(run, self.p, run.flaw_debt)
 
     def advance_flaws(self, run, dt: float) -> bool:
         """The flaw population over a batch of ``dt`` at the frozen fields; True if the cell has shorted
-        (the caller records the short)."""
+        (the caller records the short). Under the slot law a strip empties the flaws first (``strip_flaws``)."""
+        self.strip_flaws(run, dt)
         run.flaw_hazard += self.crack(run, dt, True)
         return self.expected_cracks(run) >= run.short_draw
 
@@ -191,6 +237,34 @@ def take_from_metal(run, p, debt, becomes) -> int:
     if paid:
         run.sealed = 0.0
     return paid
+
+
+def give_to_metal(run, p, debt) -> int:
+    """Return whole voxels of Na the metal is owed (a per-column debt below zero) to the lattice; returns
+    how many. While the columns are owed a voxel in all, the column owed most that has one gets Na in its
+    lowest interface void beside connected Na (``kmc.kernels.debt.give_one_voxel``: where a strip left a
+    void), and that much is cleared from the columns owed most. With no such void (a sealed layer strips
+    its pending volume first and leaves none; loaded flow may have refilled them) the rest joins the
+    pending volume: the loaded layer thickens evenly, as it does by plating while sealed."""
+    if -debt.sum() < 1.0:
+        return 0
+    owed = -debt
+    gap = np.empty((p.nz, p.n_cols), dtype=np.uint8)
+    count = np.empty(p.n_cols, dtype=np.int64)
+    kdebt.returnable_gaps(run.lattice, run.site_class, p.nx, p.ny, p.nz, gap, count)
+    given = 0
+    while owed.sum() >= 1.0:
+        if not kdebt.give_one_voxel(run.lattice, run.site_class, p.nx, p.ny, p.nz, gap, count, owed):
+            pending = math.floor(owed.sum())  # no interface void beside connected Na left
+            run.pending_voxels += pending
+            clear_debt(owed, pending)
+            given += pending
+            break
+        given += 1
+    debt[:] = -owed
+    if given:
+        run.sealed = 0.0
+    return given
 
 
 def clear_debt(debt, amount) -> None:
