@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import pytest
-from battery_runs import advance_all, cell_scenario
+from battery_runs import cell_scenario
 
 from kmc import flaws
 from kmc.battery import BatteryModel, Run
