@@ -6,7 +6,10 @@ indebted columns first. These kernels do the per-voxel work without a sort of ev
 or a lattice-sized temporary per voxel: the most indebted columns come off a binary heap (descending
 debt, the lower column first on a tie: the order of a stable sort of −debt) when a voxel's worth
 takes few of them, in the order of that sort when it takes nearly all; the columns still touching
-the electrolyte are kept as a count per column.
+the electrolyte are kept as a count per column. A payment of many voxels keeps one heap over all of
+them (``debt_heap``, then ``pay_one_voxel``): each voxel pops the few columns it clears and pushes them
+back with their new debts, instead of heapifying every column again per voxel. The order is total
+(debt, then column), so any valid heap pops the columns in the same order as a fresh one.
 """
 import numpy as np
 from numba import njit
@@ -34,6 +37,49 @@ def _sift_down(heap, n, i, debt):
             return
         heap[i], heap[first] = heap[first], heap[i]
         i = first
+
+
+@njit(cache=True)
+def _sift_up(heap, i, debt):
+    while i > 0:
+        up = (i - 1) // 2
+        if not _before(debt, heap[i], heap[up]):
+            return
+        heap[i], heap[up] = heap[up], heap[i]
+        i = up
+
+
+@njit(cache=True)
+def debt_heap(debt, heap):
+    """Build ``heap`` (int64, one entry per column) over the columns' debts, the most indebted on top."""
+    n = debt.size
+    for i in range(n):
+        heap[i] = i
+    for i in range(n // 2 - 1, -1, -1):
+        _sift_down(heap, n, i, debt)
+
+
+@njit(cache=True)
+def clear_debt_on_heap(debt, heap, amount):
+    """``clear_debt`` on a heap of every column (``debt_heap``) kept valid for the debts: the columns
+    it clears are popped into the heap's freed tail, then pushed back with their new debts, so the
+    heap stays valid for the next call (only these columns' debts changed)."""
+    n = debt.size
+    m = n
+    while m > 0:
+        c = heap[0]
+        m -= 1
+        heap[0] = heap[m]
+        heap[m] = c
+        _sift_down(heap, m, 0, debt)
+        d = debt[c]
+        take = amount if amount < d else d
+        debt[c] = d - take
+        amount -= take
+        if amount <= 0:
+            break
+    for i in range(m, n):
+        _sift_up(heap, i, debt)
 
 
 @njit(cache=True)
@@ -100,10 +146,11 @@ def touching_electrolyte(lattice, nx, ny, nz, touching, count):
 
 
 @njit(cache=True)
-def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
+def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, heap, becomes):
     """Turn one Na voxel touching the electrolyte into ``becomes`` (GAP or SEI): the lowest one in the
     column owing most among those that have one (the lower column on a tie), and clear one voxel of
-    debt. Returns False (nothing changed) when no metal touches the electrolyte."""
+    debt (``heap``: the columns' debt heap, ``debt_heap``, kept valid). Returns False (nothing
+    changed) when no metal touches the electrolyte."""
     nxy = nx * ny
     col = -1
     for c in range(nxy):
@@ -125,5 +172,5 @@ def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
             if 0 <= zz < nz and lattice[cc + zz * nxy] == NA and touching[zz, cc] == 0:
                 touching[zz, cc] = 1
                 count[cc] += 1
-    clear_debt(debt, 1.0)
+    clear_debt_on_heap(debt, heap, 1.0)
     return True

@@ -65,13 +65,32 @@ def test_clear_debt_takes_the_most_indebted_columns_first_lower_column_on_a_tie(
         assert got_sorted.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_one_heap_kept_over_many_clears_clears_as_a_fresh_sort_each_time(seed):
+    """A payment keeps one heap over its voxels (``clear_debt_on_heap``): after each clear the heap must
+    still pop the columns in the order of the debts now. Planted fault: the cleared columns not pushed
+    back with their new debts (the ``_sift_up`` loop dropped) fails here."""
+    rng = np.random.default_rng(seed)
+    debt = rng.integers(0, 6, 200) * 0.125
+    debt[rng.integers(0, 200, 30)] = rng.random(30) * 3.0
+    want, got = debt.copy(), debt.copy()
+    heap = np.empty(got.size, dtype=np.int64)
+    kdebt.debt_heap(got, heap)
+    for amount in rng.random(60) * 2.5:
+        reference_clear_debt(want, amount)
+        kdebt.clear_debt_on_heap(got, heap, amount)
+        assert got.tobytes() == want.tobytes()
+
+
 def _pay_while_owed(lattice, nx, ny, nz, debt, becomes) -> int:
     """Voxels the kernel pays, one ``pay_one_voxel`` at a time, while a whole voxel is owed."""
     touching = np.empty((nz, nx * ny), dtype=np.uint8)
     count = np.empty(nx * ny, dtype=np.int64)
     kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
+    heap = np.empty(nx * ny, dtype=np.int64)
+    kdebt.debt_heap(debt, heap)
     paid = 0
-    while debt.sum() >= 1.0 and kdebt.pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
+    while debt.sum() >= 1.0 and kdebt.pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, heap, becomes):
         paid += 1
     return paid
 
