@@ -187,10 +187,19 @@ def fill_weights(lattice, site_class, col_state, col_support, col_sigma, phi, pa
 
     Only sites in ``[site_lo, site_hi)`` can have contact faces (the caller's band of layers around
     the electrolyte surface); the leaves of all others are zeroed."""
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     for tree in (plate_tree, alloy_tree, nuc_tree):
         tree[:site_lo] = 0.0
         tree[site_hi:lattice.size] = 0.0
+    fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
+                      plate_tree, alloy_tree, nuc_tree, site_lo, site_hi)
+
+
+@njit(cache=True)
+def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
+                      plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
+    """``fill_weights`` of the sites in ``[site_lo, site_hi)`` only, the other leaves left as they are
+    (the driver clears the few that are not zero: ``solver.tree_clear_outside``)."""
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     for c in range(site_lo, site_hi):
         wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, phi, params, nx, ny, nz,
                                   nbr)

@@ -312,10 +312,19 @@ def fill_move_leaves(tree, lattice, au_column, col_support, cc_bottom, pore_dept
     to a gap moves: sites outside ``[site_lo, site_hi)`` (the caller's band of layers around the
     gaps) get 0. ``cc_bottom`` (z of the collector's lower face per column) and ``pore_depth`` (the
     pore layers Na may fill, E9) bound the targets."""
-    nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
-    nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
     tree[:site_lo] = 0.0
     tree[site_hi:lattice.size] = 0.0
+    fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
+                   site_lo, site_hi)
+
+
+@njit(cache=True)
+def fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
+                   site_lo, site_hi):
+    """``fill_move_leaves`` of the sites in ``[site_lo, site_hi)`` only, the other leaves left as they are
+    (the driver clears the few that are not zero: ``solver.tree_clear_outside``)."""
+    nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
     for s in range(site_lo, site_hi):
         tree[s] = move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
                                   move_params, nbr_s, nbr_tmp)

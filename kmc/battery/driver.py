@@ -45,7 +45,7 @@ from kmc.kernels.interface import (
     na_stress_mpa,
 )
 from kmc.kernels.lattice import N_NEIGHBORS
-from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build
+from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build_range, tree_clear_outside
 from kmc.battery.losses import Losses, take_from_metal
 from kmc.errors import KmcError
 
@@ -198,16 +198,23 @@ class Driver:
         return carried
 
     def _rebuild_trees(self, run, face_band, move_band) -> None:
-        """Every event class's propensities at the frozen fields, and the sum trees over them."""
+        """Every event class's propensities at the frozen fields, and the sum trees over them.
+
+        Only the leaves of the bands are written, and only the few leaves outside them that are not
+        zero (found from the trees themselves) are cleared; then only the nodes above those leaves are
+        recomputed. The trees come out with the bits of writing every leaf and rebuilding every node
+        (each node is an exact function of its leaves), at the cost of the bands rather than the lattice."""
         p = self.p
-        kf.fill_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa, run.phi,
-                        run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree, *face_band)
-        km.fill_move_leaves(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
-                            int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
-        n_sites = run.state.n_sites
-        for tree in run.trees:
-            tree[n_sites:] = 0.0
-            tree_build(tree, run.state.tree_offsets)
+        offsets = run.state.tree_offsets
+        spans = [tree_clear_outside(tree, offsets, *band)
+                 for tree, band in zip(run.trees, (face_band, face_band, face_band, move_band))]
+        kf.fill_band_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa,
+                             run.phi, run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree,
+                             *face_band)
+        km.fill_move_band(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
+                          int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
+        for tree, span in zip(run.trees, spans):
+            tree_build_range(tree, offsets, *span)
 
     def solve_held(self, run, voltage_v: float) -> None:
         """A hold's solve: V jumps to the held value (the double layer on the contact area charging at
