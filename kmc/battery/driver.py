@@ -32,7 +32,6 @@ from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
 from kmc.kernels.capillary import STENCIL_SIZE
 from kmc.kernels.cell import GAP, NA
-from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.deposit_stress import deposit_paths, gap_height_um
 from kmc.kernels.interface import (
     COLUMN_NA_SUPPORT,
@@ -46,6 +45,7 @@ from kmc.kernels.interface import (
 )
 from kmc.kernels.lattice import N_NEIGHBORS
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build_range, tree_clear_outside
+from kmc.battery.classes import ClusterClasses
 from kmc.battery.losses import Losses, take_from_metal
 from kmc.errors import KmcError
 
@@ -56,10 +56,12 @@ class Driver:
     #: A double-layer step's stop code when the cell shorted in it (beyond the kernels' codes).
     STOP_SHORT = 99
 
-    def __init__(self, params, steps):
+    def __init__(self, params, steps, classes=None):
         self.p = params
         self.steps = steps
         self.losses = Losses(params)
+        # The clusters' classification with the lattice it came from (shared with the observer).
+        self.classes = ClusterClasses() if classes is None else classes
         # Wall time by part of the work (benchmarks/battery.py reports it); not part of the state.
         self.timing = {"solve_s": 0.0, "kernel_s": 0.0, "observe_s": 0.0, "solves": 0, "batches": 0}
         self._scratch = None  # the event loop's scratch arrays (zero between calls), kept across batches
@@ -70,7 +72,7 @@ class Driver:
         t_start = time.perf_counter()
         guess = self._set_direction(run, current_a, voltage_v)
         self._pay_debts(run)
-        classify(run, self.p)
+        run.site_class[:] = self.classes.of(run.lattice, self.p.nx, self.p.ny, self.p.nz)[0]
         n_cc, n_na = self._load_columns(run)
         if self.p.least_stress:
             self._deposit_stress(run, n_na, plating=run.direction > 0 and (current_a != 0 or voltage_v is not None))
@@ -369,17 +371,6 @@ class Driver:
         run.voltage_v = v
         run.voltage_min_v = min(run.voltage_min_v, v)
         run.voltage_max_v = max(run.voltage_max_v, v)
-
-
-def classify(run, p, site_class=None):
-    """Classify every Na voxel's cluster into ``site_class`` (the kernels' own array by default);
-    returns the Na voxels per class and the union-find parents (a cluster's root points to itself)."""
-    site_class = run.site_class if site_class is None else site_class
-    parent = np.empty(run.state.n_sites, dtype=np.int64)
-    label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
-    counts = np.zeros(4, dtype=np.int64)
-    classify_na(run.lattice, p.nx, p.ny, p.nz, parent, site_class, counts)
-    return counts, parent
 
 
 def bands(lattice, p):

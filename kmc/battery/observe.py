@@ -12,16 +12,11 @@ import math
 
 import numpy as np
 
-from kmc.battery.driver import bands, classify
+from kmc.battery.classes import ClusterClasses
+from kmc.battery.driver import bands
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
-from kmc.kernels.clusters import (
-    CLUSTER_ACTIVE,
-    CLUSTER_DEAD,
-    CLUSTER_TRAPPED,
-    count_active_roots,
-    count_trapped_in_pores,
-)
+from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD, CLUSTER_TRAPPED, count_trapped_in_pores
 from kmc.kernels.heights import na_height_um
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
 
@@ -64,8 +59,10 @@ SAMPLE_VARS = (
 class Observer:
     """Layout, recount, bookkeeping and observables of one battery model."""
 
-    def __init__(self, params, steps, losses, sampling):
+    def __init__(self, params, steps, losses, sampling, classes=None):
         self.p = params
+        # The clusters' classification with the lattice it came from (``kmc.battery.classes``).
+        self.classes = ClusterClasses() if classes is None else classes
         self.steps = steps
         self.losses = losses
         self.n_cycles = sum(1 for s in steps if s.ends_cycle)
@@ -123,12 +120,12 @@ class Observer:
     def recount(self, run) -> dict:
         """Inventories recounted from the lattice and the per-column Au state (voxels).
 
-        The classification goes to a scratch array (``site_class`` in the result): the kernels' own
+        The classification is ``kmc.battery.classes``' (``site_class`` in the result): the kernels' own
         array is left as the kernels maintain it between solves, so observing never changes a run.
         ``nuclei``: the active clusters (connected to the collector, touching the electrolyte); an
         island cut off from the collector is dead Na, not a nucleus."""
         p = self.p
-        site_class, counts, nuclei = na_clusters(run, p)
+        site_class, counts, nuclei = self.classes.of(run.lattice, p.nx, p.ny, p.nz)
         # classify_na visits every site of the lattice: its active, trapped and dead voxels are all
         # the Na there is (a recount, not a pass of its own over a lattice-sized mask)
         na = int(counts[CLUSTER_ACTIVE] + counts[CLUSTER_TRAPPED] + counts[CLUSTER_DEAD])
@@ -283,7 +280,7 @@ class Observer:
         lattice whatever the current: a contact at rest or while stripping is a contact."""
         p = self.p
         lat3 = run.lattice.reshape(p.nz, p.ny, p.nx)
-        site_class, _, _ = na_clusters(run, p)
+        site_class, _, _ = self.classes.of(run.lattice, p.nx, p.ny, p.nz)
         active = site_class.reshape(lat3.shape) == CLUSTER_ACTIVE
         conductor = ((lat3 == CC) | ((lat3 == NA) & active)).astype(np.int64)
         electrolyte = (lat3 == SE) | (lat3 == SEI)
@@ -315,12 +312,3 @@ class Observer:
                 ("stress_map", i, self.stress_map_mpa(run).astype(np.float32)),
                 ("frame_time", i, run.time_s)]
 
-
-def na_clusters(run, p):
-    """The Na clusters of the lattice, into a scratch array (the kernels' own is left alone): the class
-    of every site (``CLUSTER_*``, −1 off Na), the Na voxels per class (active, trapped, dead), and the
-    number of active clusters (connected to the collector and touching the electrolyte)."""
-    site_class = np.empty(run.state.n_sites, dtype=np.int8)  # a class fits a byte
-    counts, parent = classify(run, p, site_class)
-    nuclei = count_active_roots(site_class, parent)  # a compiled pass: no index array per sample
-    return site_class, counts, nuclei
