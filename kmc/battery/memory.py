@@ -19,7 +19,7 @@ per site each; ~450 bytes per column). Beside it, each phase holds (bytes, from 
 - from the first solve on, the last classification kept with the lattice it came from
   (``kmc.battery.classes``: a uint8 copy of the lattice and an int8 class per site);
 - losses (``losses.take_from_metal``): a uint8 layer of the lattice (the metal touching the
-  electrolyte), a count per column and the columns' debt heap (int64 each);
+  electrolyte), a count per column and the columns' queue (the sort and a heap, int64 each);
 - checkpoint and snapshot writes (``kmc.store.RunWriter``): Zarr's copies of the largest array and of
   the lattice; a resume reads the checkpoint back array by array.
 
@@ -93,7 +93,7 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
         "building the State": {"state": state, "geometry": geometry_kept, "temporaries": n},
         "a field solve": {**run, "solve temporaries": max(classify, bands, field_solve)},
         "observing a sample": {**run, "observables": classify + 64 * c},
-        "taking losses from the metal": {**run, "metal masks": n + 16 * c},
+        "taking losses from the metal": {**run, "metal masks": n + 32 * c},
         "writing a checkpoint": {**run, "checkpoint write": memory.checkpoint_write_bytes(spec)},
         "writing a snapshot": {**run, "snapshot write": memory.zarr_write_bytes(n, 1) if snapshots else 0,
                                "map write": 40 * c if maps else 0},
