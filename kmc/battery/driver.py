@@ -65,6 +65,7 @@ class Driver:
         # Wall time by part of the work (benchmarks/battery.py reports it); not part of the state.
         self.timing = {"solve_s": 0.0, "kernel_s": 0.0, "observe_s": 0.0, "solves": 0, "batches": 0}
         self._scratch = None  # the event loop's scratch arrays (zero between calls), kept across batches
+        self._gap_free_at = None  # (lattice, events counter) when the last solve found no GAP in it
 
     # -- the solve: each sub-step a function ---------------------------------------------------------
     def solve(self, run, current_a: float, voltage_v: float | None = None) -> None:
@@ -77,6 +78,9 @@ class Driver:
         if self.p.least_stress:
             self._deposit_stress(run, n_na, plating=run.direction > 0 and (current_a != 0 or voltage_v is not None))
         face_band, move_band = bands(run.lattice, self.p)
+        # No GAP layer at all (no move band): the next batch of this run may skip the search for an
+        # insertion site, as long as no event has run since (the events counter tells).
+        self._gap_free_at = (run.lattice, run.count("events")) if move_band[1] == 0 else None
         faces, n_faces, na_face = self._faces(run, face_band)
         sol = self._field_solve(faces, current_a, voltage_v, guess)
         carried = self._store_solution(run, sol, faces, na_face, current_a, voltage_v)
@@ -259,8 +263,10 @@ class Driver:
         """Events at the frozen fields until ``t_end`` or a stop; the kernel's stop code."""
         t_start = time.perf_counter()
         try:
+            at = self._gap_free_at
+            gap_free = at is not None and at[0] is run.lattice and at[1] == run.count("events")
             return kloop.run_batch(self._cell(run), run.state.rng, abs(i_far), self.p.q_v_c, self.p.c_au,
-                                   self.p.events_per_batch, t_end, self.p.capacity_drift_factor)
+                                   self.p.events_per_batch, t_end, self.p.capacity_drift_factor, gap_free)
         finally:
             self.timing["kernel_s"] += time.perf_counter() - t_start
             self.timing["batches"] += 1
