@@ -166,9 +166,11 @@ def _strip(w, u, r_p):
 
 
 @njit(cache=True, inline="always")
-def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
+def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus, gap_free):
     """E1 plating, or E2 nucleation: one Na voxel at the face the draw picks, inserted where the new
-    volume goes (``plating.insertion_site``), or held as a sealed layer's pending volume."""
+    volume goes (``plating.insertion_site``), or held as a sealed layer's pending volume. ``gap_free``:
+    the lattice holds no GAP at all now, so no insertion site can be found (``insertion_site`` only
+    returns a GAP) and its search through the whole metal is skipped."""
     # Arrays out of the tuple once, at entry (a reference count each; see battery_update.refresh).
     nx, ny, nz = w.nx, w.ny, w.nz
     nxy = nx * ny
@@ -205,7 +207,7 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus):
         if w.limits[L_LEAST_STRESS] > 0.0:
             g = deposit_insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.cc_bottom,
                                        int(w.limits[L_PORE_DEPTH]), w.insertion_target, nbr, w.nbr2)
-        else:
+        elif not gap_free:
             g = insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited, w.cc_bottom,
                                int(w.limits[L_PORE_DEPTH]))
     counters[C_PLATE if plating else C_NUCLEATE] += 1
@@ -373,13 +375,17 @@ def _needs_solve(w, i_far_a, capacity_drift):
 
 
 @njit(cache=True, nogil=True)
-def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift):
+def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift, gap_free):
     """Events at the frozen V, φ and σ_Na until a bound; returns a STOP_* code (the solver's, or this
     module's STOP_RESOLVE / STOP_FULL).
 
     ``w``: the ``Cell`` of arrays (its scratch all zero on entry, and left zero); ``i_far_a`` (A) the
     current the faces carry; ``q_v_c`` (C) the charge of a voxel; ``c_au`` a column's Au inventory
-    in Na voxels; ``capacity_drift`` the factor of the capacity test (``_needs_solve``)."""
+    in Na voxels; ``capacity_drift`` the factor of the capacity test (``_needs_solve``); ``gap_free``:
+    the lattice holds no GAP on entry (the caller knows it from the last solve's bands). It stays
+    true until an event that may open one: an alloying event changes no voxel, and a plating or
+    nucleation event in a gap-free lattice joins the pending volume, but the batch drops it after
+    any event but alloying, to be safe."""
     stop_on_nucleus = w.limits[L_STOP_ON_NUCLEUS] > 0.0
     stripping = w.params[P_DIRECTION] < 0.0
     clock, counters = w.clock, w.counters  # out of the tuple once (see battery_update.refresh)
@@ -394,12 +400,15 @@ def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift):
         kind = _pick_class(u, r_p, r_a, r_nuc)
         if kind == EV_PLATE and stripping:
             code = _strip(w, u, r_p)
+            gap_free = False
         elif kind == EV_PLATE or kind == EV_NUCLEATE:
-            code = _reduce(w, u, kind == EV_PLATE, r_p, r_a, r_nuc, c_au, stop_on_nucleus)
+            code = _reduce(w, u, kind == EV_PLATE, r_p, r_a, r_nuc, c_au, stop_on_nucleus, gap_free)
+            gap_free = False
         elif kind == EV_ALLOY:
             code = _alloy(w, u, r_p, r_a)
         else:
             code = _move(w, u, r_p, r_a, r_nuc, r_m, c_au)
+            gap_free = False
         if code == _GO_ON_UNCHANGED:
             continue
         if code != _GO_ON:

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from kmc.kernels.cell import CC, NA, SE, SEI
-from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.lattice import N_NEIGHBORS
 
 CLUSTER_ACTIVE = 0
 CLUSTER_TRAPPED = 1
@@ -36,27 +36,44 @@ def label_na_clusters(lattice, nx, ny, nz, parent):
     """Union-find over Na–Na faces; afterwards ``parent[i]`` leads to the root of i's cluster.
 
     ``parent`` is an int64 array of the lattice's size (non-Na sites point to themselves).
-    Neighbours across the z walls do not exist; x and y are periodic.
+    Neighbours across the z walls do not exist; x and y are periodic. The sites are visited in index
+    order, each joined to its +x, +y, +z neighbours in that order (each face once); the neighbours
+    come from the loop's coordinates, not from decoding every index.
     """
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     n = lattice.size
+    nxy = nx * ny
     for i in range(n):
         parent[i] = i
-    for i in range(n):
-        if lattice[i] != NA:
-            continue
-        neighbors6(i, nx, ny, nz, False, nbr)
-        # Only +x, +y, +z: each face is visited once.
-        for d in (1, 3, 5):
-            k = nbr[d]
-            if k >= 0 and lattice[k] == NA:
-                ri = _find(parent, i)
-                rk = _find(parent, k)
-                if ri != rk:
-                    if ri < rk:
-                        parent[rk] = ri
-                    else:
-                        parent[ri] = rk
+    for z in range(nz):
+        for y in range(ny):
+            row = nx * y + nxy * z
+            dy = nx if y < ny - 1 else -(ny - 1) * nx
+            for x in range(nx):
+                i = row + x
+                if lattice[i] != NA:
+                    continue
+                k = i + 1 if x < nx - 1 else i - (nx - 1)
+                if lattice[k] == NA:
+                    _union(parent, i, k)
+                k = i + dy
+                if lattice[k] == NA:
+                    _union(parent, i, k)
+                if z < nz - 1:
+                    k = i + nxy
+                    if lattice[k] == NA:
+                        _union(parent, i, k)
+
+
+@njit(cache=True, inline="always")
+def _union(parent, i, k):
+    """Join i's and k's clusters under the lower root."""
+    ri = _find(parent, i)
+    rk = _find(parent, k)
+    if ri != rk:
+        if ri < rk:
+            parent[rk] = ri
+        else:
+            parent[ri] = rk
 
 
 @njit(cache=True)
@@ -66,24 +83,43 @@ def classify_na(lattice, nx, ny, nz, parent, site_class, counts):
     ``counts[0:3]`` gets the number of active, trapped and dead Na voxels; ``counts[3]`` the number of
     clusters that touch the electrolyte (what the nucleation density counts).
     """
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     n = lattice.size
+    nxy = nx * ny
     touches_cc = np.zeros(n, dtype=np.uint8)
     touches_el = np.zeros(n, dtype=np.uint8)
-    for i in range(n):
-        if lattice[i] != NA:
-            continue
-        r = _find(parent, i)
-        neighbors6(i, nx, ny, nz, False, nbr)
-        for d in range(N_NEIGHBORS):
-            k = nbr[d]
-            if k < 0:
-                continue
-            s = lattice[k]
-            if s == CC:
-                touches_cc[r] = 1
-            elif s == SE or s == SEI:
-                touches_el[r] = 1
+    for z in range(nz):
+        for y in range(ny):
+            row = nx * y + nxy * z
+            up_y = nx if y < ny - 1 else -(ny - 1) * nx
+            down_y = -nx if y > 0 else (ny - 1) * nx
+            for x in range(nx):
+                i = row + x
+                if lattice[i] != NA:
+                    continue
+                r = _find(parent, i)
+                # the six neighbours in the order of lattice.DIRECTIONS (what each touches, not the order, counts)
+                for d in range(N_NEIGHBORS):
+                    if d == 0:
+                        k = i - 1 if x > 0 else i + (nx - 1)
+                    elif d == 1:
+                        k = i + 1 if x < nx - 1 else i - (nx - 1)
+                    elif d == 2:
+                        k = i + down_y
+                    elif d == 3:
+                        k = i + up_y
+                    elif d == 4:
+                        if z == 0:
+                            continue
+                        k = i - nxy
+                    else:
+                        if z == nz - 1:
+                            continue
+                        k = i + nxy
+                    s = lattice[k]
+                    if s == CC:
+                        touches_cc[r] = 1
+                    elif s == SE or s == SEI:
+                        touches_el[r] = 1
     for c in range(4):
         counts[c] = 0
     for i in range(n):

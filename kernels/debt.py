@@ -7,7 +7,12 @@ indebted columns first. These kernels do the per-voxel work without a sort of ev
 or a lattice-sized temporary per voxel: the most indebted columns come off a binary heap (descending
 debt, the lower column first on a tie: the order of a stable sort of −debt) when a voxel's worth
 takes few of them, in the order of that sort when it takes nearly all; the columns still touching
-the electrolyte are kept as a count per column.
+the electrolyte are kept as a count per column. A payment of many voxels sorts the columns once
+(``DebtQueue``, then ``pay_one_voxel``): E7's debt is spread thinly over every column, so each voxel
+clears thousands of columns, and a heap of every column cost a sort per voxel. A column a voxel clears
+is left at zero, where taking from it again changes nothing, and is not seen again; the one it leaves
+partly paid goes to a small heap, merged with the sorted columns by the same order (debt, then
+column: total), so the columns come in the order a fresh sort of the debts would give at each voxel.
 """
 import numpy as np
 from numba import njit
@@ -36,6 +41,51 @@ def _sift_down(heap, n, i, debt):
             return
         heap[i], heap[first] = heap[first], heap[i]
         i = first
+
+
+@njit(cache=True)
+def _sift_up(heap, i, debt):
+    while i > 0:
+        up = (i - 1) // 2
+        if not _before(debt, heap[i], heap[up]):
+            return
+        heap[i], heap[up] = heap[up], heap[i]
+        i = up
+
+
+@njit(cache=True)
+def clear_debt_queued(debt, order, heap, sizes, amount):
+    """``clear_debt`` over a payment's queue of columns: ``order`` the columns by descending debt
+    (``argsort(−debt, kind="stable")`` at the payment's start; ``sizes[0]`` of them taken), ``heap`` the
+    columns left partly paid (``sizes[1]`` of them), with their debts now. A column this clears down to
+    zero leaves the queue (taking from it again would take nothing); one it leaves partly paid goes
+    back to the heap."""
+    n = order.size
+    ptr = sizes[0]
+    m = sizes[1]
+    while True:
+        if ptr < n and (m == 0 or _before(debt, order[ptr], heap[0])):
+            c = order[ptr]
+            ptr += 1
+        elif m > 0:
+            c = heap[0]
+            m -= 1
+            heap[0] = heap[m]
+            _sift_down(heap, m, 0, debt)
+        else:
+            break
+        d = debt[c]
+        take = amount if amount < d else d  # Python's min(d, amount): d unless amount is smaller
+        debt[c] = d - take
+        amount -= take
+        if amount <= 0:
+            if debt[c] != 0.0:
+                heap[m] = c
+                _sift_up(heap, m, debt)
+                m += 1
+            break
+    sizes[0] = ptr
+    sizes[1] = m
 
 
 @njit(cache=True)
@@ -102,10 +152,11 @@ def touching_electrolyte(lattice, nx, ny, nz, touching, count):
 
 
 @njit(cache=True)
-def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
+def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, becomes):
     """Turn one Na voxel touching the electrolyte into ``becomes`` (GAP or SEI): the lowest one in the
     column owing most among those that have one (the lower column on a tie), and clear one voxel of
-    debt. Returns False (nothing changed) when no metal touches the electrolyte."""
+    debt (``order``, ``heap``, ``sizes``: the payment's queue of columns, ``clear_debt_queued``).
+    Returns False (nothing changed) when no metal touches the electrolyte."""
     nxy = nx * ny
     col = -1
     for c in range(nxy):
@@ -127,7 +178,7 @@ def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
             if 0 <= zz < nz and lattice[cc + zz * nxy] == NA and touching[zz, cc] == 0:
                 touching[zz, cc] = 1
                 count[cc] += 1
-    clear_debt(debt, 1.0)
+    clear_debt_queued(debt, order, heap, sizes, 1.0)
     return True
 
 

@@ -209,16 +209,61 @@ def fill_weights(lattice, site_class, col_state, col_support, col_sigma, na_cont
 
     Only sites in ``[site_lo, site_hi)`` can have contact faces (the caller's band of layers around
     the electrolyte surface); the leaves of all others are zeroed."""
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     for tree in (plate_tree, alloy_tree, nuc_tree):
         tree[:site_lo] = 0.0
         tree[site_hi:lattice.size] = 0.0
+    fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
+                      plate_tree, alloy_tree, nuc_tree, site_lo, site_hi)
+
+
+@njit(cache=True)
+def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
+                      plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
+    """``fill_weights`` of the sites in ``[site_lo, site_hi)`` only, the other leaves left as they are
+    (the driver clears the few that are not zero: ``solver.tree_clear_outside``).
+
+    The sums of ``site_weights``, face by face in its order of neighbours, with the coordinates carried
+    along the loop: most sites of the band are electrolyte or Na inside the metal, and decoding each
+    one's index cost more than its faces."""
+    nxy = nx * ny
+    q = site_lo // nx
+    x = site_lo - q * nx
+    z = q // ny
+    y = q - z * ny
     for c in range(site_lo, site_hi):
-        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params,
-                                  nx, ny, nz, nbr)
-        plate_tree[c] = wp
-        alloy_tree[c] = wa
-        nuc_tree[c] = kn
+        w_plate = 0.0
+        w_alloy = 0.0
+        k_nuc = 0.0
+        if _is_face_conductor(c, lattice, site_class):
+            for d in range(N_NEIGHBORS):  # lattice.DIRECTIONS: −x, +x, −y, +y, −z, +z (z walled)
+                if d == 0:
+                    e = c - 1 if x > 0 else c + (nx - 1)
+                elif d == 1:
+                    e = c + 1 if x < nx - 1 else c - (nx - 1)
+                elif d == 2:
+                    e = c - nx if y > 0 else c + (ny - 1) * nx
+                elif d == 3:
+                    e = c + nx if y < ny - 1 else c - (ny - 1) * nx
+                elif d == 4:
+                    e = c - nxy if z > 0 else -1
+                else:
+                    e = c + nxy if z < nz - 1 else -1
+                if e >= 0 and _is_electrolyte(lattice[e]):
+                    wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi,
+                                              params, nx, ny)
+                    w_plate += wp
+                    w_alloy += wa
+                    k_nuc += kn
+        plate_tree[c] = w_plate
+        alloy_tree[c] = w_alloy
+        nuc_tree[c] = k_nuc
+        x += 1
+        if x == nx:
+            x = 0
+            y += 1
+            if y == ny:
+                y = 0
+                z += 1
 
 
 @njit(cache=True)

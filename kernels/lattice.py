@@ -64,3 +64,13 @@ def neighbors6(site, nx, ny, nz, z_periodic, out):
         out[5] = site - (nz - 1) * nxy
     else:
         out[5] = WALL
+
+
+@njit(cache=True)
+def lattices_equal(a, b):
+    """Whether two lattices of one size hold the same states (stops at the first difference, and
+    allocates nothing, unlike ``np.array_equal``)."""
+    for i in range(a.size):
+        if a[i] != b[i]:
+            return False
+    return True

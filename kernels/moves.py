@@ -312,13 +312,56 @@ def fill_move_leaves(tree, lattice, au_column, col_support, cc_bottom, pore_dept
     to a gap moves: sites outside ``[site_lo, site_hi)`` (the caller's band of layers around the
     gaps) get 0. ``cc_bottom`` (z of the collector's lower face per column) and ``pore_depth`` (the
     pore layers Na may fill, E9) bound the targets."""
-    nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
-    nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
     tree[:site_lo] = 0.0
     tree[site_hi:lattice.size] = 0.0
+    fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
+                   site_lo, site_hi)
+
+
+@njit(cache=True)
+def fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
+                   site_lo, site_hi):
+    """``fill_move_leaves`` of the sites in ``[site_lo, site_hi)`` only, the other leaves left as they are
+    (the driver clears the few that are not zero: ``solver.tree_clear_outside``).
+
+    A Na site's leaf is ``move_propensity``'s sum over its target gaps in its order of neighbours, with
+    the coordinates carried along the loop instead of decoded from every site's index."""
+    nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nxy = nx * ny
+    q = site_lo // nx
+    x = site_lo - q * nx
+    z = q // ny
+    y = q - z * ny
     for s in range(site_lo, site_hi):
-        tree[s] = move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
-                                  move_params, nbr_s, nbr_tmp)
+        if lattice[s] != NA:
+            tree[s] = move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
+                                      move_params, nbr_s, nbr_tmp)
+        else:
+            total = 0.0
+            for d in range(N_NEIGHBORS):  # lattice.DIRECTIONS: −x, +x, −y, +y, −z, +z (z walled)
+                if d == 0:
+                    t = s - 1 if x > 0 else s + (nx - 1)
+                elif d == 1:
+                    t = s + 1 if x < nx - 1 else s - (nx - 1)
+                elif d == 2:
+                    t = s - nx if y > 0 else s + (ny - 1) * nx
+                elif d == 3:
+                    t = s + nx if y < ny - 1 else s - (ny - 1) * nx
+                elif d == 4:
+                    t = s - nxy if z > 0 else -1
+                else:
+                    t = s + nxy if z < nz - 1 else -1
+                if is_target(t, lattice, cc_bottom, nxy, pore_depth):
+                    total += move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_tmp)
+            tree[s] = total
+        x += 1
+        if x == nx:
+            x = 0
+            y += 1
+            if y == ny:
+                y = 0
+                z += 1
 
 
 @njit(cache=True)

@@ -122,9 +122,10 @@ def nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth):
     r_max = max(nx, ny) // 2 + 1
     for r in range(r_max + 1):
         for dy in range(-r, r + 1):
-            for dx in range(-r, r + 1):
-                if max(abs(dx), abs(dy)) != r:
-                    continue
+            # the ring's columns in row order: a whole row at dy = ±r, its two ends in between (not the
+            # (2r + 1)² square, whose inside the smaller rings had: a far gap cost the cube of its distance)
+            step = 1 if dy == -r or dy == r else 2 * r
+            for dx in range(-r, r + 1, step):
                 x = (cx + dx) % nx
                 y = (cy + dy) % ny
                 col2 = x + nx * y

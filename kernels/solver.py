@@ -89,6 +89,65 @@ def tree_build(tree, offsets):
 
 
 @njit(cache=True)
+def tree_build_range(tree, offsets, leaf_lo, leaf_hi):
+    """``tree_build`` for leaves ``[leaf_lo, leaf_hi)`` written in bulk, the others unchanged since the
+    tree was last consistent: only the ancestors of that range are recomputed. Every node is an exact
+    function of its leaves, so the tree has the bits a full ``tree_build`` gives."""
+    if leaf_hi <= leaf_lo:
+        return
+    lo = leaf_lo >> LOG2_BRANCH
+    hi = (leaf_hi - 1) >> LOG2_BRANCH
+    n_levels = offsets.size - 1
+    for lev in range(1, n_levels):
+        child = offsets[lev - 1]
+        base = offsets[lev]
+        for p in range(lo, hi + 1):
+            tree[base + p] = _block_sum(tree, child + (p << LOG2_BRANCH))
+        lo >>= LOG2_BRANCH
+        hi >>= LOG2_BRANCH
+
+
+@njit(cache=True)
+def tree_nonzero_leaves(tree, offsets):
+    """(first, last + 1) of the leaves that are not zero, found from the root down (the leaves are
+    non-negative, so a node is zero exactly when all its leaves are); (0, 0) for an empty tree. The
+    tree must be consistent (every node the sum of its children)."""
+    n_levels = offsets.size - 1
+    if tree[offsets[n_levels - 1]] == 0.0:
+        return 0, 0
+    first = 0
+    last = 0
+    for lev in range(n_levels - 2, -1, -1):  # from the root's children down to the leaves
+        base = offsets[lev]
+        c = first << LOG2_BRANCH
+        while tree[base + c] == 0.0:
+            c += 1
+        first = c
+        c = (last << LOG2_BRANCH) + BRANCH - 1
+        while tree[base + c] == 0.0:
+            c -= 1
+        last = c
+    return first, last + 1
+
+
+@njit(cache=True)
+def tree_clear_outside(tree, offsets, leaf_lo, leaf_hi):
+    """Zero the leaves outside ``[leaf_lo, leaf_hi)`` (only the span that is not zero already, found
+    from the tree); returns the range of leaves a ``tree_build_range`` must cover once the band's
+    leaves are written: the band and the span cleared."""
+    first, last = tree_nonzero_leaves(tree, offsets)
+    if last <= first:
+        return leaf_lo, leaf_hi
+    if first < leaf_lo:
+        tree[first:min(leaf_lo, last)] = 0.0
+    if last > leaf_hi:
+        tree[max(leaf_hi, first):last] = 0.0
+    if leaf_hi <= leaf_lo:
+        return first, last
+    return min(first, leaf_lo), max(last, leaf_hi)
+
+
+@njit(cache=True)
 def tree_total(tree):
     """Total propensity R (the root)."""
     return tree[tree.size - 1]

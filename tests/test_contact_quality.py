@@ -75,7 +75,7 @@ def one_event(model, run):
     """One event of the production batch loop at the last solve's fields."""
     p = model.params
     code = kloop.run_batch(model.driver._cell(run), run.state.rng, abs(run.i_far_a), p.q_v_c, p.c_au, 1, np.inf,
-                           p.capacity_drift_factor)
+                           p.capacity_drift_factor, False)
     assert code in (kloop.STOP_EVENTS, kloop.STOP_RESOLVE)
 
 

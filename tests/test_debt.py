@@ -65,13 +65,37 @@ def test_clear_debt_takes_the_most_indebted_columns_first_lower_column_on_a_tie(
         assert got_sorted.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_one_queue_kept_over_many_clears_clears_as_a_fresh_sort_each_time(seed):
+    """A payment sorts the columns once and keeps the partly paid ones in a heap (``clear_debt_queued``):
+    each clear must take from the columns in the order of a sort of the debts now. Planted faults: the
+    partly paid column not put back in the heap, and the heap's top taken before the sorted columns
+    whatever their debts (``m > 0`` tested first), each fail here."""
+    rng = np.random.default_rng(seed)
+    debt = rng.integers(0, 6, 200) * 0.125  # many ties, exact in binary
+    debt[rng.integers(0, 200, 30)] = rng.random(30) * 3.0
+    debt[rng.integers(0, 200, 5)] = -0.25  # a debt below zero is taken last, and gives back
+    want, got = debt.copy(), debt.copy()
+    order = np.argsort(-got, kind="stable")
+    heap = np.empty(got.size, dtype=np.int64)
+    sizes = np.zeros(2, dtype=np.int64)
+    for amount in rng.random(60) * 2.5:
+        reference_clear_debt(want, amount)
+        kdebt.clear_debt_queued(got, order, heap, sizes, amount)
+        assert got.tobytes() == want.tobytes()
+
+
 def _pay_while_owed(lattice, nx, ny, nz, debt, becomes) -> int:
     """Voxels the kernel pays, one ``pay_one_voxel`` at a time, while a whole voxel is owed."""
     touching = np.empty((nz, nx * ny), dtype=np.uint8)
     count = np.empty(nx * ny, dtype=np.int64)
     kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
+    order = np.argsort(-debt, kind="stable")
+    heap = np.empty(nx * ny, dtype=np.int64)
+    sizes = np.zeros(2, dtype=np.int64)
     paid = 0
-    while debt.sum() >= 1.0 and kdebt.pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, becomes):
+    while debt.sum() >= 1.0 and kdebt.pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes,
+                                                    becomes):
         paid += 1
     return paid
 

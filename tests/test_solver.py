@@ -5,7 +5,10 @@ import pytest
 from kmc.kernels.solver import (
     BRANCH,
     tree_build,
+    tree_build_range,
+    tree_clear_outside,
     tree_new,
+    tree_nonzero_leaves,
     tree_offsets,
     tree_select,
     tree_total,
@@ -135,3 +138,31 @@ def test_update_many_matches_update_bitwise_and_leaves_marks_clear():
         tree_update_many(b, offsets, sites, k, scratch, mark)
         assert not mark.any()
     assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("n_sites", [9, 300, 5000])
+@pytest.mark.parametrize("seed", range(4))
+def test_band_rebuild_gives_the_bits_of_a_full_rebuild(n_sites, seed):
+    """The driver's solve rewrites only a band of leaves, clears the nonzero leaves outside it that
+    the tree itself points to (``tree_clear_outside``) and rebuilds the nodes above both
+    (``tree_build_range``); the tree must have every bit of zeroing the outside, writing the band and
+    rebuilding every node. Planted faults: the range build one level short (``range(1, n_levels - 1)``),
+    and the clearing above the band stopping a leaf early (``tree[max(leaf_hi, first):last - 1]``),
+    each fail here."""
+    rng = np.random.default_rng(seed)
+    tree, offsets = tree_new(n_sites)
+    # stale leaves from a batch: sparse, anywhere (none, some above, some below the band)
+    stale = rng.exponential(size=n_sites) * (rng.random(n_sites) < rng.choice([0.0, 0.01, 0.3]))
+    tree[:n_sites] = stale
+    tree_build(tree, offsets)
+    nz = np.flatnonzero(stale)
+    assert tree_nonzero_leaves(tree, offsets) == ((int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0))
+    lo, hi = sorted(rng.integers(0, n_sites + 1, size=2))
+    band = rng.exponential(size=hi - lo) * (rng.random(hi - lo) < 0.5)
+    want = np.zeros_like(tree)
+    want[lo:hi] = band
+    tree_build(want, offsets)
+    span = tree_clear_outside(tree, offsets, lo, hi)
+    tree[lo:hi] = band
+    tree_build_range(tree, offsets, *span)
+    assert tree.tobytes() == want.tobytes()

@@ -47,7 +47,8 @@ class BatteryModel:
         out = d["output"]
         self.driver = Driver(p, self.steps)
         self.observer = Observer(p, self.steps, self.driver.losses, (
-            self.n_samples, int(out.get("map_every_samples") or 0), int(out.get("snapshot_every_samples") or 0)))
+            self.n_samples, int(out.get("map_every_samples") or 0), int(out.get("snapshot_every_samples") or 0)),
+            classes=self.driver.classes)  # one classification for solves and samples
 
     @property
     def timing(self) -> dict:

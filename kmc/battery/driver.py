@@ -35,7 +35,6 @@ from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
 from kmc.kernels.capillary import STENCIL_SIZE
 from kmc.kernels.cell import GAP, NA
-from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.deposit_stress import deposit_terrain, gap_height_um, rated_stress, squeeze_strain_rate
 from kmc.kernels.interface import (
     COLUMN_NA_SUPPORT,
@@ -48,7 +47,8 @@ from kmc.kernels.interface import (
     na_stress_mpa,
 )
 from kmc.kernels.lattice import N_NEIGHBORS
-from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build
+from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build_range, tree_clear_outside
+from kmc.battery.classes import ClusterClasses
 from kmc.battery.losses import Losses, take_from_metal
 from kmc.errors import KmcError
 
@@ -59,13 +59,16 @@ class Driver:
     #: A double-layer step's stop code when the cell shorted in it (beyond the kernels' codes).
     STOP_SHORT = 99
 
-    def __init__(self, params, steps):
+    def __init__(self, params, steps, classes=None):
         self.p = params
         self.steps = steps
         self.losses = Losses(params)
+        # The clusters' classification with the lattice it came from (shared with the observer).
+        self.classes = ClusterClasses() if classes is None else classes
         # Wall time by part of the work (benchmarks/battery.py reports it); not part of the state.
         self.timing = {"solve_s": 0.0, "kernel_s": 0.0, "observe_s": 0.0, "solves": 0, "batches": 0}
         self._scratch = None  # the event loop's scratch arrays (zero between calls), kept across batches
+        self._gap_free_at = None  # (lattice, events counter) when the last solve found no GAP in it
 
     # -- the solve: each sub-step a function ---------------------------------------------------------
     def solve(self, run, current_a: float, voltage_v: float | None = None) -> None:
@@ -73,11 +76,14 @@ class Driver:
         t_start = time.perf_counter()
         guess = self._set_direction(run, current_a, voltage_v)
         self._pay_debts(run)
-        classify(run, self.p)
+        run.site_class[:] = self.classes.of(run.lattice, self.p.nx, self.p.ny, self.p.nz)[0]
         n_cc, n_na = self._load_columns(run)
         if self.p.face_state:
             self._press(run)
         face_band, move_band = bands(run.lattice, self.p)
+        # No GAP layer at all (no move band): the next batch of this run may skip the search for an
+        # insertion site, as long as no event has run since (the events counter tells).
+        self._gap_free_at = (run.lattice, run.count("events")) if move_band[1] == 0 else None
         plating = run.direction > 0 and (current_a != 0 or voltage_v is not None)
         if self.p.least_stress and plating:
             sol, faces, n_faces, na_face = self._coupled_stress_solve(run, n_na, face_band, current_a, voltage_v, guess)
@@ -293,17 +299,23 @@ class Driver:
         return carried
 
     def _rebuild_trees(self, run, face_band, move_band) -> None:
-        """Every event class's propensities at the frozen fields, and the sum trees over them."""
+        """Every event class's propensities at the frozen fields, and the sum trees over them.
+
+        Only the leaves of the bands are written, and only the few leaves outside them that are not
+        zero (found from the trees themselves) are cleared; then only the nodes above those leaves are
+        recomputed. The trees come out with the bits of writing every leaf and rebuilding every node
+        (each node is an exact function of its leaves), at the cost of the bands rather than the lattice."""
         p = self.p
-        kf.fill_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa,
-                        run.na_contact, run.phi, run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree,
-                        run.nucleate_tree, *face_band)
-        km.fill_move_leaves(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
-                            int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
-        n_sites = run.state.n_sites
-        for tree in run.trees:
-            tree[n_sites:] = 0.0
-            tree_build(tree, run.state.tree_offsets)
+        offsets = run.state.tree_offsets
+        spans = [tree_clear_outside(tree, offsets, *band)
+                 for tree, band in zip(run.trees, (face_band, face_band, face_band, move_band))]
+        kf.fill_band_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa,
+                             run.na_contact, run.phi, run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree,
+                             *face_band)
+        km.fill_move_band(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
+                          int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
+        for tree, span in zip(run.trees, spans):
+            tree_build_range(tree, offsets, *span)
 
     def solve_held(self, run, voltage_v: float) -> None:
         """A hold's solve: V jumps to the held value (the double layer on the contact area charging at
@@ -346,8 +358,10 @@ class Driver:
         """Events at the frozen fields until ``t_end`` or a stop; the kernel's stop code."""
         t_start = time.perf_counter()
         try:
+            at = self._gap_free_at
+            gap_free = at is not None and at[0] is run.lattice and at[1] == run.count("events")
             return kloop.run_batch(self._cell(run), run.state.rng, abs(i_far), self.p.q_v_c, self.p.c_au,
-                                   self.p.events_per_batch, t_end, self.p.capacity_drift_factor)
+                                   self.p.events_per_batch, t_end, self.p.capacity_drift_factor, gap_free)
         finally:
             self.timing["kernel_s"] += time.perf_counter() - t_start
             self.timing["batches"] += 1
@@ -458,17 +472,6 @@ class Driver:
         run.voltage_v = v
         run.voltage_min_v = min(run.voltage_min_v, v)
         run.voltage_max_v = max(run.voltage_max_v, v)
-
-
-def classify(run, p, site_class=None):
-    """Classify every Na voxel's cluster into ``site_class`` (the kernels' own array by default);
-    returns the Na voxels per class and the union-find parents (a cluster's root points to itself)."""
-    site_class = run.site_class if site_class is None else site_class
-    parent = np.empty(run.state.n_sites, dtype=np.int64)
-    label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
-    counts = np.zeros(4, dtype=np.int64)
-    classify_na(run.lattice, p.nx, p.ny, p.nz, parent, site_class, counts)
-    return counts, parent
 
 
 def bands(lattice, p):

@@ -229,9 +229,14 @@ def take_from_metal(run, p, debt, becomes) -> int:
     touching = np.empty((p.nz, p.n_cols), dtype=np.uint8)
     count = np.empty(p.n_cols, dtype=np.int64)
     kdebt.touching_electrolyte(run.lattice, p.nx, p.ny, p.nz, touching, count)
+    # The payment's queue of columns (``kmc.kernels.debt``): sorted once, not once per voxel.
+    order = np.argsort(-debt, kind="stable")
+    heap = np.empty(p.n_cols, dtype=np.int64)
+    sizes = np.zeros(2, dtype=np.int64)
     paid = 0
     while debt.sum() >= 1.0:  # NumPy's sum, as before: when to stop is part of the trajectory
-        if not kdebt.pay_one_voxel(run.lattice, p.nx, p.ny, p.nz, touching, count, debt, becomes):
+        if not kdebt.pay_one_voxel(run.lattice, p.nx, p.ny, p.nz, touching, count, debt, order, heap, sizes,
+                                   becomes):
             break  # no metal touches the electrolyte: the debt waits
         paid += 1
     if paid:

@@ -15,10 +15,11 @@ and four float64 sum trees, 8/7 of a word per site each; ~450 bytes per column).
   (int64 parents, and two uint8 per site in the kernel), the bands (three boolean layers of the
   lattice), or the field solve (per contact face: the face table, ``field.Faces`` and the solver's
   copies; per pixel: the FFT planes, the Green's function and the Newton–CG vectors);
-- observe (``observe.Observer.observe``): the scratch, a second int8 class per site and the
-  classification's temporaries;
+- observe (``observe.Observer.observe``): the scratch and the classification's temporaries;
+- from the first solve on, the last classification kept with the lattice it came from
+  (``kmc.battery.classes``: a uint8 copy of the lattice and an int8 class per site);
 - losses (``losses.take_from_metal``): a uint8 layer of the lattice (the metal touching the
-  electrolyte) and a count per column;
+  electrolyte), a count per column and the columns' queue (the sort and a heap, int64 each);
 - checkpoint and snapshot writes (``kmc.store.RunWriter``): Zarr's copies of the largest array and of
   the lattice; a resume reads the checkpoint back array by array.
 
@@ -86,13 +87,13 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
     classify = 8 * n + 2 * n  # int64 parents; two uint8 per site inside kernels.clusters.classify_na
     bands = 3 * n
     field_solve = int(SOLVE_BYTES_PER_FACE * faces) + SOLVE_BYTES_PER_COLUMN * c
-    run = {"state": state, "event-loop scratch": scratch, "Green's function": green}
+    run = {"state": state, "event-loop scratch": scratch, "Green's function": green, "cluster classes": 2 * n}
     return {
         "building the geometry": geometry,
         "building the State": {"state": state, "geometry": geometry_kept, "temporaries": n},
         "a field solve": {**run, "solve temporaries": max(classify, bands, field_solve)},
-        "observing a sample": {**run, "observables": n + classify + 64 * c},
-        "taking losses from the metal": {**run, "metal masks": n + 8 * c},
+        "observing a sample": {**run, "observables": classify + 64 * c},
+        "taking losses from the metal": {**run, "metal masks": n + 32 * c},
         "writing a checkpoint": {**run, "checkpoint write": memory.checkpoint_write_bytes(spec)},
         "writing a snapshot": {**run, "snapshot write": memory.zarr_write_bytes(n, 1) if snapshots else 0,
                                "map write": 40 * c if maps else 0},

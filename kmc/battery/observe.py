@@ -12,15 +12,16 @@ import math
 
 import numpy as np
 
-from kmc.battery.driver import bands, classify
+from kmc.battery.classes import ClusterClasses
+from kmc.battery.driver import bands
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
 from kmc.kernels.clusters import (
     CLUSTER_ACTIVE,
     CLUSTER_DEAD,
     CLUSTER_TRAPPED,
-    count_active_roots,
     count_trapped_in_pores,
+    label_na_clusters,
 )
 from kmc.kernels.heights import na_height_um
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
@@ -67,8 +68,10 @@ SAMPLE_VARS = (
 class Observer:
     """Layout, recount, bookkeeping and observables of one battery model."""
 
-    def __init__(self, params, steps, losses, sampling):
+    def __init__(self, params, steps, losses, sampling, classes=None):
         self.p = params
+        # The clusters' classification with the lattice it came from (``kmc.battery.classes``).
+        self.classes = ClusterClasses() if classes is None else classes
         self.steps = steps
         self.losses = losses
         self.n_cycles = sum(1 for s in steps if s.ends_cycle)
@@ -126,12 +129,12 @@ class Observer:
     def recount(self, run) -> dict:
         """Inventories recounted from the lattice and the per-column Au state (voxels).
 
-        The classification goes to a scratch array (``site_class`` in the result): the kernels' own
+        The classification is ``kmc.battery.classes``' (``site_class`` in the result): the kernels' own
         array is left as the kernels maintain it between solves, so observing never changes a run.
         ``nuclei``: the active clusters (connected to the collector, touching the electrolyte); an
         island cut off from the collector is dead Na, not a nucleus."""
         p = self.p
-        site_class, counts, nuclei, parent = na_clusters(run, p)
+        site_class, counts, nuclei = self.classes.of(run.lattice, p.nx, p.ny, p.nz)
         # classify_na visits every site of the lattice: its active, trapped and dead voxels are all
         # the Na there is (a recount, not a pass of its own over a lattice-sized mask)
         na = int(counts[CLUSTER_ACTIVE] + counts[CLUSTER_TRAPPED] + counts[CLUSTER_DEAD])
@@ -153,18 +156,22 @@ class Observer:
         # the column) it is trapped; below it, in gaps the collector re-landed on, it is stranded.
         in_pores = count_trapped_in_pores(site_class, run.cc_bottom, p.n_cols)  # a compiled pass, no mask
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": in_pores,
-                "unloaded": self.unloaded_na_voxels(run, site_class, parent),
+                "unloaded": self.unloaded_na_voxels(run, site_class),
                 "stranded": int(counts[CLUSTER_TRAPPED]) - in_pores,
                 "dead": int(counts[CLUSTER_DEAD]), "nuclei": nuclei, "alloyed_columns": alloyed,
                 "site_class": site_class, "sei": sei, "flaw": flaw, "flaw_owed": flaw_owed}
 
-    def unloaded_na_voxels(self, run, site_class, parent) -> int:
+    def unloaded_na_voxels(self, run, site_class) -> int:
         """Active Na (connected, touching the electrolyte) none of whose faces has χ > 0 at the last
-        solve (``kmc.kernels.faradaic.count_unloaded_na``). Under ``model.contact_quality = "floor"``
-        with a floor above 0 every face has χ > 0, so there is none, and no pass is made."""
+        solve (``kmc.kernels.faradaic.count_unloaded_na``), cluster by cluster: the clusters' union-find
+        parents are labelled here (the kept classification holds no parents: 8 bytes per site). Under
+        ``model.contact_quality = "floor"`` with a floor above 0 every face has χ > 0, so there is none,
+        and no pass is made."""
         p = self.p
         if not p.face_state and p.kinetics[kf.P_CHI_FLOOR] > 0.0:
             return 0
+        parent = np.empty(run.state.n_sites, dtype=np.int64)
+        label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
         return int(kf.count_unloaded_na(run.lattice, site_class, parent, run.col_support, run.deposit_stress_mpa,
                                         run.na_contact, run.kinetics, p.nx, p.ny, p.nz, *bands(run.lattice, p)[0]))
 
@@ -298,7 +305,7 @@ class Observer:
         lattice whatever the current: a contact at rest or while stripping is a contact."""
         p = self.p
         lat3 = run.lattice.reshape(p.nz, p.ny, p.nx)
-        site_class = na_clusters(run, p)[0]
+        site_class, _, _ = self.classes.of(run.lattice, p.nx, p.ny, p.nz)
         active = site_class.reshape(lat3.shape) == CLUSTER_ACTIVE
         conductor = ((lat3 == CC) | ((lat3 == NA) & active)).astype(np.int64)
         electrolyte = (lat3 == SE) | (lat3 == SEI)
@@ -330,13 +337,3 @@ class Observer:
                 ("stress_map", i, self.stress_map_mpa(run).astype(np.float32)),
                 ("frame_time", i, run.time_s)]
 
-
-def na_clusters(run, p):
-    """The Na clusters of the lattice, into a scratch array (the kernels' own is left alone): the class
-    of every site (``CLUSTER_*``, −1 off Na), the Na voxels per class (active, trapped, dead), the
-    number of active clusters (connected to the collector and touching the electrolyte), and the
-    union-find parents (a cluster's root points to itself)."""
-    site_class = np.empty(run.state.n_sites, dtype=np.int8)  # a class fits a byte
-    counts, parent = classify(run, p, site_class)
-    nuclei = count_active_roots(site_class, parent)  # a compiled pass: no index array per sample
-    return site_class, counts, nuclei, parent

@@ -1,0 +1,46 @@
+"""The Na clusters' classification, kept with the lattice it was computed from.
+
+Labelling the clusters (``kmc.kernels.clusters``) is a pass over the whole lattice, wanted by every
+field solve (the kernels' ``site_class``) and every sample (the recount). While a sealed layer
+thickens, plating only adds to the pending volume: the lattice does not change for several samples
+running, and the labelling would be redone on the same voxels. So the last classification is kept
+beside a copy of the lattice it was computed from, and handed out again only when the lattice is
+byte for byte that copy. It is a function of the lattice alone, so what is handed out is what a new
+labelling gives: the recount stays a recount of the lattice as it is, not a reading of anything the
+kernels maintain.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kmc.kernels.clusters import classify_na, count_active_roots, label_na_clusters
+from kmc.kernels.lattice import lattices_equal
+
+
+class ClusterClasses:
+    """The last classification (the class of every site, the Na voxels per class, the active clusters)
+    and the lattice it belongs to; two bytes per site once used."""
+
+    def __init__(self):
+        self._lattice = None  # the lattice the classification below was computed from (a copy)
+        self._site_class = None
+        self._counts = np.zeros(4, dtype=np.int64)
+        self._nuclei = 0
+
+    def of(self, lattice, nx: int, ny: int, nz: int):
+        """(site_class, counts, nuclei) of ``lattice``: every site's ``CLUSTER_*`` (−1 off Na, int8), the Na
+        voxels per class (active, trapped, dead) and the clusters touching the electrolyte, and the
+        number of active clusters. The arrays are this object's: read them, do not write them."""
+        if self._lattice is None or self._lattice.size != lattice.size:
+            self._lattice = np.empty_like(lattice)
+            self._site_class = np.empty(lattice.size, dtype=np.int8)  # a class fits a byte
+        elif self._nuclei >= 0 and lattices_equal(self._lattice, lattice):
+            return self._site_class, self._counts, self._nuclei
+        self._nuclei = -1  # not valid until the classification below is complete
+        parent = np.empty(lattice.size, dtype=np.int64)
+        label_na_clusters(lattice, nx, ny, nz, parent)
+        classify_na(lattice, nx, ny, nz, parent, self._site_class, self._counts)
+        nuclei = count_active_roots(self._site_class, parent)  # a compiled pass: no index array
+        self._lattice[:] = lattice
+        self._nuclei = int(nuclei)
+        return self._site_class, self._counts, self._nuclei
