@@ -75,6 +75,7 @@ T_PENDING = 1  #: Na (voxels) plated into a sealed interface, waiting to be laid
 T_SEALED = 2  #: 1 once a search found no gap reachable from a plating face (cleared at each solve)
 T_UNDER_CC = 3  #: Na voxels right under the collector (recounted at each solve, kept up to date here)
 T_NUC_DEBT = 4  #: nucleus voxels formed while the double layer took the current, not yet paid by it
+T_DEALLOY = 5  #: de-alloying steps (``model.alloy = "phases"``: c_au/4 Na voxels each, recovered on stripping)
 N_TALLY = 8
 
 # limits: what the last solve froze. A re-solve is due when faces or supports changed by more than

@@ -70,6 +70,7 @@ from kmc.kernels.battery_arrays import (
     N_CC_CONTACTS,
     N_FACES,
     N_NA_SUPPORTS,
+    T_DEALLOY,
     T_NUC_DEBT,
     T_PENDING,
     T_SEALED,
@@ -88,7 +89,17 @@ from kmc.kernels.battery_update import (
 )
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.contact import ATOMIC, BY_FLOW, after_body_moved, inserted_at_face, mark_body_moving
-from kmc.kernels.faradaic import CC_AU_ALLOYED, CC_NUCLEATED, P_DIRECTION, P_FACE_STATE, pick_face
+from kmc.kernels.faradaic import (
+    ALLOY_STEPS,
+    CC_AU_ALLOYED,
+    CC_NUCLEATED,
+    P_ALLOY_PHASES,
+    P_DIRECTION,
+    P_FACE_STATE,
+    alloy_steps,
+    pick_face,
+    state_of_steps,
+)
 from kmc.kernels.interface import close_enclosed_gaps, lift_and_fill, lower_collector_into_layer, settle_collector
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.moves import M_LOADED_FLOW, M_REFILL_LAW, execute_move, refill_source
@@ -103,7 +114,7 @@ _GO_ON_UNCHANGED = -2  #: the batch goes on, and no face, support or tree change
 
 # Event classes, in the order the draw falls through them.
 EV_PLATE = 0  #: E1 plating, or E6 stripping while the cell current oxidizes
-EV_ALLOY = 1  #: E3 electrochemical alloying
+EV_ALLOY = 1  #: E3 electrochemical alloying, or de-alloying while the cell strips ("phases")
 EV_NUCLEATE = 2  #: E2 nucleation
 EV_MOVE = 3  #: E4 moves
 
@@ -127,7 +138,9 @@ def _class_rates(w, i_far_a, q_v_c, c_au, stop_on_nucleus):
     if s_p + s_a > 0.0 and budget > 0.0:
         r_p = budget * s_p / (s_p + s_a)
         if c_au > 0.0:
-            r_a = budget * s_a / (s_p + s_a) / c_au
+            # one E3 event: the whole inventory (v3), or one of its ALLOY_STEPS ("phases")
+            c_event = c_au / ALLOY_STEPS if w.params[P_ALLOY_PHASES] > 0.0 else c_au
+            r_a = budget * s_a / (s_p + s_a) / c_event
     return r_p, r_a, r_nuc, r_m
 
 
@@ -257,8 +270,23 @@ def _alloy(w, u, r_p, r_a):
     """E3: a column's Au inventory sodiated electrochemically at the face the draw picks."""
     nxy = w.nx * w.ny
     c, res = tree_select(w.alloy_tree, w.offsets, (u - r_p) / r_a * tree_total(w.alloy_tree))
-    w.col_state[c % nxy] = CC_AU_ALLOYED
+    if w.params[P_ALLOY_PHASES] > 0.0:  # one step of 0.5 Na per Au: Au → NaAu2 → NaAu → Na2Au
+        w.col_state[c % nxy] = state_of_steps(alloy_steps(w.col_state[c % nxy]) + 1)
+    else:
+        w.col_state[c % nxy] = CC_AU_ALLOYED
     w.counters[C_ALLOY] += 1
+    refresh_column(c % nxy, w)
+    return _GO_ON
+
+
+@njit(cache=True, inline="always")
+def _dealloy(w, u, r_p, r_a):
+    """E3 de-alloying (``model.alloy = "phases"``): the alloy at the face the draw picks gives back one
+    step's Na (c_au/4 voxels, no voxel: the alloy's Na leaves the collector's layer)."""
+    nxy = w.nx * w.ny
+    c, res = tree_select(w.alloy_tree, w.offsets, (u - r_p) / r_a * tree_total(w.alloy_tree))
+    w.col_state[c % nxy] = state_of_steps(alloy_steps(w.col_state[c % nxy]) - 1)
+    w.tally[T_DEALLOY] += 1.0
     refresh_column(c % nxy, w)
     return _GO_ON
 
@@ -404,6 +432,8 @@ def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift, g
         elif kind == EV_PLATE or kind == EV_NUCLEATE:
             code = _reduce(w, u, kind == EV_PLATE, r_p, r_a, r_nuc, c_au, stop_on_nucleus, gap_free)
             gap_free = False
+        elif kind == EV_ALLOY and stripping:
+            code = _dealloy(w, u, r_p, r_a)
         elif kind == EV_ALLOY:
             code = _alloy(w, u, r_p, r_a)
         else:

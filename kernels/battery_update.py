@@ -25,7 +25,7 @@ from kmc.kernels.capillary import stencil_two_steps
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD
 from kmc.kernels.contact import BY_FLOW
-from kmc.kernels.faradaic import CC_AU, CC_AU_ALLOYED, site_weights
+from kmc.kernels.faradaic import ALLOY_STEPS, CC_AU_ALLOYED, P_ALLOY_PHASES, alloy_steps, alloyable, site_weights
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_kind
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.moves import M_REFILL_LAW, move_propensity
@@ -152,9 +152,13 @@ def _class_of_new(g, w):
 @njit(cache=True)
 def alloy_column(col, w, c_au):
     """Chemical alloying (E3) of a column's Au, which Na metal touches: no current, its Na owed by the
-    metal (``tally[T_NA_DEBT]``)."""
+    metal (``tally[T_NA_DEBT]``). In contact with Na metal the Au ends as Na2Au; under
+    ``model.alloy = "phases"`` a column part way there owes only the steps it has not taken."""
+    if w.params[P_ALLOY_PHASES] > 0.0:
+        w.tally[T_NA_DEBT] += c_au * (ALLOY_STEPS - alloy_steps(w.col_state[col])) / ALLOY_STEPS
+    else:
+        w.tally[T_NA_DEBT] += c_au
     w.col_state[col] = CC_AU_ALLOYED
-    w.tally[T_NA_DEBT] += c_au
     w.counters[C_CHEM_ALLOY] += 1
     refresh_column(col, w)
 
@@ -176,7 +180,7 @@ def after_arrival(g, w, c_au):
     neighbors6(g, w.nx, w.ny, w.nz, False, nbr2)
     for d in range(N_NEIGHBORS):
         k = nbr2[d]
-        if k >= 0 and lattice[k] == CC and col_state[k % nxy] == CC_AU:
+        if k >= 0 and lattice[k] == CC and alloyable(col_state[k % nxy]):
             alloy_column(k % nxy, w, c_au)
             neighbors6(g, w.nx, w.ny, w.nz, False, nbr2)  # the refresh used nbr2 as scratch
     if tally[T_NA_DEBT] >= 1.0 and tally[T_SEALED] > 0.0:
@@ -213,7 +217,7 @@ def alloy_touched_au(w, c_au):
     nxy = w.nx * w.ny
     for col in range(nxy):
         b = w.cc_bottom[col]
-        if w.col_state[col] == CC_AU and b > 0 and w.lattice[col + (b - 1) * nxy] == NA:
+        if alloyable(w.col_state[col]) and b > 0 and w.lattice[col + (b - 1) * nxy] == NA:
             alloy_column(col, w, c_au)
     w.tally[T_PENDING] -= np.floor(w.tally[T_NA_DEBT])
     w.tally[T_NA_DEBT] -= np.floor(w.tally[T_NA_DEBT])

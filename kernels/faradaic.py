@@ -11,7 +11,9 @@ trees over conductor sites hold, per site, the sum over its faces of:
 - ``plate``: ``j_f a²`` (A) of Na faces and of sodiophilic CC faces (alloyed Au, or a bare CC pixel
   already covered by a nucleus); while the cell strips (``params[P_DIRECTION] = −1``), the anodic
   ``−j_f a²`` of Na faces only (E6: collector faces block, the alloy's Na is not recovered);
-- ``alloy``: ``j_f a²`` (A) of unalloyed Au faces (electrochemical alloying at SE contact);
+- ``alloy``: ``j_f a²`` (A) of unalloyed Au faces (electrochemical alloying at SE contact); under
+  ``model.alloy = "phases"`` while the cell strips above the de-alloying potential, the anodic
+  ``−j_f a²`` of alloyed Au faces (de-alloying, E3), at the local potential ``U_dealloy``;
 - ``nucleate``: the nucleation hazard ``a² J0 exp(−B/η_f²)`` (s⁻¹) of bare CC faces with η_f < 0.
 
 Galvanostatic renormalization: the faradaic current ``I_far`` (A) is shared between plating and
@@ -50,6 +52,13 @@ CC_BARE = 0
 CC_AU = 1
 CC_AU_ALLOYED = 2
 CC_NUCLEATED = 3
+# ``model.alloy = "phases"`` (PHYSICS §5 E3): a column's Au takes its Na through NaAu2 then NaAu then
+# Na2Au, in four equal steps of 0.5 Na per Au (the third a two-phase NaAu + Na2Au mixture); CC_AU is
+# none of it, CC_AU_ALLOYED all of it (Na2Au). Under v3 these never occur: one step does it all.
+CC_AU_NAAU2 = 4  #: 1/4 of the inventory: NaAu2
+CC_AU_NAAU = 5  #: 2/4: NaAu
+CC_AU_NAAU_NA2AU = 6  #: 3/4: half NaAu, half Na2Au (Na per Au 1.5)
+ALLOY_STEPS = 4  #: steps from Au to Na2Au (each c_au/4 Na voxels)
 
 # Indices into the ``params`` array of the kernels.
 P_VT = 0  #: V + U_CE (V)
@@ -70,7 +79,36 @@ P_DIRECTION = 14  #: +1 while the cell current plates (reduction), −1 while it
 P_SEI_J0_RATIO = 15  #: j0 of a face on SEI (reduced electrolyte) relative to one on the electrolyte itself
 P_DEPOSIT_STRESS = 16  #: 1: a deposit's faces carry its stress (``model.insertion = "least_stress"``)
 P_FACE_STATE = 17  #: 1: χ is a state of each Na face (``model.contact_quality = "face_state"``, ``contact``)
-N_PARAMS = 18
+P_ALLOY_PHASES = 18  #: 1: ``model.alloy = "phases"`` (Na–Au phases in steps, lateral front, de-alloying)
+P_U_DEALLOY = 19  #: de-alloying potential (V vs Na): the local potential of a de-alloying face
+P_DEALLOY_ON = 20  #: 1 while the cell strips with V + U_CE above the de-alloying potential (set at solves)
+N_PARAMS = 21
+
+
+@njit(cache=True, inline="always")
+def alloy_steps(cs):
+    """How many of the ALLOY_STEPS a column in state ``cs`` has taken (0 for bare or unalloyed)."""
+    if cs == CC_AU_ALLOYED:
+        return ALLOY_STEPS
+    if cs >= CC_AU_NAAU2:
+        return cs - CC_AU_NAAU2 + 1
+    return 0
+
+
+@njit(cache=True, inline="always")
+def state_of_steps(k):
+    """The column state after ``k`` alloying steps (0 → CC_AU, ALLOY_STEPS → CC_AU_ALLOYED)."""
+    if k <= 0:
+        return CC_AU
+    if k >= ALLOY_STEPS:
+        return CC_AU_ALLOYED
+    return CC_AU_NAAU2 + k - 1
+
+
+@njit(cache=True, inline="always")
+def alloyable(cs):
+    """Au that can still take Na: unalloyed, or part way to Na2Au."""
+    return cs == CC_AU or cs >= CC_AU_NAAU2
 
 
 @njit(cache=True)
@@ -94,6 +132,7 @@ KIND_PLATE = 0  #: plating face (Na, alloyed Au, nucleated CC)
 KIND_ALLOY = 1  #: unalloyed Au: electrochemical alloying
 KIND_BARE = 2  #: bare CC: nucleation only, no faradaic current
 KIND_BLOCKED = 3  #: a collector face while the cell strips: no current, no nucleation
+KIND_DEALLOY = 4  #: alloyed Au facing the electrolyte while the cell strips above the de-alloying potential
 
 
 @njit(cache=True, inline="always")
@@ -123,7 +162,11 @@ def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, 
     col = c % (nx * ny)
     if params[P_DIRECTION] < 0.0 and lattice[c] != NA:
         # Stripping oxidizes Na metal only: the alloy's Na is not recovered (E3) and a collector
-        # face has no Na of its own, so collector faces block the anodic current.
+        # face has no Na of its own, so collector faces block the anodic current. Under
+        # model.alloy = "phases" the alloy facing the electrolyte gives its Na back once V + U_CE is above
+        # the de-alloying potential (the driver's solve decides P_DEALLOY_ON), at that local potential.
+        if params[P_DEALLOY_ON] > 0.0 and lattice[c] == CC and alloy_steps(col_state[col]) > 0:
+            return KIND_DEALLOY, params[P_J0_AU], params[P_U_DEALLOY]
         return KIND_BLOCKED, 0.0, 0.0
     if lattice[c] == NA:
         sigma = params[P_SIGMA_NA] if col_support[col] == COLUMN_NA_SUPPORT else 0.0
@@ -135,7 +178,7 @@ def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, 
             return KIND_PLATE, j0, -params[P_STRESS_V_PER_MPA] * (col_sigma[col] - params[P_PRESSURE])
         return KIND_PLATE, j0, -params[P_STRESS_V_PER_MPA] * (sigma - params[P_PRESSURE])
     cs = col_state[col]
-    if cs == CC_AU:
+    if alloyable(cs):
         return KIND_ALLOY, params[P_J0_AU], params[P_U_ALLOY]
     if cs == CC_AU_ALLOYED:
         return KIND_PLATE, params[P_J0_AU], 0.0
@@ -158,7 +201,7 @@ def face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, p
         return 0.0, 0.0, area * params[P_J0_NUC] * np.exp(-params[P_B_NUC] / (eta * eta))
     w = butler_volmer(eta, j0, params[P_ALPHA], params[P_F]) * area * params[P_DIRECTION]
     w = max(0.0, w)  # the faces' current in the cell current's direction (A); none against it
-    if kind == KIND_ALLOY:
+    if kind == KIND_ALLOY or kind == KIND_DEALLOY:
         return 0.0, w, 0.0
     return w, 0.0, 0.0
 

@@ -199,6 +199,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                "opens there; min(1, σ/σ_χ) for a face Na reached by flow; no floor: "
                                "unloaded_contact_quality is not used)",
                                "floor", choices=("floor", "face_state")),
+        "alloy": Key("str", "E3, the Au seed layer's alloy: v3 (a column's Au takes its whole Na2Au inventory in one "
+                     "event, electrochemically at electrolyte contacts or chemically where Na metal touches it; the "
+                     "alloy's Na is never recovered) or phases (PHYSICS.md §5 E3: the Au takes Na through NaAu2, "
+                     "NaAu and Na2Au in four steps of 0.5 Na per Au, its capacity from Au's molar volume; the alloy "
+                     "front spreads to neighbouring Au columns at au.alloy_spread_rate_um_s; on stripping, alloy "
+                     "facing the electrolyte gives its Na back, step by step, while V + U_CE exceeds "
+                     "au.dealloying_potential_v)", "v3", choices=("v3", "phases")),
     },
     "hop": {
         "size": Key("int", "edge L of the periodic L×L×L lattice, in sites", 22, ge=2),
@@ -661,6 +668,12 @@ MATERIAL_RANGES: dict[str, Key] = {
     "nucleation_prefactor_cm2_s": _span(ge=0.0, le=1e40),
     "alloy_capacity_mah_cm2_per_100nm": _span(ge=0.0, le=100.0),
     "alloying_potential_v": _span(ge=-5.0, le=5.0),
+    "dealloying_potential_v": _span(ge=-5.0, le=5.0),
+    "alloy_spread_rate_um_s": _span(ge=0.0, le=1e6),
+    "au_molar_volume_cm3_mol": _span(ge=1.0, le=1e3),
+    "naau2_molar_volume_cm3_mol": _span(ge=1.0, le=1e3),
+    "naau_molar_volume_cm3_mol": _span(ge=1.0, le=1e3),
+    "na2au_molar_volume_cm3_mol": _span(ge=1.0, le=1e3),
     "potential_v": _span(ge=-5.0, le=5.0),
 }
 

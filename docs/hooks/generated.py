@@ -186,13 +186,17 @@ MEANING: dict[str, tuple[str, str]] = {
     "alloy_capacity_mah_cm2_per_100nm": ("mAh/cm² per 100 nm", "Na taken up by 100 nm of Au when it alloys (E3)"),
     "alloying_potential_v": ("V vs Na/Na⁺", "local potential of unalloyed Au faces (electrochemical alloying, E3)"),
     "au.j0_ma_cm2": ("mA/cm²", "exchange current density of Au faces, unalloyed (E3) and alloyed (E1)"),
-    "dealloying_potential_v": ("V vs Na/Na⁺", ("potential above which alloyed Na facing the electrolyte is "
-                                                 "recovered on stripping (E3; v4 prior, not read by the code yet)")),
-    "alloy_spread_rate_um_s": ("µm/s", ("speed of the Na–Au alloy front along the Au, 1 µm from the Na feeding it "
-                                        "(E3; v4 prior, not read by the code yet)")),
-    "naau2_molar_volume_cm3_mol": ("cm³/mol", "molar volume of NaAu2 per formula unit (E3; not read by the code yet)"),
-    "naau_molar_volume_cm3_mol": ("cm³/mol", "molar volume of NaAu per formula unit (E3; not read by the code yet)"),
-    "na2au_molar_volume_cm3_mol": ("cm³/mol", "molar volume of Na2Au per formula unit (E3; not read by the code yet)"),
+    "dealloying_potential_v": ("V vs Na/Na⁺", ("V + U_CE above which alloyed Au facing the electrolyte gives its Na "
+                                                 "back on stripping, and that face's local potential (E3, "
+                                                 "model.alloy = phases; v4 prior)")),
+    "alloy_spread_rate_um_s": ("µm/s", ("speed of the Na–Au alloy front along the Au to neighbouring columns, a/v "
+                                        "per column (E3, model.alloy = phases; v4 prior)")),
+    "au_molar_volume_cm3_mol": ("cm³/mol", ("molar volume of Au: the seed layer's moles, so its Na capacity and "
+                                            "thickness (E3, model.alloy = phases)")),
+    "naau2_molar_volume_cm3_mol": ("cm³/mol", "molar volume of NaAu2 per formula unit (E3, model.alloy = phases: "
+                                              "the alloy layer's thickness)"),
+    "naau_molar_volume_cm3_mol": ("cm³/mol", "molar volume of NaAu per formula unit (E3, model.alloy = phases)"),
+    "na2au_molar_volume_cm3_mol": ("cm³/mol", "molar volume of Na2Au per formula unit (E3, model.alloy = phases)"),
     "potential_v": ("V vs Na/Na⁺", "potential U_CE of the counter electrode"),
 }
 

@@ -49,6 +49,7 @@ from kmc.kernels.interface import (
 from kmc.kernels.lattice import N_NEIGHBORS
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build_range, tree_clear_outside
 from kmc.battery.classes import ClusterClasses
+from kmc.battery import alloy
 from kmc.battery.losses import Losses, take_from_metal
 from kmc.errors import KmcError
 
@@ -75,6 +76,8 @@ class Driver:
         """Field solve (galvanostatic, or potentiostatic at ``voltage_v``) and the propensities from it."""
         t_start = time.perf_counter()
         guess = self._set_direction(run, current_a, voltage_v)
+        if self.p.alloy_phases:
+            alloy.spread(run, self.p)  # E3: the lateral front (before the faces are built from col_state)
         self._pay_debts(run)
         run.site_class[:] = self.classes.of(run.lattice, self.p.nx, self.p.ny, self.p.nz)[0]
         n_cc, n_na = self._load_columns(run)
@@ -90,8 +93,7 @@ class Driver:
         else:
             if self.p.least_stress:
                 self._load_share_stress(run)
-            faces, n_faces, na_face = self._faces(run, face_band)
-            sol = self._field_solve(faces, current_a, voltage_v, guess)
+            faces, n_faces, na_face, sol = self._plain_solve(run, face_band, current_a, voltage_v, guess)
         carried = self._store_solution(run, sol, faces, na_face, current_a, voltage_v)
         self._rebuild_trees(run, face_band, move_band)
         run.set_counts(n_faces, n_na, n_cc)
@@ -102,6 +104,28 @@ class Driver:
         run.need_solve = 0.0
         self.timing["solve_s"] += time.perf_counter() - t_start
         self.timing["solves"] += 1
+
+    def _plain_solve(self, run, band, current_a, voltage_v, guess):
+        """The field solve at fixed stresses. Under ``model.alloy = "phases"`` while the cell strips, the
+        alloy facing the electrolyte de-alloys only above its potential (PHYSICS §5 E3): the faces are
+        solved without it first, and when that needs V + U_CE above ``dealloying_potential_v`` (or the
+        faces cannot carry the current) again with it, at that local potential. With the alloy's faces
+        the solved V + U_CE stays above the threshold (below it they would reduce, not oxidize, so the
+        Na faces alone would need even more), so the switch is consistent with the solve it gives."""
+        p = self.p
+        run.kinetics[kf.P_DEALLOY_ON] = 0.0
+        faces, n_faces, na_face = self._faces(run, band)
+        sol = self._field_solve(faces, current_a, voltage_v, guess)
+        if p.alloy_phases and run.direction < 0 and (current_a != 0 or voltage_v is not None):
+            if voltage_v is not None:
+                above = voltage_v + p.u_ce_v > p.dealloying_potential_v
+            else:
+                above = (not getattr(sol, "carried", True)) or sol.voltage_v + p.u_ce_v > p.dealloying_potential_v
+            if above and (alloy.steps_by_column(run.col_state) > 0).any():
+                run.kinetics[kf.P_DEALLOY_ON] = 1.0
+                faces, n_faces, na_face = self._faces(run, band)
+                sol = self._field_solve(faces, current_a, voltage_v, guess)
+        return faces, n_faces, na_face, sol
 
     def _set_direction(self, run, current_a, voltage_v):
         """The current's direction for the kinetics, and the warm start (None after a reversal: the old

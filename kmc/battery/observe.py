@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from kmc.battery import alloy
 from kmc.battery.classes import ClusterClasses
 from kmc.battery.driver import bands
 from kmc.kernels import faradaic as kf
@@ -139,6 +140,9 @@ class Observer:
         # the Na there is (a recount, not a pass of its own over a lattice-sized mask)
         na = int(counts[CLUSTER_ACTIVE] + counts[CLUSTER_TRAPPED] + counts[CLUSTER_DEAD])
         alloyed = int(np.isin(run.col_state, (kf.CC_AU_ALLOYED,)).sum()) if p.c_au > 0 else 0
+        # The alloy's Na (voxels): whole columns under v3, its steps under model.alloy = "phases"
+        alloy_na = (p.c_au * int(alloy.steps_by_column(run.col_state).sum()) / kf.ALLOY_STEPS if p.alloy_phases
+                    else p.c_au * alloyed)
         # E7 inventory: the Na taken from the metal (voxels) plus the debt not yet taken. A thick
         # interphase took it as SEI voxels, which the lattice recounts; a thin one as gaps.
         paid = run.sei_paid_voxels
@@ -159,6 +163,7 @@ class Observer:
                 "unloaded": self.unloaded_na_voxels(run, site_class),
                 "stranded": int(counts[CLUSTER_TRAPPED]) - in_pores,
                 "dead": int(counts[CLUSTER_DEAD]), "nuclei": nuclei, "alloyed_columns": alloyed,
+                "alloy_na": alloy_na,
                 "site_class": site_class, "sei": sei, "flaw": flaw, "flaw_owed": flaw_owed}
 
     def unloaded_na_voxels(self, run, site_class) -> int:
@@ -178,10 +183,13 @@ class Observer:
     def check_bookkeeping(self, run, rc) -> None:
         """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
         c_au = self.p.c_au
-        plate, nucleate, alloy, strip = (run.count(k) for k in ("plate", "nucleate", "alloy", "strip"))
-        by_events = plate + nucleate + c_au * alloy - strip
+        plate, nucleate, alloyed, strip = (run.count(k) for k in ("plate", "nucleate", "alloy", "strip"))
+        if self.p.alloy_phases:  # an E3 event is one of the steps; de-alloying gives steps back
+            by_events = plate + nucleate + c_au * (alloyed - run.dealloy_steps) / kf.ALLOY_STEPS - strip
+        else:
+            by_events = plate + nucleate + c_au * alloyed - strip
         by_lattice = (rc["na"] - run.na0_voxels - run.na_debt_voxels + run.pending_voxels
-                      + c_au * rc["alloyed_columns"]
+                      + rc["alloy_na"]
                       + rc["sei"] - run.sei_debt.sum()  # E7 debt is still Na in the lattice
                       + rc["flaw"] - rc["flaw_owed"])  # as is E8's
         if abs(by_events - by_lattice) > 1e-6 * max(1.0, by_events):
@@ -190,7 +198,7 @@ class Observer:
         faradaic_dl = by_events - run.nucleus_debt_voxels + run.dl_charge_c / self.p.q_v_c
         # Galvanostatic events are drawn at rate I/q_v: their count matches the charge passed up to
         # Poisson noise; the double layer is exact.
-        drawn = plate + nucleate + alloy + strip
+        drawn = plate + nucleate + alloyed + strip + int(run.dealloy_steps)
         if abs(passed - faradaic_dl) > 6.0 * math.sqrt(max(drawn, 1.0)) + 2.0:
             raise RuntimeError(f"charge bookkeeping broken: {passed:.1f} voxels passed, {faradaic_dl:.1f} accounted")
 
@@ -219,7 +227,8 @@ class Observer:
         thickness = self.thickness_um(run)
         mean_t = float(thickness.mean())
         vox = p.voxel_mah_cm2 / p.n_cols
-        plated = (run.count("plate") + run.count("nucleate") + p.c_au * run.count("alloy")) * vox
+        c_event = p.c_au / kf.ALLOY_STEPS if p.alloy_phases else p.c_au  # the Na of one E3 event (voxels)
+        plated = (run.count("plate") + run.count("nucleate") + c_event * run.count("alloy")) * vox
         obs = {
             "time": run.time_s,
             "charge": run.charge_c / p.area_cm2 / 3.6,
@@ -238,12 +247,12 @@ class Observer:
             "max_deposit_stress": self.max_deposit_stress_mpa(run),
             "interfacial_resistance": float(run.r_int_ohm_cm2) if run.r_int_ohm_cm2 else math.nan,
             "plated": plated,
-            "stripped": run.count("strip") * vox,
+            "stripped": (run.count("strip") + c_event * run.dealloy_steps) * vox,
             "dead_na": rc["dead"] * vox,
             "trapped_na": rc["trapped"] * vox,
             "stranded_na": rc["stranded"] * vox,
             "unloaded_na": rc["unloaded"] * vox,
-            "alloy_na": p.c_au * rc["alloyed_columns"] * vox,
+            "alloy_na": rc["alloy_na"] * vox,
             "sei_na": rc["sei"] * vox,
             "flaw_na": rc["flaw"] * vox,
             "filament_depth": float(run.flaw_front_um.max()) if p.n_cols else 0.0,

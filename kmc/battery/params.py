@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kmc import field, flaws, pores, units
+from kmc.battery import alloy
 from kmc.geometry import check_foil_pressure, collector_hardness_mpa
 from kmc.kernels import faradaic as kf
 from kmc.kernels import moves as km
@@ -43,6 +44,11 @@ class Params:
     plane: field.Plane  #: the interface plane over the electrolyte slab (field solve)
     c_dl_f_cm2: float  #: double-layer capacitance
     c_au: float  #: a column's Au inventory, in Na voxels
+    # E3 under model.alloy = "phases" (kmc.battery.alloy): NaAu2 → NaAu → Na2Au, a lateral front, de-alloying
+    alloy_phases: bool
+    alloy_front_s_per_column: float  #: a/v: time for the alloy front to cross one column (s); inf without spreading
+    dealloying_potential_v: float  #: V + U_CE above which the alloy facing the electrolyte gives back its Na
+    alloy_layer_nm: np.ndarray  #: thickness of a column's Au layer after k of ALLOY_STEPS steps (nm), k = 0..4
     kinetics: np.ndarray  #: face kinetics, ``faradaic.P_*`` (copied into State.fields["params"])
     eps: np.ndarray  #: capillary pair energies by state, in units of the energy scale
     moves: np.ndarray  #: move rates, ``moves.M_*`` (copied into State.fields["move_params"])
@@ -105,7 +111,11 @@ def build(scenario, max_current_a: float) -> Params:
     voxel_mah_cm2 = units.thickness_to_capacity_mah_cm2(voxel_um, vm)
     sigma_s_cm = units.conductivity_s_cm(el, temperature_k)
     au_nm = float(col.get("seed_layer_nm", 0.0)) if col.get("seed_layer") == "au" else 0.0
-    au_mah = float(m["au"]["alloy_capacity_mah_cm2_per_100nm"]) * au_nm / 100.0
+    alloy_phases = d["model"].get("alloy", "v3") == "phases"
+    if alloy_phases:  # the inventory from the Au's moles: Na2Au holds 2 Na per Au (kmc.battery.alloy)
+        au_mah = alloy.capacity_mah_cm2(au_nm, float(m["au"]["au_molar_volume_cm3_mol"]))
+    else:
+        au_mah = float(m["au"]["alloy_capacity_mah_cm2_per_100nm"]) * au_nm / 100.0
     creep_sigma_ref = float(na["creep_flow_stress_mpa"])
     creep_rate_ref = units.creep_strain_rate_s(creep_sigma_ref, na, temperature_k)
     # The v4 options of the model (each default keeps v3).
@@ -143,7 +153,12 @@ def build(scenario, max_current_a: float) -> Params:
         q_v_c=q_v_c, voxel_mah_cm2=voxel_mah_cm2,
         plane=field.Plane(nx, ny, voxel_um * 1e-4, float(d["electrolyte"]["thickness_um"]) * 1e-4, sigma_s_cm),
         c_dl_f_cm2=float(el["double_layer_capacitance_uf_cm2"]) * 1e-6, c_au=au_mah / voxel_mah_cm2,
-        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, least_stress, face_state),
+        alloy_phases=alloy_phases,
+        alloy_front_s_per_column=alloy.front_s_per_column(voxel_um, float(m["au"]["alloy_spread_rate_um_s"])),
+        dealloying_potential_v=float(m["au"]["dealloying_potential_v"]),
+        alloy_layer_nm=alloy.layer_nm_by_step(au_nm, m["au"]),
+        kinetics=_kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, least_stress, face_state,
+                           alloy_phases),
         eps=_pair_energies(na, col["material"]), moves=moves, nu_cap_uncapped_s=nu_cap,
         # E7: the interphase on a Na face grows as dδ/dt = k/(1 + δ/δ0) (self-limiting) or k
         # (continuous), δ the thickness of Na consumed, k = k_sei V_m/F.
@@ -178,7 +193,7 @@ def _edge_tension_n_m(na, collector: str) -> float:
 
 
 def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, deposit_stress: bool,
-              face_state: bool) -> np.ndarray:
+              face_state: bool, alloy_phases: bool) -> np.ndarray:
     """The face-kinetics array of the kernels (``faradaic.P_*``; P_VT and P_SIGMA_NA are set at solves)."""
     metal = m[col["material"]]
     p = np.zeros(kf.N_PARAMS)
@@ -199,6 +214,9 @@ def _kinetics(m, el, col, vm, voxel_um, temperature_k, pressure_mpa, deposit_str
     p[kf.P_DEPOSIT_STRESS] = 1.0 if deposit_stress else 0.0
     # χ a state of each Na face, with no floor (the floor is the default model's, "floor")
     p[kf.P_FACE_STATE] = 1.0 if face_state else 0.0
+    # E3 by phases: Na–Au steps, and de-alloying above its potential (switched on at solves: P_DEALLOY_ON)
+    p[kf.P_ALLOY_PHASES] = 1.0 if alloy_phases else 0.0
+    p[kf.P_U_DEALLOY] = float(m["au"]["dealloying_potential_v"])
     return p
 
 

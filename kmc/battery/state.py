@@ -163,6 +163,10 @@ class Run:
         """Events of one kind so far (``COUNTERS``)."""
         return self._counters[COUNTERS.index(name)]
 
+    def add_count(self, name: str, n: int) -> None:
+        """Count ``n`` events of one kind done outside the kernels (``COUNTERS``)."""
+        self._counters[COUNTERS.index(name)] += n
+
     def counts(self) -> dict[str, int]:
         """Every event counter by name."""
         return {name: int(self._counters[i]) for i, name in enumerate(COUNTERS)}
@@ -176,6 +180,9 @@ class Run:
     col_support = _field("col_support", "load-bearing kind per column (interface.COLUMN_*)")
     cc_bottom = _field("cc_bottom", "z of the collector's lowest voxel per column")
     au_column = _field("au_column", "1 where the collector carries Au")
+    alloy_time_s = _field("alloy_time_s", "when each column's Au became Na2Au (s; NaN: not Na2Au), the lateral "
+                          "front's clock (model.alloy = phases, kmc.battery.alloy)")
+    dealloy_steps = _slot("_tally", ka.T_DEALLOY, "de-alloying steps so far (model.alloy = phases)")
     se_surface_um = _field("se_surface_um", "the electrolyte's continuous surface per column (µm above z = 0)")
     phi = _field("phi", "electrolyte potential per pixel at the last solve (V)")
     pixel_current = _field("pixel_current", "current density per pixel at the last solve (A/cm²)")
@@ -230,7 +237,8 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "field.move_params": (p.moves.shape, f64),
         "field.site_class": ((n,), i8), "field.na_contact": ((n,), u8), "field.col_state": (cols, u8),
         "field.col_support": (cols, i64),
-        "field.cc_bottom": (cols, i64), "field.au_column": (cols, u8), "field.se_surface_um": (cols, f64),
+        "field.cc_bottom": (cols, i64), "field.au_column": (cols, u8), "field.alloy_time_s": (cols, f64),
+        "field.se_surface_um": (cols, f64),
         "field.phi": (cols, f64), "field.pixel_current": (cols, f64), "field.params": (p.kinetics.shape, f64),
         "field.tally": ((ka.N_TALLY,), f64), "field.limits": ((ka.N_LIMITS,), f64), "field.state_counts": ((3,), f64),
         # CE, plated, stripped (mAh/cm²) of cycle i at [3i, 3i + 3): flat, as checkpoints store arrays
@@ -262,6 +270,7 @@ def new_state(p, geo, rng: np.random.Generator, seed: int, n_cycles: int) -> Sta
     f["col_state"][:] = kf.CC_AU if p.c_au > 0 else kf.CC_BARE
     f["cc_bottom"][:] = (geo.cc_offset + geo.cc_shape).ravel()
     f["au_column"][:] = geo.au_nm.ravel() > 0
+    f["alloy_time_s"][:] = np.nan
     f["se_surface_um"][:] = geo.se_surface_um.ravel()
     f["cycle_table"][:] = np.nan
     f["flaw_block"][p.n_cols:] = -1
