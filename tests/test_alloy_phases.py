@@ -29,9 +29,8 @@ def test_the_alloy_front_has_moved_v_t_along_an_au_strip_whatever_the_solve_inte
     """Known answer: at v = 1.4e-5 µm/s and a = 0.5 µm a column takes a/v = 35 714 s; after t = 3.6 a/v
     the front has crossed 3 columns each way (distance v t = 1.8 µm, 3 whole columns), each timed at its
     arrival k·a/v, though only one pass is made at t; the bare rows never alloy. Fails under the
-    planted fault "a column the front reaches is timed at the pass, not at its arrival" (one column
-    per pass) and under "the front also crosses diagonal neighbours" (not on a strip: under "it
-    spreads to bare collector")."""
+    planted fault "the pass stops after one sweep over the columns" (the front then crosses one column
+    per pass against the sweep's order: 4 columns alloyed, not 6)."""
     nx, voxel_um, v = 21, 0.5, 1.4e-5
     step = alloy.front_s_per_column(voxel_um, v)
     assert step == pytest.approx(voxel_um / v)
