@@ -47,6 +47,10 @@ CASES = {
     # (sampled every 5 min: the case stays a few seconds).
     "T4_16_face_state": ("validation/T4.toml", {"lattice.nx": 16, "lattice.ny": 16, "output.sample_every_s": 300.0,
                                                  "model.contact_quality": "face_state"}, 20),
+    # E3 by phases (model.alloy = "phases"): Au alloyed in steps, the lateral front, de-alloying on the strip
+    # above its potential (sampled every 5 min: the case stays a few seconds).
+    "T4_16_alloy_phases": ("validation/T4.toml", {"lattice.nx": 16, "lattice.ny": 16, "output.sample_every_s": 300.0,
+                                                   "model.alloy": "phases"}, 21),
     "hop": ("hop.toml", {"output.snapshot_every_samples": 10}, 16),
 }
 
