@@ -61,6 +61,17 @@ _LENGTHS = np.sqrt((_STEPS ** 2).sum(axis=1).astype(np.float64))
 
 
 @njit(cache=True, inline="always")
+def _knight_passes(x, y, dx, dy, nx, ny, col_support):
+    """Whether the knight's move (dx, dy) from pixel (x, y) is open: it passes between two pixels, and
+    neither may be a CC–SE contact."""
+    sx = dx // 2 if abs(dx) == 2 else 0
+    sy = dy // 2 if abs(dy) == 2 else 0
+    a1 = (x + sx) % nx + nx * ((y + sy) % ny)
+    a2 = (x + dx - sx) % nx + nx * ((y + dy - sy) % ny)
+    return col_support[a1] != COLUMN_CC_CONTACT and col_support[a2] != COLUMN_CC_CONTACT
+
+
+@njit(cache=True, inline="always")
 def flow_cost_mpa_per_um(h_um, sigma_ref_mpa, size_strength_mpa, size_exponent):
     """2 τ_f(h)/h (MPa per µm of path): the squeeze-flow stress gradient of a layer of height h."""
     sigma_f = sigma_ref_mpa + size_strength_mpa * h_um ** (-size_exponent)
@@ -155,13 +166,8 @@ def deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma
             nb = (x + dx) % nx + nx * ((y + dy) % ny)
             if done[nb] or col_support[nb] != COLUMN_NA_SUPPORT:
                 continue
-            if k >= 8:  # a knight's move passes between two pixels: neither may be a contact
-                sx = dx // 2 if abs(dx) == 2 else 0
-                sy = dy // 2 if abs(dy) == 2 else 0
-                a1 = (x + sx) % nx + nx * ((y + sy) % ny)
-                a2 = (x + dx - sx) % nx + nx * ((y + dy - sy) % ny)
-                if col_support[a1] == COLUMN_CC_CONTACT or col_support[a2] == COLUMN_CC_CONTACT:
-                    continue
+            if k >= 8 and not _knight_passes(x, y, dx, dy, nx, ny, col_support):
+                continue
             length_um = voxel_um * _LENGTHS[k]
             cost = key + 0.5 * (g_here + grad[nb]) * length_um
             if cost < dist[nb]:
@@ -252,13 +258,8 @@ def squeeze_strain_rate(col_support, path_mpa, source_um3_s, h_um, nx, ny, voxel
             nb = (x + dx) % nx + nx * ((y + dy) % ny)
             if col_support[nb] == COLUMN_CC_CONTACT or not path_mpa[nb] < here:
                 continue
-            if k >= 8:  # a knight's move passes between two pixels: neither may be a contact
-                sx = dx // 2 if abs(dx) == 2 else 0
-                sy = dy // 2 if abs(dy) == 2 else 0
-                a1 = (x + sx) % nx + nx * ((y + sy) % ny)
-                a2 = (x + dx - sx) % nx + nx * ((y + dy - sy) % ny)
-                if col_support[a1] == COLUMN_CC_CONTACT or col_support[a2] == COLUMN_CC_CONTACT:
-                    continue
+            if k >= 8 and not _knight_passes(x, y, dx, dy, nx, ny, col_support):
+                continue
             weights[k] = (here - path_mpa[nb]) / _LENGTHS[k]
             total += weights[k]
         q = carried[col]

@@ -45,7 +45,7 @@ from kmc.kernels.cell import CC, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.contact import contact_quality
 from kmc.kernels.interface import COLUMN_NA_SUPPORT
-from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, next_site_xyz, site_xyz, walled_neighbor
 
 # Per-column state of the CC's lower face.
 CC_BARE = 0
@@ -268,29 +268,14 @@ def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na
     The sums of ``site_weights``, face by face in its order of neighbours, with the coordinates carried
     along the loop: most sites of the band are electrolyte or Na inside the metal, and decoding each
     one's index cost more than its faces."""
-    nxy = nx * ny
-    q = site_lo // nx
-    x = site_lo - q * nx
-    z = q // ny
-    y = q - z * ny
+    x, y, z = site_xyz(site_lo, nx, ny)
     for c in range(site_lo, site_hi):
         w_plate = 0.0
         w_alloy = 0.0
         k_nuc = 0.0
         if _is_face_conductor(c, lattice, site_class):
             for d in range(N_NEIGHBORS):  # lattice.DIRECTIONS: −x, +x, −y, +y, −z, +z (z walled)
-                if d == 0:
-                    e = c - 1 if x > 0 else c + (nx - 1)
-                elif d == 1:
-                    e = c + 1 if x < nx - 1 else c - (nx - 1)
-                elif d == 2:
-                    e = c - nx if y > 0 else c + (ny - 1) * nx
-                elif d == 3:
-                    e = c + nx if y < ny - 1 else c - (ny - 1) * nx
-                elif d == 4:
-                    e = c - nxy if z > 0 else -1
-                else:
-                    e = c + nxy if z < nz - 1 else -1
+                e = walled_neighbor(c, d, x, y, z, nx, ny, nz)
                 if e >= 0 and _is_electrolyte(lattice[e]):
                     wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi,
                                               params, nx, ny)
@@ -300,13 +285,7 @@ def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na
         plate_tree[c] = w_plate
         alloy_tree[c] = w_alloy
         nuc_tree[c] = k_nuc
-        x += 1
-        if x == nx:
-            x = 0
-            y += 1
-            if y == ny:
-                y = 0
-                z += 1
+        x, y, z = next_site_xyz(x, y, z, nx, ny)
 
 
 @njit(cache=True)

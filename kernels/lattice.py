@@ -66,6 +66,45 @@ def neighbors6(site, nx, ny, nz, z_periodic, out):
         out[5] = WALL
 
 
+@njit(cache=True, inline="always")
+def walled_neighbor(site, d, x, y, z, nx, ny, nz):
+    """The d-th first neighbour of ``site`` (order of ``DIRECTIONS``), whose coordinates the caller
+    carries along its loop (``next_site_xyz``) instead of decoding every index as ``neighbors6`` does:
+    periodic in x and y, ``WALL`` across a z wall."""
+    if d == 0:
+        return site - 1 if x > 0 else site + (nx - 1)
+    if d == 1:
+        return site + 1 if x < nx - 1 else site - (nx - 1)
+    if d == 2:
+        return site - nx if y > 0 else site + (ny - 1) * nx
+    if d == 3:
+        return site + nx if y < ny - 1 else site - (ny - 1) * nx
+    if d == 4:
+        return site - nx * ny if z > 0 else WALL
+    return site + nx * ny if z < nz - 1 else WALL
+
+
+@njit(cache=True, inline="always")
+def site_xyz(site, nx, ny):
+    """(x, y, z) of a flat site index (x fastest)."""
+    q = site // nx
+    z = q // ny
+    return site - q * nx, q - z * ny, z
+
+
+@njit(cache=True, inline="always")
+def next_site_xyz(x, y, z, nx, ny):
+    """The coordinates of the next site in the flat order (x fastest)."""
+    x += 1
+    if x == nx:
+        x = 0
+        y += 1
+        if y == ny:
+            y = 0
+            z += 1
+    return x, y, z
+
+
 @njit(cache=True)
 def lattices_equal(a, b):
     """Whether two lattices of one size hold the same states (stops at the first difference, and

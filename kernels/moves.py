@@ -69,7 +69,7 @@ from numba import njit
 from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_THINNED
-from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, next_site_xyz, site_xyz, walled_neighbor
 from kmc.kernels.plating import admissible
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total, tree_update_many
 
@@ -329,10 +329,7 @@ def fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth,
     nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
     nxy = nx * ny
-    q = site_lo // nx
-    x = site_lo - q * nx
-    z = q // ny
-    y = q - z * ny
+    x, y, z = site_xyz(site_lo, nx, ny)
     for s in range(site_lo, site_hi):
         if lattice[s] != NA:
             tree[s] = move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
@@ -340,28 +337,11 @@ def fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth,
         else:
             total = 0.0
             for d in range(N_NEIGHBORS):  # lattice.DIRECTIONS: −x, +x, −y, +y, −z, +z (z walled)
-                if d == 0:
-                    t = s - 1 if x > 0 else s + (nx - 1)
-                elif d == 1:
-                    t = s + 1 if x < nx - 1 else s - (nx - 1)
-                elif d == 2:
-                    t = s - nx if y > 0 else s + (ny - 1) * nx
-                elif d == 3:
-                    t = s + nx if y < ny - 1 else s - (ny - 1) * nx
-                elif d == 4:
-                    t = s - nxy if z > 0 else -1
-                else:
-                    t = s + nxy if z < nz - 1 else -1
+                t = walled_neighbor(s, d, x, y, z, nx, ny, nz)
                 if is_target(t, lattice, cc_bottom, nxy, pore_depth):
                     total += move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr_tmp)
             tree[s] = total
-        x += 1
-        if x == nx:
-            x = 0
-            y += 1
-            if y == ny:
-                y = 0
-                z += 1
+        x, y, z = next_site_xyz(x, y, z, nx, ny)
 
 
 @njit(cache=True)
