@@ -139,16 +139,25 @@ def touching_electrolyte(lattice, nx, ny, nz, touching, count):
             for x in range(nx):
                 col = x + nx * y
                 i = col + z * nxy
-                t = 0
-                if lattice[i] == NA:
-                    for k in (i - nxy if z > 0 else -1, i + nxy if z < nz - 1 else -1,
-                              i - x + (x + 1) % nx, i - x + (x - 1) % nx,
-                              z * nxy + x + nx * ((y + 1) % ny), z * nxy + x + nx * ((y - 1) % ny)):
-                        if k >= 0 and (lattice[k] == SE or lattice[k] == SEI):
-                            t = 1
-                            break
+                t = 1 if lattice[i] == NA and _touches(lattice, i, x, y, z, nx, ny, nz, SE, SEI) else 0
                 touching[z, col] = t
                 count[col] += t
+
+
+@njit(cache=True, inline="always")
+def _lowest_in_column_owed_most(flagged, count, owed, nxy):
+    """(column, z) of the lowest flagged site (``flagged[z, col]``) in the column owed most among those
+    with one (``count`` per column; the lower column on a tie), or (−1, −1) when none is."""
+    col = -1
+    for c in range(nxy):
+        if count[c] > 0 and (col < 0 or owed[c] > owed[col]):
+            col = c
+    if col < 0:
+        return -1, -1
+    z = 0
+    while flagged[z, col] == 0:
+        z += 1
+    return col, z
 
 
 @njit(cache=True)
@@ -158,15 +167,9 @@ def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes
     debt (``order``, ``heap``, ``sizes``: the payment's queue of columns, ``clear_debt_queued``).
     Returns False (nothing changed) when no metal touches the electrolyte."""
     nxy = nx * ny
-    col = -1
-    for c in range(nxy):
-        if count[c] > 0 and (col < 0 or debt[c] > debt[col]):
-            col = c
+    col, z = _lowest_in_column_owed_most(touching, count, debt, nxy)
     if col < 0:
         return False
-    z = 0
-    while touching[z, col] == 0:
-        z += 1
     lattice[col + z * nxy] = becomes
     touching[z, col] = 0
     count[col] -= 1
@@ -234,15 +237,9 @@ def give_one_voxel(lattice, site_class, nx, ny, nz, gap, count, owed):
     voxel of what is owed, from the columns owed most first. Returns False (nothing changed) when there is
     no returnable gap."""
     nxy = nx * ny
-    col = -1
-    for c in range(nxy):
-        if count[c] > 0 and (col < 0 or owed[c] > owed[col]):
-            col = c
+    col, z = _lowest_in_column_owed_most(gap, count, owed, nxy)
     if col < 0:
         return False
-    z = 0
-    while gap[z, col] == 0:
-        z += 1
     i = col + z * nxy
     lattice[i] = NA
     site_class[i] = CLUSTER_ACTIVE
