@@ -46,7 +46,7 @@ EXPECTED = {
     "al": _CC, "cu": _CC, "ti": _CC,
     "au": {"alloy_capacity_mah_cm2_per_100nm": "+", "alloying_potential_v": "+", "j0_ma_cm2": "+",
            "dealloying_potential_v": "+", "alloy_spread_rate_um_s": "+", "naau2_molar_volume_cm3_mol": "+",
-           "naau_molar_volume_cm3_mol": "+", "na2au_molar_volume_cm3_mol": "+"},
+           "naau_molar_volume_cm3_mol": "+", "na2au_molar_volume_cm3_mol": "+", "au_molar_volume_cm3_mol": "+"},
     "na_counter": {"potential_v": "0"},
     "na9sn4": {"potential_v": "+"},
 }
