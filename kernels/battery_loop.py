@@ -96,13 +96,21 @@ from kmc.kernels.faradaic import (
     P_ALLOY_PHASES,
     P_DIRECTION,
     P_FACE_STATE,
+    P_SIGMA_CHI,
     alloy_steps,
     pick_face,
     state_of_steps,
 )
 from kmc.kernels.interface import close_enclosed_gaps, lift_and_fill, lower_collector_into_layer, settle_collector
 from kmc.kernels.cell import GAP, NA
-from kmc.kernels.moves import M_LOADED_FLOW, M_REFILL_LAW, execute_move, refill_source
+from kmc.kernels.moves import (
+    M_LOADED_FLOW,
+    M_REFILL_LAW,
+    execute_move,
+    refill_source,
+    refill_stress,
+    void_under_na,
+)
 from kmc.kernels.deposit_stress import CANNOT_RISE, LIFT, WAIT, lift_deposits
 from kmc.kernels.plating import deposit_insertion_site, insertion_site
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total
@@ -323,6 +331,10 @@ def _refill(w, g, res, c_au):
     the thickest Na column within one local Na thickness (``moves.refill_source``; ``res``, the draw's
     residual within g's leaf, chooses among equals)."""
     leaf = w.move_tree[g]
+    # The stress that pushes the Na into the void (E4's σ_c) presses its new face: at σ_c ≥ σ_χ it is in
+    # atomic contact (PHYSICS §4, "pressed at σ ≥ σ_χ"), read before the lattice changes.
+    pressed = refill_stress(g, void_under_na(g, w.lattice, w.nx * w.ny, w.nz), w.col_support, w.nx, w.ny,
+                            w.move_params) >= w.params[P_SIGMA_CHI]
     src = refill_source(g, min(res / leaf, 1.0 - 1e-12) if leaf > 0.0 else 0.0, w.lattice, w.cc_bottom,
                         w.nx, w.ny, w.nz)
     if src < 0:  # the leaf was stale (the Na above g changed beyond its stencil): a null event
@@ -332,7 +344,7 @@ def _refill(w, g, res, c_au):
     changed(src, src, w)
     _refresh_void_below(src, w)
     w.lattice[g] = NA
-    w.na_contact[g] = BY_FLOW  # the void refilled by flow (PHYSICS §4)
+    w.na_contact[g] = ATOMIC if pressed else BY_FLOW  # refilled by flow, pressed in or not (PHYSICS §4)
     w.counters[C_REFILL] += 1
     w.counters[C_MOVES] += 1
     after_arrival(g, w, c_au)

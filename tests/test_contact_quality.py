@@ -276,3 +276,32 @@ def test_unloaded_na_counts_the_active_clusters_whose_every_face_has_chi_0(tmp_p
     vox = model.params.voxel_mah_cm2 / model.params.n_cols
     assert obs["unloaded_na"] == pytest.approx(1 * vox, rel=1e-12)
     assert obs["stranded_na"] == 0.0 and obs["dead_na"] == 0.0
+
+
+@pytest.mark.parametrize("sigma_chi_mpa, pressed", [(1.0, True), (10.0, False)])
+def test_na_refilled_into_a_void_is_pressed_in_by_the_refill_stress(tmp_path, sigma_chi_mpa, pressed):
+    """Under the refill law an interface void under continuous Na is refilled by Na pushed in by σ_c, the
+    mean normal stress of the Na columns around it (E4): that stress presses the new face, so at
+    σ_c ≥ σ_χ it is in atomic contact (χ = 1), below it reached by flow. One void under 15 loaded Na
+    supports at P = 5 MPa, at rest: σ_c ≈ 5.3 MPa ≥ σ_χ = 1 MPa, ATOMIC; with σ_χ = 10 MPa, BY_FLOW. (Marked BY_FLOW whatever σ_c, the refilled Na of a stripping T4 run had χ = 0
+    and its CE fell to 4–13 %.) Planted fault that fails it: the refilled voxel always BY_FLOW."""
+    pressure_mpa = 5.0
+    model, _ = model_of(tmp_path, pressure_mpa=pressure_mpa, nz=6, **{"model.refill": "critical_current",
+                                                                     "materials.nasicon.contact_stress_mpa": sigma_chi_mpa})
+    columns = ["SNNNCC"] * N * N
+    columns[0] = "S.NNCC"  # an interface void under continuous Na
+    void = site(model, 0, 1)
+    for seed in range(1, 30):  # a capillary move may reach the void first: then another seed
+        run = Run(model.new_state(seed))
+        draw(model, run, columns, kc.ATOMIC)
+        model.driver.solve(run, 0.0)
+        assert run.bearing_stress_mpa == pytest.approx(pressure_mpa * 16 / 15)
+        while True:  # (not solved again once the void is Na: a solve would press its column anyway)
+            one_event(model, run)
+            if run.lattice[void] == NA:
+                break
+            model.driver.solve(run, 0.0)
+        if run.count("refill") == 1:
+            break
+    assert run.count("refill") == 1
+    assert run.na_contact[site(model, 0, 1)] == (kc.ATOMIC if pressed else kc.BY_FLOW)
