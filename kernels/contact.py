@@ -6,7 +6,7 @@
 nothing here is used. Under ``"face_state"`` it is 1 for a face whose Na was made in atomic contact
 with the electrolyte — reduced there (E1 plating at that face, E2 nucleation, a sealed layer laid
 down, the initial Na of the cell) — or pressed against it at σ ≥ σ_χ; ``min(1, σ/σ_χ)`` for a face
-that Na reached by flow (an E4 move, the refill of a void, plated volume pushed through a deposit to
+that Na reached by flow (an E4 move, the refill of a void below σ_χ, plated volume pushed through a deposit to
 a gap away from the face, Na carried by the collector as it settles) and that has not been pressed
 since, σ the Na's stress (MPa: the deposit's own under ``model.insertion = "least_stress"``, else
 σ_Na of a Na-support column, else 0); it keeps its value until a void opens there. There is no
