@@ -414,3 +414,38 @@ def test_deposit_stress_and_the_field_are_solved_together():
         assert run.stress_unconverged == 0 and run.stress_iterations > 0
     assert checked >= 3
     assert worst <= 1.0
+
+
+def test_plating_deposits_carry_at_least_their_share_of_the_stack_load():
+    """While plating, a deposit carries its share of the stack load, σ_Na = max(0, P·A − H·A_contacts)/A_deposits,
+    recounted here from the lattice, and pushing volume out adds to it: after every plating solve of Au–Al runs
+    (T2's conditions, least-stress insertion) through the sealed-layer stage, no deposit pixel is below the
+    recounted σ_Na, and once the layer is sealed (no contacts) the deposits' σ is at least P. Planted fault that
+    fails it: σ the path cost alone (0.5 MPa in a sealed layer at 5.6 MPa)."""
+    from battery_runs import validation
+
+    from kmc.battery import BatteryModel, Run
+    from kmc.kernels.interface import COLUMN_CC_CONTACT, column_support as recount_support
+
+    model = BatteryModel(validation("T2", **{"lattice.nx": 16, "lattice.ny": 16, "model.insertion": "least_stress",
+                                             "protocol.0.capacity_mah_cm2": 0.6}))
+    p = model.driver.p
+    state = model.new_state(3)
+    run = Run(state)
+    k, checked, sealed = 0, 0, 0
+    while model.advance_sample(state, k) is not None:
+        k += 1
+        if run.direction > 0 and run.current_a > 0:
+            model.driver.solve(run, run.current_a)
+            kinds = np.empty(p.n_cols, dtype=np.int64)
+            n_cc, n_dep = recount_support(run.lattice, p.nx, p.ny, p.nz, kinds)
+            if n_dep == 0:
+                continue
+            share = max(0.0, p.pressure_mpa * p.n_cols - p.hardness_mpa * n_cc) / n_dep
+            sigma = run.deposit_stress_mpa[kinds == COLUMN_NA_SUPPORT]
+            assert sigma.min() >= share * (1 - 1e-12)
+            checked += 1
+            if (kinds != COLUMN_CC_CONTACT).all():
+                assert sigma.min() >= p.pressure_mpa
+                sealed += 1
+    assert checked >= 3 and sealed >= 1

@@ -191,7 +191,11 @@ class Driver:
 
     def _coupled_stress_solve(self, run, n_na, band, current_a, voltage_v, guess):
         """PHYSICS §5 M while plating, solved with the field: each deposit pixel's stress and where its
-        plated volume goes (``kmc.kernels.deposit_stress``), σ_lift = P·A/A_deposits, at the flow stress's
+        plated volume goes (``kmc.kernels.deposit_stress``), σ_lift = P·A/A_deposits, at least the deposits'
+        share of the stack load σ_Na (a choice: PHYSICS M caps σ but sets no floor, yet the Na between
+        electrolyte and collector bears the load the contacts do not, plating or not — without it a sealed
+        layer with a few open pixels sat at its squeeze-flow cost, 0.5 MPa under 5.6 MPa, and its faces'
+        stress term read as 1.3 mV of resistance at T3's probe), at the flow stress's
         rate factor (ε̇/ε̇_ref)^(1/n) from the squeeze flow's strain rate — which follows from the plating
         current the field puts on the deposits, which follows from the stress through the faces' local
         potential U = −V_m(σ − P)/F. Fixed-point iteration: paths at the current rate factor, field solve,
@@ -227,6 +231,9 @@ class Driver:
             rated_stress(run.col_support, terrain, parent, parent_um, h_um, rate_factor, p.nx, p.ny,
                          p.creep_sigma_ref_mpa, p.size_effect_strength_mpa, p.size_effect_exponent, sigma_lift,
                          run.deposit_stress_mpa, run.insertion_target, path)
+            # The deposits carry their share of the stack load while plating too (σ_Na, 0 when the
+            # collector's contacts carry it all): pushing volume out adds to it where the path costs more.
+            np.maximum(run.deposit_stress_mpa, run.na_stress_mpa, out=run.deposit_stress_mpa)
             faces, n_faces, na_face = self._faces(run, band, geometry)
             sol = self._field_solve(faces, current_a, voltage_v, guess)
             run.stress_iterations += 1
