@@ -88,20 +88,6 @@ def gap_height_um(cc_bottom, se_surface_um, voxel_um, out):
 
 
 @njit(cache=True)
-def deposit_paths(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_ref_mpa, size_strength_mpa,
-                  size_exponent, sigma_lift_mpa, stress_mpa, target):
-    """Each deposit pixel's σ (MPa, at most ``sigma_lift_mpa``) at Na's reference strain rate (rate factor
-    1) into ``stress_mpa`` (NaN off deposits) and where its plated volume goes into ``target``
-    (``deposit_terrain``, then the σ_lift cap). Returns the number of deposit pixels."""
-    n = nx * ny
-    path = np.empty(n)
-    n_dep = deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_ref_mpa, size_strength_mpa,
-                            size_exponent, path, target, np.empty(n, dtype=np.int64), np.empty(n))
-    cap_at_lift(col_support, path, sigma_lift_mpa, stress_mpa, target)
-    return n_dep
-
-
-@njit(cache=True)
 def cap_at_lift(col_support, path_mpa, sigma_lift_mpa, stress_mpa, target):
     """σ of the deposit pixels from their path cost, capped at σ_lift, where ``target`` becomes ``LIFT``
     (NaN off deposits)."""

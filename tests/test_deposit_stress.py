@@ -12,7 +12,7 @@ from kmc.kernels.deposit_stress import (
     LIFTED,
     WAIT,
     NO_PATH,
-    deposit_paths,
+    cap_at_lift,
     deposit_terrain,
     flow_cost_mpa_per_um,
     gap_height_um,
@@ -49,10 +49,11 @@ def _paths(flat, bottom, nx, ny, nz, sigma_lift=np.inf, edge=EDGE_N_M):
     column_support(flat, nx, ny, nz, support)
     h = np.empty(nx * ny)
     gap_height_um(bottom, np.full(nx * ny, VOXEL_UM), VOXEL_UM, h)  # the SE's surface: its top face
-    stress = np.empty(nx * ny)
-    target = np.empty(nx * ny, dtype=np.int64)
-    n_dep = deposit_paths(support, h, np.full(nx * ny, edge), nx, ny, VOXEL_UM, SIGMA_REF, SIGMA_S, BETA,
-                          sigma_lift, stress, target)
+    stress, path, parent_um = (np.empty(nx * ny) for _ in range(3))
+    target, parent = np.empty(nx * ny, dtype=np.int64), np.empty(nx * ny, dtype=np.int64)
+    n_dep = deposit_terrain(support, h, np.full(nx * ny, edge), nx, ny, VOXEL_UM, SIGMA_REF, SIGMA_S, BETA, path,
+                            target, parent, parent_um)
+    cap_at_lift(support, path, sigma_lift, stress, target)  # at the reference rate, as the terrain's paths
     return stress.reshape(ny, nx), target, n_dep, support
 
 

@@ -225,6 +225,7 @@ class Driver:
         weight, last_change = 1.0, np.inf
         run.least_stress = 1.0
         geometry = self._face_geometry(run, band)  # the faces stay; their local potentials follow σ
+        deposit = run.col_support == COLUMN_NA_SUPPORT
         for k in range(self.STRESS_MAX_SOLVES):
             run.flow_rate_factor[:] = rate_factor
             run.insertion_target[:] = targets
@@ -239,9 +240,7 @@ class Driver:
             run.stress_iterations += 1
             if not n_na:
                 break
-            face_j = np.asarray(sol.face_current_density_a_cm2)
-            na_j = (np.bincount(faces.pixel[na_face], weights=face_j[na_face], minlength=p.n_cols)
-                    if face_j.size else np.zeros(p.n_cols))
+            na_j = self._na_face_current(sol, faces, na_face)
             if previous is not None:
                 change = np.abs(na_j - previous).max()
                 if change <= self.STRESS_CURRENT_RTOL * np.abs(na_j).max():
@@ -253,13 +252,20 @@ class Driver:
                 run.stress_unconverged += 1
                 break
             previous = na_j
-            deposit = run.col_support == COLUMN_NA_SUPPORT
             squeeze_strain_rate(run.col_support, terrain, np.maximum(na_j, 0.0) * um3_per_a_cm2, h_um, p.nx, p.ny,
                                 p.voxel_um, strain_rate)
             solved = np.where(deposit, (strain_rate / p.creep_rate_ref_s) ** (1.0 / p.creep_n), 1.0)
             rate_factor = rate_factor ** (1.0 - weight) * solved ** weight
             guess = sol if getattr(sol, "carried", True) else guess
         return sol, faces, n_faces, na_face
+
+    def _na_face_current(self, sol, faces, na_face):
+        """What each pixel's Na faces carry in a solution (A/cm² of pixel, reduction positive: a face has
+        the pixel's area)."""
+        face_j = np.asarray(sol.face_current_density_a_cm2)
+        if not face_j.size:
+            return np.zeros(self.p.n_cols)
+        return np.bincount(faces.pixel[na_face], weights=face_j[na_face], minlength=self.p.n_cols)
 
     def _press(self, run) -> None:
         """PHYSICS §4: the Na of each Na-support column loaded at σ ≥ σ_χ is in atomic contact from now
@@ -314,11 +320,9 @@ class Driver:
             self.set_voltage(run, sol.voltage_v)
         run.phi[:] = np.asarray(sol.phi_v).ravel()
         run.pixel_current[:] = np.asarray(sol.pixel_current_density_a_cm2).ravel()
-        # What the pixel's Na faces carry (A/cm² of pixel: a face has the pixel's area): E8 fills flaws
-        # from it, not from the collector's own (Au, bare) faces, which cover their flaws' mouths.
-        face_j = np.asarray(sol.face_current_density_a_cm2)
-        run.na_current[:] = (np.bincount(faces.pixel[na_face], weights=face_j[na_face], minlength=p.n_cols)
-                             if face_j.size else 0.0)
+        # E8 fills flaws from what the pixel's Na faces carry, not from the collector's own (Au, bare)
+        # faces, which cover their flaws' mouths.
+        run.na_current[:] = self._na_face_current(sol, faces, na_face)
         i_far = float(run.pixel_current.sum() * p.face_area_cm2)
         run.i_far_a = i_far if (voltage_v is not None or carried) else 0.0
         run.carried = 1.0 if carried else 0.0
