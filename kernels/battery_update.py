@@ -79,19 +79,45 @@ def refresh(sites, n, w):
     col_sigma, na_contact = w.deposit_stress, w.na_contact
     plate_tree, alloy_tree, nuc_tree, move_tree = w.plate_tree, w.alloy_tree, w.nuc_tree, w.move_tree
     cc_bottom, pore_depth = w.cc_bottom, int(w.limits[L_PORE_DEPTH])  # E9: the moves' admissible targets
+    # Only the leaves whose value changed are propagated: a node is an exact function of its children
+    # (``kmc.kernels.solver``), so skipping an unchanged leaf leaves every bit of the tree as before —
+    # and most leaves a refresh visits do not change (a column's collector body, the stencil's
+    # electrolyte). One list per tree: a site's four leaves change independently.
+    keep = np.empty((4, max(n, 1)), dtype=np.int64)
+    m_p = 0
+    m_a = 0
+    m_n = 0
+    m_m = 0
     for a in range(n):
         c = sites[a]
         wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params,
                                   nx, ny, nz, nbr)
-        plate_tree[c] = wp
-        alloy_tree[c] = wa
-        nuc_tree[c] = kn
-        move_tree[c] = move_propensity(c, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
-                                       move_params, nbr, nbr2)
-    tree_update_many(w.plate_tree, w.offsets, sites, n, w.scratch, w.mark)
-    tree_update_many(w.alloy_tree, w.offsets, sites, n, w.scratch, w.mark)
-    tree_update_many(w.nuc_tree, w.offsets, sites, n, w.scratch, w.mark)
-    tree_update_many(w.move_tree, w.offsets, sites, n, w.scratch, w.mark)
+        mv = move_propensity(c, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
+                             move_params, nbr, nbr2)
+        if plate_tree[c] != wp:
+            plate_tree[c] = wp
+            keep[0, m_p] = c
+            m_p += 1
+        if alloy_tree[c] != wa:
+            alloy_tree[c] = wa
+            keep[1, m_a] = c
+            m_a += 1
+        if nuc_tree[c] != kn:
+            nuc_tree[c] = kn
+            keep[2, m_n] = c
+            m_n += 1
+        if move_tree[c] != mv:
+            move_tree[c] = mv
+            keep[3, m_m] = c
+            m_m += 1
+    if m_p > 0:
+        tree_update_many(plate_tree, w.offsets, keep[0], m_p, w.scratch, w.mark)
+    if m_a > 0:
+        tree_update_many(alloy_tree, w.offsets, keep[1], m_a, w.scratch, w.mark)
+    if m_n > 0:
+        tree_update_many(nuc_tree, w.offsets, keep[2], m_n, w.scratch, w.mark)
+    if m_m > 0:
+        tree_update_many(move_tree, w.offsets, keep[3], m_m, w.scratch, w.mark)
 
 
 @njit(cache=True)
