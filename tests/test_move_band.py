@@ -19,8 +19,8 @@ T4 = Path(__file__).resolve().parent.parent / "scenarios" / "validation" / "T4.t
 @pytest.mark.parametrize("seed", range(3))
 def test_move_band_fill_equals_each_sites_propensity(refill, seed):
     """Every leaf of the band (which starts and ends mid-layer) has the bits of ``move_propensity``, the
-    leaves outside it are untouched. Planted faults: the +y neighbour not wrapped at the last row
-    (``s + nx`` there), and the −z neighbour taken across the bottom wall, each fail here."""
+    leaves outside it are untouched. Planted fault: the fill visiting only the gaps inside the band (the
+    band's Na next to a gap just outside it left at 0) fails here (2 of 6 cases)."""
     nx, ny, nz = 6, 5, 7
     p = BatteryModel(load_scenario(T4, overrides=[f"lattice.nx={nx}", f"lattice.ny={ny}",
                                                   f'model.refill="{refill}"'])).params
