@@ -32,28 +32,6 @@ def _find(parent, i):
 
 
 @njit(cache=True)
-def na_layers(lattice, nxy):
-    """(z_lo, z_hi): the layers holding Na, z_lo ≤ z < z_hi ((0, 0) without Na). A scan of bytes from
-    both ends: the clusters' passes then visit only these layers, the electrolyte below the Na and
-    the collector above it holding nothing they join or classify (what a Na voxel touches is still
-    read across its faces, in the layers beside)."""
-    n = lattice.size
-    first = -1
-    for i in range(n):
-        if lattice[i] == NA:
-            first = i
-            break
-    if first < 0:
-        return 0, 0
-    last = first
-    for i in range(n - 1, first - 1, -1):
-        if lattice[i] == NA:
-            last = i
-            break
-    return first // nxy, last // nxy + 1
-
-
-@njit(cache=True)
 def label_na_clusters(lattice, nx, ny, nz, parent):
     """Union-find over Na–Na faces; afterwards ``parent[i]`` leads to the root of i's cluster.
 
@@ -66,8 +44,7 @@ def label_na_clusters(lattice, nx, ny, nz, parent):
     nxy = nx * ny
     for i in range(n):
         parent[i] = i
-    z_lo, z_hi = na_layers(lattice, nxy)  # no Na, nothing to join, outside them
-    for z in range(z_lo, z_hi):
+    for z in range(nz):
         for y in range(ny):
             row = nx * y + nxy * z
             dy = nx if y < ny - 1 else -(ny - 1) * nx
@@ -110,8 +87,7 @@ def classify_na(lattice, nx, ny, nz, parent, site_class, counts):
     nxy = nx * ny
     touches_cc = np.zeros(n, dtype=np.uint8)
     touches_el = np.zeros(n, dtype=np.uint8)
-    z_lo, z_hi = na_layers(lattice, nxy)  # outside them no site is Na: class −1, nothing counted
-    for z in range(z_lo, z_hi):
+    for z in range(nz):
         for y in range(ny):
             row = nx * y + nxy * z
             up_y = nx if y < ny - 1 else -(ny - 1) * nx
@@ -146,9 +122,7 @@ def classify_na(lattice, nx, ny, nz, parent, site_class, counts):
                         touches_el[r] = 1
     for c in range(4):
         counts[c] = 0
-    site_class[:z_lo * nxy] = -1
-    site_class[z_hi * nxy:] = -1
-    for i in range(z_lo * nxy, z_hi * nxy):
+    for i in range(n):
         if lattice[i] != NA:
             site_class[i] = -1
             continue
