@@ -9,7 +9,9 @@ down, the initial Na of the cell) — or pressed against it at σ ≥ σ_χ; ``m
 that Na reached by flow (an E4 move, the refill of a void below σ_χ, plated volume pushed through a deposit to
 a gap away from the face, Na carried by the collector as it settles) and that has not been pressed
 since, σ the Na's stress (MPa: the deposit's own under ``model.insertion = "least_stress"``, else
-σ_Na of a Na-support column, else 0); it keeps its value until a void opens there. There is no
+σ_Na of a Na-support column, else 0; a column the refill law thinned bears the bearing stress while the
+cell strips, which presses its Na at the next solve, and reads 0 between solves); it keeps its value
+until a void opens there. There is no
 floor: unloaded Na that arrived by flow carries no current. Au faces have χ = 1.
 
 The state is kept per Na voxel (``na_contact``, uint8 per site: ``ATOMIC`` or ``BY_FLOW``), all the
@@ -32,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from kmc.kernels.cell import NA
-from kmc.kernels.interface import COLUMN_NA_SUPPORT, _highest_gap_below
+from kmc.kernels.interface import COLUMN_NA_SUPPORT, COLUMN_THINNED, _highest_gap_below
 from kmc.kernels.lattice import neighbors6
 
 BY_FLOW = 0  #: a face Na reached by flow, not pressed since: χ = min(1, σ/σ_χ)
@@ -50,16 +52,19 @@ def contact_quality(state, sigma_mpa, sigma_chi_mpa):
 
 @njit(cache=True)
 def press_and_clear(lattice, col_support, col_sigma_mpa, sigma_chi_mpa, nxy, na_contact):
-    """At a field solve: the Na of every Na-support column pressed at σ ≥ σ_χ (``col_sigma_mpa``, per
-    column, MPa: the stress the solve gives its Na) is in atomic contact from now on; every site that
-    holds no Na is cleared. Returns the voxels newly pressed."""
+    """At a field solve: the Na of every column that bears on the collector — a Na support, or a column
+    the refill law thinned (``interface.COLUMN_THINNED``: sub-voxel, it still bears) — pressed at
+    σ ≥ σ_χ (``col_sigma_mpa``, per column, MPa: the stress the solve gives its Na, 0 where it bears
+    none) is in atomic contact from now on; every site that holds no Na is cleared. Returns the voxels
+    newly pressed."""
     n = 0
     for s in range(lattice.size):
         if lattice[s] != NA:
             na_contact[s] = BY_FLOW
         elif na_contact[s] != ATOMIC:
             col = s % nxy
-            if col_support[col] == COLUMN_NA_SUPPORT and col_sigma_mpa[col] >= sigma_chi_mpa:
+            bears = col_support[col] == COLUMN_NA_SUPPORT or col_support[col] == COLUMN_THINNED
+            if bears and col_sigma_mpa[col] >= sigma_chi_mpa:
                 na_contact[s] = ATOMIC
                 n += 1
     return n

@@ -20,7 +20,7 @@ from kmc.battery import BatteryModel, Run
 from kmc.battery.driver import bands
 from kmc.cli import main
 from kmc.errors import ScenarioError
-from kmc.kernels.interface import COLUMN_NA_SUPPORT, COLUMN_OPEN
+from kmc.kernels.interface import COLUMN_NA_SUPPORT, COLUMN_OPEN, COLUMN_THINNED
 from kmc.kernels import battery_loop as kloop
 from kmc.kernels import contact as kc
 from kmc.kernels import faradaic as kf
@@ -305,3 +305,53 @@ def test_na_refilled_into_a_void_is_pressed_in_by_the_refill_stress(tmp_path, si
             break
     assert run.count("refill") == 1
     assert run.na_contact[site(model, 0, 1)] == (kc.ATOMIC if pressed else kc.BY_FLOW)
+
+
+def test_na_the_refill_law_thinned_is_pressed_by_the_load_it_bears_while_stripping(tmp_path):
+    """Under the refill law a column thinned by one voxel at its collector side still bears on the
+    collector while the cell strips (sub-voxel: ``interface.COLUMN_THINNED``), at the bearing stress P·A
+    over the bearing columns; that stress presses its Na into atomic contact, as it does a Na support's.
+    While plating (or at rest) the same column is growing towards the collector and bears nothing.
+
+    The cell (P = 5.6 MPa, σ_χ = 1 MPa, no collector contact): 14 thinned columns of two Na voxels that
+    came by flow, one Na support, and one interface void under Na hanging from the collector, which
+    holds the collector up (the refill law's void). At rest the support bears P·A alone (89.6 MPa) and is
+    pressed; the thinned columns are not (χ = 0). Then the support is thinned too, as the refill's
+    sources thin the last ones at the end of a strip: no Na support is left (σ_Na reads 0), the 15
+    thinned columns bear 5.6·16/15 MPa ≥ σ_χ, so a stripping solve presses them (χ = 1 on all 15 faces,
+    no ``unloaded_na``), and the production batch loop strips a voxel at one of them.
+
+    Planted faults, each seen to fail it: the rule before, the press reading Na supports only (here χ
+    stays 0 on the thinned faces at the strip; in T4 under the v4 options it left 7–10 % of the plated
+    Na unloaded at the cut-off); thinned columns pressed whatever the current's direction, or at σ_Na
+    (both press them at rest, at the support's 89.6 MPa)."""
+    model, run = model_of(tmp_path, pressure_mpa=5.6, nz=7, **{"model.refill": "critical_current"})
+    p = model.params
+    columns = ["SNN.CCC"] * N * N  # thinned: Na on the electrolyte, one gap voxel under the collector
+    columns[0] = "S.NNCCC"  # an interface void under Na hanging from the collector
+    columns[15] = "SNNNCCC"  # a Na support
+    draw(model, run, columns, kc.BY_FLOW)
+    run.moves[[km.M_NU_CAP, km.M_REFILL_PER_MPA]] = 0.0  # no moves, no refill: the events are strips
+    thinned = range(1, N * N - 1)
+
+    chi = chi_by_pixel(model, run)  # at rest: the thinned columns bear nothing, the support P·A
+    assert (run.col_support[1:15] == COLUMN_THINNED).all() and run.col_support[15] == COLUMN_NA_SUPPORT
+    assert run.na_stress_mpa == pytest.approx(5.6 * 16)
+    assert chi[15] == 1.0
+    assert all(chi.get(col, 0.0) == 0.0 for col in thinned)
+    assert all(run.na_contact[site(model, col, z)] == kc.BY_FLOW for col in thinned for z in (1, 2))
+
+    run.lattice[site(model, 15, 3)] = GAP  # the last support thinned at its collector side
+    run.na0_voxels = float((run.lattice == NA).sum())  # drawn in: the bookkeeping's start
+    thinned = range(1, N * N)
+    chi = chi_by_pixel(model, run, -0.5e-3 * p.area_cm2)  # a stripping solve
+    assert (run.col_support[1:] == COLUMN_THINNED).all()
+    assert run.bearing_stress_mpa == pytest.approx(5.6 * 16 / 15)
+    assert run.na_stress_mpa == 0.0  # no Na support: σ_Na reads 0, the thinned columns still bear
+    assert all(chi[col] == 1.0 for col in thinned)
+    assert all(run.na_contact[site(model, col, z)] == kc.ATOMIC for col in thinned for z in (1, 2))
+    assert model.observe(run.state)["unloaded_na"] == 0.0
+
+    one_event(model, run)
+    assert run.count("strip") == 1
+    assert sum(run.lattice[site(model, col, 1)] == GAP for col in thinned) == 1

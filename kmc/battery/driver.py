@@ -268,9 +268,11 @@ class Driver:
         return np.bincount(faces.pixel[na_face], weights=face_j[na_face], minlength=self.p.n_cols)
 
     def _press(self, run) -> None:
-        """PHYSICS §4: the Na of each Na-support column loaded at σ ≥ σ_χ is in atomic contact from now
-        on, σ the deposit's stress where the run computes one (``model.insertion = "least_stress"``),
-        else σ_Na; sites that hold no Na are cleared (``kmc.kernels.contact.press_and_clear``). Done
+        """PHYSICS §4: the Na of each column that bears on the collector loaded at σ ≥ σ_χ is in atomic
+        contact from now on, σ the deposit's stress where the run computes one (``model.insertion =
+        "least_stress"``), else σ_Na on a Na support and, while the cell strips under ``model.refill =
+        "critical_current"``, the bearing stress on a column that law thinned (sub-voxel, it still bears:
+        ``interface.COLUMN_THINNED``); sites that hold no Na are cleared (``kmc.kernels.contact.press_and_clear``). Done
         before the solve, so σ is the one frozen at the last solve: the stress the Na was under through
         the batches since (the new solve's σ is found together with its field, and a press inside that
         iteration would make an irreversible flag depend on its intermediate steps)."""
@@ -278,6 +280,12 @@ class Driver:
         sigma = np.full(p.n_cols, float(run.na_stress_mpa))
         if p.least_stress:
             sigma = np.where(np.isnan(run.deposit_stress_mpa), sigma, run.deposit_stress_mpa)
+        if p.refill_law:
+            # A column the refill law thinned at its collector side bears on the collector while the cell
+            # strips, at the bearing stress (``_load_columns``), and so presses its Na; while plating it is
+            # a column growing towards the collector, bearing nothing.
+            sigma = np.where(run.col_support == COLUMN_THINNED,
+                             float(run.bearing_stress_mpa) if run.direction < 0 else 0.0, sigma)
         kc.press_and_clear(run.lattice, run.col_support, sigma, float(run.kinetics[kf.P_SIGMA_CHI]), p.n_cols,
                            run.na_contact)
 
