@@ -233,11 +233,16 @@ def test_estimate_within_30_percent_of_the_measured_peak(tmp_path):
     checkpoint, a snapshot and a map at every sample: the estimate within 30 % of the process's peak
     resident set, the interpreter's baseline taken as measured here (a run on 8 × 8 columns) instead of
     the constant; and the part that grows with the lattice (peak minus baseline) within 40 % at 128²
-    and 192², where it is a quarter and a half of the peak (measured −13 to −27 % over runs, a clean
-    CI run the worst: the allocator keeps some freed memory that the estimate, which counts
-    allocations, does not).
+    and 192², where it is a quarter and a half of the peak, never below what is resident (5 % for the
+    allocator's slack) and at most 1.7 times it: the estimate counts allocations, and the event trees'
+    leaves over the collector's body are allocated zero pages that nothing writes (a refresh writes
+    only the leaves that change, and those stay 0), so they never become resident — measured +44 % and
+    +54 % at 128² and 192² (2026-12-03; −13 to −27 % before the refreshes skipped unchanged leaves).
+    The phases' allocations are checked one by one above (``tracemalloc``), where a checkpoint's writes
+    left out fail; here they no longer would (the untouched pages outweigh them).
 
-    Planted fault: checkpoint writes left out of the estimate."""
+    Planted fault: a checkpoint's writes counted twice fails here (at 128² already); an undercount
+    of that size does not: the phases' test above catches it."""
     kmc.simulate(short_t2(8))  # compiles the kernels into the cache if they are not there yet
 
     def measure(n):
@@ -256,7 +261,7 @@ def test_estimate_within_30_percent_of_the_measured_peak(tmp_path):
               f"lattice part {lattice_part / 2**20:.1f} vs {(measured - baseline) / 2**20:.1f} MiB")
         assert abs(predicted / measured - 1) < 0.30
         if n >= 128:
-            assert abs(lattice_part / (measured - baseline) - 1) < 0.40
+            assert 0.95 < lattice_part / (measured - baseline) < 1.7
 
 
 # -- refusals ---------------------------------------------------------------------------------------
