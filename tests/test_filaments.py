@@ -15,6 +15,7 @@
   first, ``test_flaw_strip.py``); the Pareto depth weights.
 """
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,8 @@ import kmc
 from kmc import flaws, units
 from kmc.battery import BatteryModel, Run
 from kmc.kernels import faradaic as kf
+
+_ROOT = Path(__file__).resolve().parents[1]
 
 FLAWS = """
 [materials.nasicon]
@@ -466,6 +469,22 @@ def test_a_flaw_under_a_collector_face_fills_and_cracks_under_the_slot_law_only(
     _set_fields(run, 1e-3, J_SLOT, 0.0, +ETA_CRACK)  # cathodic current above Na's potential: the alloy takes it
     assert not model.driver.losses.advance_flaws(run, 10 * t_fill)
     assert (run.flaw_charge_c_cm2 == 0).all() and run.flaw_hazard == 0.0
+
+
+def test_the_solve_stores_what_au_still_alloying_carries(tmp_path):
+    """Au (96 nm) on Al, no Na: at the first solve every contact face is Au still alloying, so the alloying
+    faces carry every pixel's current (alloy_current equals pixel_current, and the cell's current I is
+    their sum), and no Na face carries any. Planted fault: the alloyed-Au faces' share stored instead
+    (none here: zero) fails."""
+    sc = kmc.load_scenario(_ROOT / "scenarios" / "validation" / "T2.toml", lattice__nx=16, lattice__ny=16,
+                           lattice__nz=12)
+    model = BatteryModel(sc)
+    run = Run(model.new_state(1))
+    model.driver.solve(run, model.steps[0].current_a)
+    assert run.carried == 1.0 and (run.pixel_current > 0).sum() >= 2
+    assert run.alloy_current == pytest.approx(run.pixel_current, rel=1e-12, abs=1e-15)
+    assert run.alloy_current.sum() * model.params.face_area_cm2 == pytest.approx(model.steps[0].current_a, rel=1e-6)
+    assert (run.na_current == 0).all()
 
 
 def test_slot_flaws_do_not_crack_on_a_strip_or_rest_and_keep_no_pressure(tmp_path):

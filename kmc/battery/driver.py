@@ -39,6 +39,7 @@ from kmc.kernels.deposit_stress import deposit_terrain, gap_height_um, rated_str
 from kmc.kernels.interface import (
     COLUMN_NA_SUPPORT,
     COLUMN_THINNED,
+    FACE_AU,
     FACE_NA,
     column_support,
     contact_faces,
@@ -89,12 +90,12 @@ class Driver:
         self._gap_free_at = (run.lattice, run.count("events")) if move_band[1] == 0 else None
         plating = run.direction > 0 and (current_a != 0 or voltage_v is not None)
         if self.p.least_stress and plating:
-            sol, faces, n_faces, na_face = self._coupled_stress_solve(run, n_na, face_band, current_a, voltage_v, guess)
+            sol, faces, n_faces, face_kind = self._coupled_stress_solve(run, n_na, face_band, current_a, voltage_v, guess)
         else:
             if self.p.least_stress:
                 self._load_share_stress(run)
-            faces, n_faces, na_face, sol = self._plain_solve(run, face_band, current_a, voltage_v, guess)
-        carried = self._store_solution(run, sol, faces, na_face, current_a, voltage_v)
+            faces, n_faces, face_kind, sol = self._plain_solve(run, face_band, current_a, voltage_v, guess)
+        carried = self._store_solution(run, sol, faces, face_kind, current_a, voltage_v)
         self._rebuild_trees(run, face_band, move_band)
         run.set_counts(n_faces, n_na, n_cc)
         run.sealed = 0.0  # the lattice may have changed: search again
@@ -114,7 +115,7 @@ class Driver:
         Na faces alone would need even more), so the switch is consistent with the solve it gives."""
         p = self.p
         run.kinetics[kf.P_DEALLOY_ON] = 0.0
-        faces, n_faces, na_face = self._faces(run, band)
+        faces, n_faces, face_kind = self._faces(run, band)
         sol = self._field_solve(faces, current_a, voltage_v, guess)
         if p.alloy_phases and run.direction < 0 and (current_a != 0 or voltage_v is not None):
             if voltage_v is not None:
@@ -123,9 +124,9 @@ class Driver:
                 above = (not getattr(sol, "carried", True)) or sol.voltage_v + p.u_ce_v > p.dealloying_potential_v
             if above and (alloy.steps_by_column(run.col_state) > 0).any():
                 run.kinetics[kf.P_DEALLOY_ON] = 1.0
-                faces, n_faces, na_face = self._faces(run, band)
+                faces, n_faces, face_kind = self._faces(run, band)
                 sol = self._field_solve(faces, current_a, voltage_v, guess)
-        return faces, n_faces, na_face, sol
+        return faces, n_faces, face_kind, sol
 
     def _set_direction(self, run, current_a, voltage_v):
         """The current's direction for the kinetics, and the warm start (None after a reversal: the old
@@ -235,12 +236,12 @@ class Driver:
             # The deposits carry their share of the stack load while plating too (σ_Na, 0 when the
             # collector's contacts carry it all): pushing volume out adds to it where the path costs more.
             np.maximum(run.deposit_stress_mpa, run.na_stress_mpa, out=run.deposit_stress_mpa)
-            faces, n_faces, na_face = self._faces(run, band, geometry)
+            faces, n_faces, face_kind = self._faces(run, band, geometry)
             sol = self._field_solve(faces, current_a, voltage_v, guess)
             run.stress_iterations += 1
             if not n_na:
                 break
-            na_j = self._na_face_current(sol, faces, na_face)
+            na_j = self._face_current(sol, faces, face_kind == FACE_NA)
             if previous is not None:
                 change = np.abs(na_j - previous).max()
                 if change <= self.STRESS_CURRENT_RTOL * np.abs(na_j).max():
@@ -257,15 +258,15 @@ class Driver:
             solved = np.where(deposit, (strain_rate / p.creep_rate_ref_s) ** (1.0 / p.creep_n), 1.0)
             rate_factor = rate_factor ** (1.0 - weight) * solved ** weight
             guess = sol if getattr(sol, "carried", True) else guess
-        return sol, faces, n_faces, na_face
+        return sol, faces, n_faces, face_kind
 
-    def _na_face_current(self, sol, faces, na_face):
-        """What each pixel's Na faces carry in a solution (A/cm² of pixel, reduction positive: a face has
-        the pixel's area)."""
+    def _face_current(self, sol, faces, which):
+        """What each pixel's faces selected by the mask ``which`` carry in a solution (A/cm² of pixel,
+        reduction positive: a face has the pixel's area)."""
         face_j = np.asarray(sol.face_current_density_a_cm2)
         if not face_j.size:
             return np.zeros(self.p.n_cols)
-        return np.bincount(faces.pixel[na_face], weights=face_j[na_face], minlength=self.p.n_cols)
+        return np.bincount(faces.pixel[which], weights=face_j[which], minlength=self.p.n_cols)
 
     def _press(self, run) -> None:
         """PHYSICS §4: the Na of each column that bears on the collector loaded at σ ≥ σ_χ is in atomic
@@ -290,8 +291,9 @@ class Driver:
                            run.na_contact)
 
     def _faces(self, run, band, geometry=None):
-        """The contact faces of the band (a ``field.Faces``), their number, and which are Na faces; the
-        faces' geometry (``_face_geometry``) may be passed in when only their kinetics changed."""
+        """The contact faces of the band (a ``field.Faces``), their number, and each face's kind
+        (``kmc.kernels.interface.FACE_*``); the faces' geometry (``_face_geometry``) may be passed in when
+        only their kinetics changed."""
         p = self.p
         n, cond, elec, pix, kind = self._face_geometry(run, band) if geometry is None else geometry
         fk = np.empty(n, dtype=np.int64)
@@ -301,7 +303,7 @@ class Driver:
                       run.kinetics, p.nx, p.ny, fk, j0, u)
         is_na = kind == FACE_NA
         run.na_faces_col[:] = np.bincount(pix[is_na], minlength=p.n_cols)
-        return field.Faces(pix, p.face_area_cm2, j0, p.kinetics[kf.P_ALPHA], u), n, is_na
+        return field.Faces(pix, p.face_area_cm2, j0, p.kinetics[kf.P_ALPHA], u), n, kind
 
     def _face_geometry(self, run, band):
         """The band's contact faces: their number, conductor and electrolyte sites, pixel and kind."""
@@ -320,7 +322,7 @@ class Driver:
         return field.solve_potentiostatic(p.plane, faces, voltage_v, p.u_ce_v, p.temperature_k,
                                           rtol=p.solver_rtol, guess=guess)
 
-    def _store_solution(self, run, sol, faces, na_face, current_a, voltage_v) -> bool:
+    def _store_solution(self, run, sol, faces, face_kind, current_a, voltage_v) -> bool:
         """V, φ, the pixel currents and what the Na faces carry; returns whether the faces carry I."""
         p = self.p
         carried = bool(getattr(sol, "carried", True)) and voltage_v is None
@@ -328,9 +330,11 @@ class Driver:
             self.set_voltage(run, sol.voltage_v)
         run.phi[:] = np.asarray(sol.phi_v).ravel()
         run.pixel_current[:] = np.asarray(sol.pixel_current_density_a_cm2).ravel()
-        # E8 fills flaws from what the pixel's Na faces carry, not from the collector's own (Au, bare)
-        # faces, which cover their flaws' mouths.
-        run.na_current[:] = self._na_face_current(sol, faces, na_face)
+        # E8's v3 law fills flaws from what the pixel's Na faces carry, not from the collector's own (Au,
+        # bare) faces, which cover their flaws' mouths; the slot law fills them from every face at Na's
+        # activity, so it needs the share of the faces still alloying (``Losses.plating_pixels``).
+        run.na_current[:] = self._face_current(sol, faces, face_kind == FACE_NA)
+        run.alloy_current[:] = self._face_current(sol, faces, face_kind == FACE_AU)
         i_far = float(run.pixel_current.sum() * p.face_area_cm2)
         run.i_far_a = i_far if (voltage_v is not None or carried) else 0.0
         run.carried = 1.0 if carried else 0.0

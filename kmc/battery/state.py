@@ -187,6 +187,8 @@ class Run:
     phi = _field("phi", "electrolyte potential per pixel at the last solve (V)")
     pixel_current = _field("pixel_current", "current density per pixel at the last solve (A/cm²)")
     na_current = _field("na_current", "current density the pixel's Na faces carry (A/cm²)")
+    alloy_current = _field("alloy_current", "current density the pixel's unalloyed-Au faces carry into the alloy "
+                           "(A/cm²; E3)")
     na_faces_col = _field("na_faces_col", "Na-electrolyte faces per column at the last solve")
     sei_nm = _field("sei_nm", "E7 interphase per column (nm of Na consumed per face)")
     sei_debt = _field("sei_debt", "Na consumed by E7 not yet taken from the lattice (voxels)")
@@ -245,6 +247,7 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "field.cycle_table": ((3 * max(n_cycles, 1),), f64),
         "field.sei_nm": (cols, f64), "field.sei_debt": (cols, f64),
         "field.na_faces_col": (cols, f64), "field.na_current": (cols, f64),
+        "field.alloy_current": (cols, f64),
         "field.flaw_front_um": (cols, f64), "field.flaw_charge_c_cm2": (cols, f64),
         "field.flaw_cracked": ((p.n_cols * p.depth_grid.n_bins,), u8),
         "field.flaw_block": ((2 * p.n_cols,), i64),  # per pixel the lowest cracked bin run, then the highest
