@@ -14,7 +14,8 @@ crack opening δ_c is one constant (``crack_opening_um``).
 **slot** (PHYSICS v4 E8). A flaw of depth c is a slot whose walls stand δ_c apart, the opening of an edge
 crack loaded to the toughness, ``δ_c(c) = (8 K_IC/E) √(c/2π)`` (E = ``youngs_modulus_gpa``; with K_IC in
 MPa√m and E in GPa, K_IC/E is in √µm, so δ_c comes out in µm for c in µm). It fills by deposition on
-its walls from any face carrying cathodic current at its mouth, Na or collector: the metal at the
+its walls from any face at Na's activity carrying cathodic current at its mouth, Na or collector (not Au
+still alloying, which takes the Na into the alloy: ``kmc.battery.losses``): the metal at the
 mouth is connected to the Na that has entered the slot, and the slot's electrolyte walls that this Na
 covers plate at the mouth's current density j. Per unit length of the mouth, Na that has reached x
 into the slot grows at (j V_m/F)(δ_c + 2x) (the mouth's width and the two walls), and it fills the

@@ -471,6 +471,32 @@ def test_a_flaw_under_a_collector_face_fills_and_cracks_under_the_slot_law_only(
     assert (run.flaw_charge_c_cm2 == 0).all() and run.flaw_hazard == 0.0
 
 
+def test_slot_flaws_fill_only_from_faces_at_na_activity_not_from_au_still_alloying(tmp_path):
+    """Slot law, cell plating below Na's potential (η0 < 0, at the |η0| that cracks a full flaw). A pixel
+    whose cathodic current all goes into Au still alloying fills nothing and never cracks (Na metal in the
+    slot would alloy with the Au at its mouth); a pixel whose current is half alloying, half on faces at
+    Na's activity fills at half the pixel's current: after t the charge at its mouth is exactly J t / 2,
+    so it is full at 2 t_fill, not t_fill (not at 1.98 t_fill, cracked by 2.02). Planted fault: the old
+    rule, every cathodic current below Na's potential filling (the alloying share included), fails each
+    part (Q = J t, cracked at t_fill)."""
+    depth = 20.0
+    model, run = _slot_cell(tmp_path, "slot", "au-alloying")
+    losses, p = model.driver.losses, model.params
+    t_fill = flaws.slot_fill_time_s(depth, p.k_ic_mpa_m05, 77.0, J_SLOT, p.molar_volume_cm3_mol)
+    _set_fields(run, 1e-3, J_SLOT, 0.0, -ETA_CRACK)
+    run.alloy_current[:] = J_SLOT  # all of it into the alloy
+    assert not losses.advance_flaws(run, 10 * t_fill)
+    assert (run.flaw_charge_c_cm2 == 0).all() and run.flaw_hazard == 0.0
+    model, run = _slot_cell(tmp_path, "slot", "au-half")
+    losses = model.driver.losses
+    _set_fields(run, 1e-3, J_SLOT, 0.0, -ETA_CRACK)
+    run.alloy_current[:] = 0.5 * J_SLOT  # the other half on alloyed Au (no Na faces here)
+    assert not losses.advance_flaws(run, 1.98 * t_fill)
+    assert run.flaw_charge_c_cm2 == pytest.approx(np.full(p.n_cols, 0.99 * t_fill * J_SLOT), rel=1e-12)
+    assert run.flaw_hazard == 0.0
+    assert losses.advance_flaws(run, 0.04 * t_fill)
+
+
 def test_the_solve_stores_what_au_still_alloying_carries(tmp_path):
     """Au (96 nm) on Al, no Na: at the first solve every contact face is Au still alloying, so the alloying
     faces carry every pixel's current (alloy_current equals pixel_current, and the cell's current I is

@@ -74,19 +74,23 @@ class Losses:
 
         v3 law (``model.flaw_law = "metal_front"``): the pixels whose Na faces plate (their current j > 0),
         the clock the depth Na has reached, advancing at j V_m/F (µm/s). Slot law: while the cell plates,
-        the pixels carrying cathodic current at all (j the pixel's total current, Na and collector faces)
-        below Na's potential (η0 = V + U_CE − φ < 0: a face above it, Au alloying at U_alloy > 0, reduces Na
-        into the alloy, not into the flaw, and could not press Na metal); the clock the charge passed at
-        the mouth, advancing at j (C/cm² per s): ``kmc.flaws``. No pixel fills or cracks during a strip or
-        a rest, and nothing of a pressure is kept across them: the pressure is the present state's."""
+        the pixels whose faces at Na's activity carry cathodic current (j: the pixel's Na, alloyed-Au and
+        nucleated-collector faces; not its faces of Au still alloying) below Na's potential (η0 = V + U_CE −
+        φ < 0); the clock the charge passed at the mouth, advancing at j (C/cm² per s): ``kmc.flaws``. A
+        face of Au still alloying fills no flaw at any η0: the Na it reduces goes into the alloy, and Na
+        metal in the slot would touch that Au and alloy with it — Na metal can sit in the flaw only once
+        the Au at its mouth is Na2Au (or where Na covers it); above Na's potential (η0 > 0) no face
+        presses Na metal. No pixel fills or cracks during a strip or a rest, and nothing of a pressure is
+        kept across them: the pressure is the present state's."""
         p = self.p
         eta0 = run.voltage_v + p.u_ce_v - run.phi  # per pixel, the overpotential without U_f
         if p.slot_law:
+            na_activity = run.pixel_current - run.alloy_current
             if run.current_a > 0:
-                cols = np.flatnonzero((run.pixel_current > 0) & (eta0 < 0))
+                cols = np.flatnonzero((na_activity > 0) & (eta0 < 0))
             else:
                 cols = np.empty(0, dtype=np.int64)
-            j = run.pixel_current[cols]
+            j = na_activity[cols]
             rate = j
         else:
             cols = np.flatnonzero(run.na_current > 0)
