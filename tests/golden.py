@@ -51,6 +51,14 @@ CASES = {
     # above its potential (sampled every 5 min: the case stays a few seconds).
     "T4_16_alloy_phases": ("validation/T4.toml", {"lattice.nx": 16, "lattice.ny": 16, "output.sample_every_s": 300.0,
                                                    "model.alloy": "phases"}, 21),
+    # The v4 options at once but the slot law, plating then stripping: their interplay (the refill law's
+    # thinned columns pressed under face state, the deposits' stress pressing faces) is covered by no
+    # single-option case. The slot law is left out: at T4's flaw constants (c0 not yet recalibrated for
+    # it) the cell shorts within seconds (T5_16_slot covers it).
+    "T4_12_v4": ("validation/T4.toml", {"lattice.nx": 12, "lattice.ny": 12, "output.sample_every_s": 600.0,
+                                         "electrolyte.relief": "self_affine", "model.insertion": "least_stress",
+                                         "model.contact_quality": "face_state",
+                                         "model.refill": "critical_current", "model.alloy": "phases"}, 22),
     "hop": ("hop.toml", {"output.snapshot_every_samples": 10}, 16),
 }
 
