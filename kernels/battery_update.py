@@ -66,6 +66,17 @@ def recolumn(col, w):
     return True
 
 
+@njit(cache=True, inline="always")
+def _set_leaf(tree, c, value, keep, row, m):
+    """Leaf c of ``tree`` set to ``value``; if it changed, c is listed in ``keep[row]`` (m listed so far):
+    returns the new count."""
+    if tree[c] != value:
+        tree[c] = value
+        keep[row, m] = c
+        return m + 1
+    return m
+
+
 @njit(cache=True)
 def refresh(sites, n, w):
     """Recompute every tree's leaf for ``sites[0:n]`` and propagate: the tree list of the battery
@@ -94,22 +105,10 @@ def refresh(sites, n, w):
                                   nx, ny, nz, nbr)
         mv = move_propensity(c, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
                              move_params, nbr, nbr2)
-        if plate_tree[c] != wp:
-            plate_tree[c] = wp
-            keep[0, m_p] = c
-            m_p += 1
-        if alloy_tree[c] != wa:
-            alloy_tree[c] = wa
-            keep[1, m_a] = c
-            m_a += 1
-        if nuc_tree[c] != kn:
-            nuc_tree[c] = kn
-            keep[2, m_n] = c
-            m_n += 1
-        if move_tree[c] != mv:
-            move_tree[c] = mv
-            keep[3, m_m] = c
-            m_m += 1
+        m_p = _set_leaf(plate_tree, c, wp, keep, 0, m_p)
+        m_a = _set_leaf(alloy_tree, c, wa, keep, 1, m_a)
+        m_n = _set_leaf(nuc_tree, c, kn, keep, 2, m_n)
+        m_m = _set_leaf(move_tree, c, mv, keep, 3, m_m)
     if m_p > 0:
         tree_update_many(plate_tree, w.offsets, keep[0], m_p, w.scratch, w.mark)
     if m_a > 0:
