@@ -32,7 +32,9 @@ moves are below the **base's** IQR — the scatter between replicas at the size 
 the size being judged; the variants' IQRs are shown but not used (the larger domain averages over more
 of the interface and has the smaller IQR, which would judge the base by a scatter it does not have). A
 move of exactly 0 passes even when that IQR is 0 (replicas that all agree, and variants that agree with
-them). A quantity without a value in a variant cannot be judged: the row does not converge.
+them). A quantity without a value in a variant cannot be judged: the row does not converge; nor can a
+move against an unbounded IQR (a short charge or CCD whose base runs do not short in a quarter or more
+of the replicas: Q75 is "no short"), which only a move of 0 passes.
 """
 from __future__ import annotations
 
@@ -226,9 +228,13 @@ def move(variant: float, base: float) -> float:
 
 
 def within(moved: float, iqr: float) -> bool:
-    """A move passes when below the IQR, or exactly 0 (variants that agree with replicas that agree)."""
+    """A move passes when below the IQR, or exactly 0 (variants that agree with replicas that agree). An
+    unbounded IQR (a quarter or more of the base's runs did not short, Q75 "no short") judges nothing:
+    any finite move would pass it, so only a move of 0 does."""
     if math.isnan(moved) or math.isnan(iqr):
         return False
+    if math.isinf(iqr):
+        return moved == 0.0
     return moved == 0.0 or moved < iqr
 
 
@@ -274,6 +280,8 @@ class QuantityResult:
         fmt = (lambda x: f"{x:.3f}") if self.metric.share else self.fmt
         if moved == 0:
             return "moved 0"
+        if math.isinf(iqr):
+            return f"moved {fmt(moved)}, not judged: the base's IQR is unbounded ({fmt(iqr)})"
         return f"moved {fmt(moved)} {'<' if moved < iqr else '>='} {fmt(iqr)}"
 
 

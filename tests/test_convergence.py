@@ -114,6 +114,23 @@ def test_rows_that_do_not_short_converge_on_their_share_and_censored_charge():
     assert share.moved("half_voxel") == 0.25 and not share.converged
 
 
+def test_a_move_against_an_unbounded_iqr_is_not_judged_converged():
+    """A CCD whose base runs do not short in 3 of 8 replicas (Q75 "no short", IQR +inf, median 2.5 —
+    D2's study at 32²): variants at medians 0.9 and 1.0 moved 1.6 and 1.5, which any finite IQR would
+    judge; an unbounded one judges nothing, so the row does not converge. A move of 0 (every variant "no
+    short") still passes. Planted fault seen to fail it: ``within`` without its unbounded-IQR case."""
+    assert not cv.within(1.6, math.inf) and cv.within(0.0, math.inf)
+    out = {}
+    for v, ccd in (("base", [1.0, 2.0, 2.2, 2.4, 2.6, math.inf, math.inf, math.inf]),
+                   ("half_voxel", [0.4, 0.6, 0.8, 0.8, 1.0, 1.2, 1.4, 1.6]),
+                   ("double_domain", [0.6, 0.8, 0.8, 1.0, 1.0, 1.2, 1.6, 2.0])):
+        out[v] = {"T1": summary(shorted=[int(math.isfinite(c)) for c in ccd],
+                                short_charge=[c if math.isfinite(c) else math.nan for c in ccd])}
+    share, charge = cv.judge(T1_ROW, out)
+    assert charge.spreads["base"].iqr == math.inf and charge.moved("half_voxel") > 1.0
+    assert not charge.converged and "not judged" in charge.move_text("half_voxel")
+
+
 # ---------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------
