@@ -101,7 +101,15 @@ from kmc.kernels.faradaic import (
     pick_face,
     state_of_steps,
 )
-from kmc.kernels.interface import close_enclosed_gaps, lift_and_fill, lower_collector_into_layer, settle_collector
+from kmc.kernels.interface import (
+    SETTLE_COLLAPSE,
+    SETTLE_NONE,
+    close_enclosed_gaps,
+    holds_voids,
+    lift_and_fill,
+    lower_collector_into_layer,
+    settle_unborne,
+)
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.moves import (
     M_LOADED_FLOW,
@@ -117,6 +125,10 @@ from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree
 
 STOP_RESOLVE = 3  #: faces, supports or the collector changed enough to need a new field solve
 STOP_FULL = 4  #: no room left for Na (lattice.nz too small for the plated capacity)
+#: Under the refill law: the collector came down through interface voids under its hanging Na — every
+#: bearing contact had been lost (E5, ``_settle_if_unsupported``). A re-solve, like STOP_RESOLVE; a ccd
+#: level's strip that ends so fails (``kmc.battery.protocol``).
+STOP_COLLAPSE = 5
 _GO_ON = -1  #: an event's execution: the batch goes on
 _GO_ON_UNCHANGED = -2  #: the batch goes on, and no face, support or tree changed (no re-solve test)
 
@@ -301,15 +313,19 @@ def _dealloy(w, u, r_p, r_a):
 
 @njit(cache=True, inline="always")
 def _settle_if_unsupported(w):
-    """E5: when nothing bears the collector (no Na support, no contact), it settles one voxel (under
-    the refill law, not into interface voids under continuous Na: ``interface.settle_collector``)."""
+    """E5: when nothing bears the collector (no Na support, no contact), it settles one voxel
+    (``interface.settle_unborne``: under the refill law, through the interface voids under its Na only
+    when no thinned column bears either — a collapse, reported as STOP_COLLAPSE)."""
     if w.state_counts[N_NA_SUPPORTS] + w.state_counts[N_CC_CONTACTS] == 0:
+        refill_law = w.move_params[M_REFILL_LAW] > 0.0
         if w.params[P_FACE_STATE] > 0.0:  # the Na the collector carries down comes by flow
-            mark_body_moving(w.na_contact, w.lattice, w.cc_bottom, w.nx * w.ny, w.nz, w.move_params[M_REFILL_LAW] > 0.0)
-        if settle_collector(w.lattice, w.nx, w.ny, w.nz, w.cc_bottom, w.move_params[M_REFILL_LAW] > 0.0):
+            mark_body_moving(w.na_contact, w.lattice, w.cc_bottom, w.nx * w.ny, w.nz,
+                             holds_voids(w.col_support, refill_law))
+        outcome = settle_unborne(w.lattice, w.nx, w.ny, w.nz, w.cc_bottom, w.col_support, refill_law)
+        if outcome != SETTLE_NONE:
             w.counters[C_SETTLES] += 1
             w.tally[T_SEALED] = 0.0
-            return STOP_RESOLVE
+            return STOP_COLLAPSE if outcome == SETTLE_COLLAPSE else STOP_RESOLVE
     return _GO_ON
 
 

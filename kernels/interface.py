@@ -206,6 +206,51 @@ def _highest_gap_below(col, lattice, nxy, cc_bottom, hold_voids):
 
 
 @njit(cache=True)
+def can_settle(lattice, nxy, cc_bottom, hold_voids):
+    """Whether ``settle_collector`` would move the body: every column has a gap below its CC that
+    settling may close."""
+    for col in range(nxy):
+        if _highest_gap_below(col, lattice, nxy, cc_bottom, hold_voids) < 0:
+            return False
+    return True
+
+
+@njit(cache=True)
+def holds_voids(col_support, refill_law):
+    """Whether interface voids under continuous Na hold an unborne collector up (E5 under the refill
+    law): while a column the law thinned bears (sub-voxel, ``COLUMN_THINNED``), those voids close only
+    at the law's rate (E4). With none, the Na hanging over them carries no load — σ_c = 0, the law would
+    never refill them — and the stack pressure brings the collector and that Na down onto the
+    electrolyte (PHYSICS E5: "settles until supported"). Called only when no support and no contact
+    bear the collector, so its scan over the columns is not per event."""
+    if not refill_law:
+        return False
+    for col in range(col_support.size):
+        if col_support[col] == COLUMN_THINNED:
+            return True
+    return False
+
+
+#: ``settle_unborne``'s outcomes.
+SETTLE_NONE = 0  #: the collector stays (some column has no gap it may close)
+SETTLE_STEP = 1  #: it settled one voxel, closing gaps (a thinned layer at its side, or an unloaded gap)
+SETTLE_COLLAPSE = 2  #: under the refill law, it could settle only through interface voids under its Na
+
+
+@njit(cache=True)
+def settle_unborne(lattice, nx, ny, nz, cc_bottom, col_support, refill_law):
+    """E5 for a collector nothing bears (the caller checks: no Na support, no CC contact): settle it one
+    voxel under the rule ``holds_voids`` decides; returns SETTLE_*. A settle that only the interface
+    voids allow is a collapse: the voids had cut every bearing contact, and the cell's Na lost its
+    contact with the electrolyte (the refill law's CCD by voids, ``kmc.battery.protocol``)."""
+    hold = holds_voids(col_support, refill_law)
+    collapse = refill_law and not hold and not can_settle(lattice, nx * ny, cc_bottom, True)
+    if not settle_collector(lattice, nx, ny, nz, cc_bottom, hold):
+        return SETTLE_NONE
+    return SETTLE_COLLAPSE if collapse else SETTLE_STEP
+
+
+@njit(cache=True)
 def settle_collector(lattice, nx, ny, nz, cc_bottom, hold_voids=False):
     """Lower the CC body one voxel where every column has a gap below its CC that settling may close
     (``_highest_gap_below``; ``hold_voids`` under the refill law); returns whether it moved.
@@ -214,9 +259,8 @@ def settle_collector(lattice, nx, ny, nz, cc_bottom, hold_voids=False):
     anything hanging from it); the top voxel is refilled with CC.
     """
     nxy = nx * ny
-    for col in range(nxy):
-        if _highest_gap_below(col, lattice, nxy, cc_bottom, hold_voids) < 0:
-            return False
+    if not can_settle(lattice, nxy, cc_bottom, hold_voids):
+        return False
     for col in range(nxy):
         g = _highest_gap_below(col, lattice, nxy, cc_bottom, hold_voids)
         for z in range(g, nz - 1):

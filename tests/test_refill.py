@@ -2,10 +2,12 @@
 production driver (``kmc.battery.BatteryModel``).
 
 - Below the critical stripping current j_r = k_r σ_c the void fraction stays bounded; above it the
-  contact is lost — at 1 and 0.25 µm voxels (the threshold does not depend on the voxel).
+  voids take the interface over — at 1 and 0.25 µm voxels (the threshold does not depend on the voxel).
 - The volume of a refill comes from the Na near the void, at its collector side.
 - A ccd whose strip exceeds j_r ends as a CCD by stripping (``ccd_failure`` = 2) at the first level
   above j_r (within one level); under the default law the same ccd runs every level, as before.
+- A collector nothing bears comes down through the voids under its Na only when no thinned column
+  bears either (E5), and that collapse is told apart.
 """
 import numpy as np
 import pytest
@@ -50,22 +52,26 @@ def flat_na_cell(tmp_path, j, voxel_um, n, name, initial_na_um=8.0, strip_um=4.0
 def test_interface_voids_stay_bounded_below_the_critical_current_and_take_over_above_it(tmp_path, voxel_um):
     """E4 refill: a void pixel refills at r = j_r a²/q_v, a contact pixel strips at j a²/q_v per contact
     fraction, so (mean field) the void fraction obeys df/dt ∝ j − f j_r: it settles at f = j/j_r below
-    the critical current j_r = k_r P and runs to 1 (contact lost, the voltage to the cut-off) above it.
-    At 0.5 j_r the whole 4 µm strips, the void fraction stays near 0.5; at 2 j_r the contact is lost
-    and the cut-off reached before half of it. The same at 1 µm and at 0.25 µm voxels: the threshold
-    does not depend on the voxel size.
+    the critical current j_r = k_r P and runs to 1 (the bearing contact lost) above it. At 0.5 j_r the
+    whole 4 µm strips at a low voltage, the void fraction stays near 0.5 and never nears 1; at 2 j_r the
+    voids take the interface over (f > 0.9). Once they have cut every bearing contact, nothing holds the
+    collector up and it comes down with its Na onto the electrolyte (E5, ``interface.settle_unborne``),
+    so the strip goes on at a sawtoothing voltage (a ccd judges that as its failure, next test). The same
+    at 1 µm and at 0.25 µm voxels: the threshold does not depend on the voxel size.
     Planted fault: the refill rate scaled by (1 µm/a) — a per-voxel law like v3's one-voxel transport —
-    moves the 0.25 µm threshold to 4 j_r: the void fraction at 0.5 j_r falls to 0.14 there (fails)."""
+    moves the 0.25 µm threshold to 4 j_r: the void fraction at 0.5 j_r falls to 0.14 there (fails), and at
+    2 j_r it stays bounded (fails)."""
     j_r = critical_stripping_current_ma_cm2()
     n = 16
     below = run(BatteryModel(flat_na_cell(tmp_path, 0.5 * j_r, voxel_um, n, "below")))[1]
     above = run(BatteryModel(flat_na_cell(tmp_path, 2.0 * j_r, voxel_um, n, "above")))[1]
     capacity = units.thickness_to_capacity_mah_cm2(4.0, 23.78)
     assert below[-1]["stripped"] > 0.97 * capacity and below[-1]["voltage"] < 1.0  # no cut-off
-    f_below = np.mean([o["void_fraction"] for o in below[len(below) // 4:]])
-    assert 0.3 < f_below < 0.7, f_below  # ≈ j/j_r = 0.5
-    assert above[-1]["voltage"] >= 5.0 and above[-1]["stripped"] < 0.5 * capacity, above[-1]  # contact lost
-    assert above[-1]["void_fraction"] > 0.95
+    f_below = [o["void_fraction"] for o in below[len(below) // 4:]]
+    assert 0.3 < np.mean(f_below) < 0.7, np.mean(f_below)  # ≈ j/j_r = 0.5
+    assert max(f_below) < 0.8, max(f_below)
+    f_above = [o["void_fraction"] for o in above]
+    assert max(f_above) > 0.9, max(f_above)  # the voids take over (each collapse resets them: no mean)
 
 
 def test_the_na_around_a_persisting_void_thins_from_the_collector_and_only_there(tmp_path):
@@ -136,12 +142,14 @@ def flat_ccd(tmp_path, name, j_r, law):
 
 def test_a_ccd_stripping_above_the_critical_current_ends_by_voids_at_its_first_level_above_it(tmp_path):
     """Under the refill law a flawless ccd cannot short; its strip half stops being carried once the
-    current exceeds j_r = k_r P (voids cut the contact, the voltage reaches its bound): the run ends
-    there with ``ccd_failure`` = 2 and ``ccd`` that level's current density, at the first level above
-    j_r or the next (a level just above j_r grows its voids at the rate j − j_r, which may not cut the
-    whole contact within one level's 2.2 µm). The store records both. Under the default law (loaded
-    flow and one-voxel diffusion refill far faster) the same ccd runs every level, with no failure
-    and no CCD, as before.
+    current exceeds j_r = k_r P: the voids cut every bearing contact and the collector comes down with its
+    Na (E5, a collapse). The run ends there with ``ccd_failure`` = 2 and ``ccd`` that level's current
+    density, at the first level above j_r or the next (a level just above j_r grows its voids at the rate
+    j − j_r, which may not cut the whole contact within one level's 2.2 µm). The store records both.
+    Measured at this 12² domain: seeds 1, 2, 4–7 end at 0.85 / 1.15 / 1.15 / 1.15 / 1.15 / 1.15 j_r —
+    one in six a level early (near f = j/j_r = 0.85, the ~20 contact pixels left fluctuate to none); at
+    24², seeds 1–3 all at 1.15 j_r. Under the default law (loaded flow and one-voxel diffusion refill far
+    faster) the same ccd runs every level, with no failure and no CCD, as before.
     Planted faults: the failure test dropped (the ccd goes on past the cut contact, as before this
     option: no failure recorded, fails); the failure recorded as a short (1, fails)."""
     j_r = critical_stripping_current_ma_cm2()
@@ -153,7 +161,7 @@ def test_a_ccd_stripping_above_the_critical_current_ends_by_voids_at_its_first_l
     first_above = next(level for level in levels if level > j_r)
     assert float(ds.ccd) in (pytest.approx(first_above), pytest.approx(levels[levels.index(first_above) + 1]))
     n = int(ds.samples_written)
-    assert n < ds.sizes["sample"] and abs(float(ds.voltage.values[n - 1])) >= 5.0  # ended at the bound
+    assert n < ds.sizes["sample"]  # ended early
 
     sc, _ = flat_ccd(tmp_path, "ccd-default", j_r, "loaded_flow")
     model = BatteryModel(sc)
@@ -179,25 +187,27 @@ def _hanging_cell(thinned_column: bool):
     return lat.ravel().copy(), np.full(nx * ny, 4, dtype=np.int64), nx, ny, nz
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not built: under the refill law interface voids under hanging Na hold the collector up even when nothing bears "
-    "it. Letting it settle then (E5; tried: interface.settle_collector ignoring held voids when no column is thinned) "
-    "passes this test and the cycled walk, but three refill tests fail: above j_r the ccd strip no longer ends with the "
-    "voltage at its bound (0.09-0.25 V at 3.1 mA/cm² instead), because the option's CCD by voids is the collector "
-    "floating with no contact left. Physically the contact shrinks until its stress refills as fast as it strips, and "
-    "the cell fails by the constriction's voltage, not by losing every contact: the option's failure criterion needs "
-    "that first."))
 def test_a_collector_held_by_nothing_settles_into_the_voids_under_its_hanging_na():
-    """E5 under the refill law: interface voids under continuous Na close only at the refill law's rate
-    while something bears the collector; with no support, no contact and no thinned column, the Na hanging
-    over them carries no load, so the collector settles into them (it once stayed up for ever: σ_c = 0,
-    no refill — the cycled walk's last plating passed no charge). With a thinned column bearing, the
-    voids hold. Planted fault that fails it: voids held whatever bears."""
-    from kmc.kernels.interface import settle_collector
+    """E5 under the refill law (``interface.settle_unborne``, the loop's own kernel): interface voids under
+    continuous Na close only at the refill law's rate while something bears the collector; with no
+    support, no contact and no thinned column, the Na hanging over them carries no load, so the collector
+    comes down into them — a collapse (it once stayed up for ever: σ_c = 0, no refill — the cycled walk's
+    last plating passed no charge). With a thinned column bearing, the voids hold. Under the default law
+    the same cell settles as an ordinary step. The columns' kinds come from ``interface.column_support``.
+    Planted faults that fail it: voids held whatever bears (no settle); the collapse not told apart."""
+    from kmc.kernels.interface import SETTLE_COLLAPSE, SETTLE_NONE, SETTLE_STEP, column_support, settle_unborne
 
-    lat, bottom, nx, ny, nz = _hanging_cell(thinned_column=False)
-    assert settle_collector(lat, nx, ny, nz, bottom, True)
-    assert (bottom == 3).all() and (lat.reshape(nz, nx)[1:3] == NA).all()  # the Na came down onto the SE
-    lat, bottom, nx, ny, nz = _hanging_cell(thinned_column=True)
-    assert not settle_collector(lat, nx, ny, nz, bottom, True)
-    assert (bottom == 4).all()
+    def settle(thinned_column, refill_law):
+        lat, bottom, nx, ny, nz = _hanging_cell(thinned_column)
+        kinds = np.zeros(nx * ny, dtype=np.int64)
+        n_cc, n_na = column_support(lat, nx, ny, nz, kinds, refill_law)
+        assert n_cc == n_na == 0  # nothing else bears
+        return settle_unborne(lat, nx, ny, nz, bottom, kinds, refill_law), lat.reshape(nz, nx), bottom
+
+    outcome, lat, bottom = settle(thinned_column=False, refill_law=True)
+    assert outcome == SETTLE_COLLAPSE
+    assert (bottom == 3).all() and (lat[1:3] == NA).all() and (lat[3:] == CC).all()  # the Na came down onto the SE
+    outcome, lat, bottom = settle(thinned_column=True, refill_law=True)
+    assert outcome == SETTLE_NONE and (bottom == 4).all()
+    outcome, lat, bottom = settle(thinned_column=False, refill_law=False)
+    assert outcome == SETTLE_STEP and (bottom == 3).all()

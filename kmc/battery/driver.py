@@ -60,6 +60,8 @@ class Driver:
 
     #: A double-layer step's stop code when the cell shorted in it (beyond the kernels' codes).
     STOP_SHORT = 99
+    #: A batch's stop code when the collector collapsed onto the electrolyte under the refill law.
+    STOP_COLLAPSE = kloop.STOP_COLLAPSE
 
     def __init__(self, params, steps, classes=None):
         self.p = params
@@ -470,7 +472,7 @@ class Driver:
                            f"(at {run.charge_c / self.p.area_cm2 / 3.6:.3g} mAh/cm²)")
         if code == STOP_NO_EVENTS and after_fresh_solve:
             run.state.clock[0] = t_stop
-        elif code in (kloop.STOP_RESOLVE, STOP_NO_EVENTS):
+        elif code in (kloop.STOP_RESOLVE, kloop.STOP_COLLAPSE, STOP_NO_EVENTS):
             run.need_solve = 1.0
 
     def double_layer_step(self, run, current: float, t_end: float) -> int:

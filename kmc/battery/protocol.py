@@ -52,6 +52,8 @@ class Galvanostatic(Step):
                 code = driver.batch(run, current, t_stop)
                 if driver.book_batch(run, t0, current * (run.time_s - t0)):
                     return True
+                if code == driver.STOP_COLLAPSE and self._fail_if_contact_lost(driver, run):
+                    return True
             elif (current < 0 and not run.na_faces_col.any()) or run.faces == 0:
                 # Nothing can ever carry the current: stripping with no Na left at the electrolyte, or
                 # no conductor touching it at all. The double layer on the contact area (C_dl A_c ~ 1e-4
@@ -70,6 +72,17 @@ class Galvanostatic(Step):
                 return True
             if self._fail_if_not_carried(driver, run):
                 return True
+        return False
+
+    def _fail_if_contact_lost(self, driver, run) -> bool:
+        """Under the refill law, a ccd level's strip during which the collector collapsed (E5 through the
+        interface voids: nothing bore it any more, the voids had cut every bearing contact) ends the run
+        as a CCD by stripping; True if it did. The collapse is the stack pressure bringing the collector
+        and its hanging Na down at once, so the voltage's rise before it (the constriction of the last
+        contacts) is not followed to its bound: the level is judged by the lost contact instead."""
+        if driver.p.refill_law and self.current_a < 0 and not math.isnan(self.ccd_ma_cm2):
+            driver.strip_not_carried(run, self.ccd_ma_cm2)
+            return True
         return False
 
     def _fail_if_not_carried(self, driver, run) -> bool:
