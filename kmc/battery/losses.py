@@ -16,7 +16,7 @@ import numpy as np
 from kmc.flaws import slot_fill_charge_c_cm2, slot_full_depth_um
 from kmc.kernels import debt as kdebt
 from kmc.kernels import flaws as kfl
-from kmc.kernels.cell import GAP, SEI
+from kmc.kernels.cell import GAP, NA, SEI
 
 
 class Losses:
@@ -62,7 +62,12 @@ class Losses:
         strip. A continuous interphase (Na3PS4 → Na3P, Na2S) grows µm thick: the voxel becomes SEI,
         the reduced electrolyte growing into the metal. A self-limiting one stays nm thin (``sei_nm``,
         per column), far below a voxel: the voxel becomes a gap — the metal it consumed is gone, and
-        loaded Na flows in as into any interface void — rather than a 0.5 µm block of interphase."""
+        loaded Na flows in as into any interface void — rather than a 0.5 µm block of interphase.
+
+        The interphase grows on the faces of the last solve for the time a batch took, so near the end of
+        a strip it can owe more than the metal still holds; it cannot consume Na that is not there, and
+        what the metal cannot pay is not owed (``cap_to_metal``)."""
+        cap_to_metal(run, run.sei_debt)
         run.sei_paid_voxels += take_from_metal(run, self.p, run.sei_debt, SEI if self.p.sei_continuous else GAP)
 
     # -- E8: flaws and shorts ----------------------------------------------------------------------
@@ -220,6 +225,21 @@ class Losses:
         self.strip_flaws(run, dt)
         run.flaw_hazard += self.crack(run, dt, True)
         return self.expected_cracks(run) >= run.short_draw
+
+
+def cap_to_metal(run, debt) -> None:
+    """Clear the part of a per-column debt (voxels of Na owed by the metal) beyond the metal there is.
+    While loaded flow has lent the layer's volume (``pending_voxels`` < 0: Na that flowed into gaps, to
+    be taken from right under the collector when it descends), the lattice's Na voxels overstate the
+    metal by that much: the metal is their count plus the pending volume. Paying past it would leave the
+    layer owing Na it never had (a metal of negative volume once the collector has come down). The
+    count is a pass over the lattice, made only while a debt of a voxel or more meets lent volume."""
+    owed = debt.sum()
+    if owed < 1.0 or run.pending_voxels >= 0.0:
+        return
+    metal = float(np.count_nonzero(run.lattice == NA)) + run.pending_voxels
+    if owed > metal:
+        clear_debt(debt, owed - max(metal, 0.0))
 
 
 def take_from_metal(run, p, debt, becomes) -> int:
