@@ -220,7 +220,7 @@ ROWS: tuple[Row, ...] = (
         Metric("interfacial resistance [Ω·cm²]", ("T3",), final("interfacial_resistance"), "≈ 7", "3.5–14",
                3.5, 14.0),
     )),
-    Row("T4", "calibrates creep factor k_ℓ", "Au–Al, plate 2.0 mAh/cm², strip to 1.5 V, 0.5 mA/cm²", (
+    Row("T4", "calibrates the NASICON interphase k_sei", "Au–Al, plate 2.0 mAh/cm², strip to 1.5 V, 0.5 mA/cm²", (
         Metric("first-cycle CE [%]", ("T4",), ce_percent(0), "86.5, 88.0", "80–95", 80.0, 95.0, digits=1),
         Metric("final voltage [V]", ("T4",), final("voltage"), "rises to the cut-off", "≥ 1.5 (cut-off)", low=1.5,
                digits=3),

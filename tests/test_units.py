@@ -54,7 +54,7 @@ EXPECTED = {
 # The calibrations PHYSICS.md §8 assigns, and the VALIDATION.md row of each; no other key is calibrated.
 CALIBRATED = {
     "nasicon.j0_ma_cm2": "T3",
-    "na.creep_geometric_factor": "T4",
+    "nasicon.sei_rate_ma_cm2": "T4",
     "nasicon.flaw_density_cm2": "T5", "nasicon.flaw_scale_um": "T5", "nasicon.flaw_shape": "T5",
     "nbh.flaw_density_cm2": "D2", "nbh.flaw_scale_um": "D2", "nbh.flaw_shape": "D2",
     "nps.sei_rate_ma_cm2": "D3",
