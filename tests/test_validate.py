@@ -45,7 +45,8 @@ def synthetic():
         "T2": summary(3, shorted=[0, 0, 1], contact_fraction=[0.95, 0.7, 1.0], na_height=[17.3, 17.5, 21.0],
                       charge=[2.0, 2.0, 2.0]),
         "T3": summary(2, interfacial_resistance=[7.1, 15.0]),
-        "T4": summary(3, ce=[[0.9], [0.96], [nan]], voltage=[1.5, 1.5, 0.0], shorted=[0, 0, 1]),
+        "T4": summary(3, ce=[[0.9], [0.96], [nan]], voltage=[1.5, 1.5, 0.0], shorted=[0, 0, 1],
+                      plated=[2.0, 2.0, 0.1], stranded_na=[0.02, 0.04, 0.0], dead_na=[0.0, 0.04, 0.0]),
         "T5": summary(3, shorted=[1, 1, 0], ccd=[1.5, 2.0, nan]),
         "T6": summary(2, ce=[[0.99] * 9 + [0.94], [0.99] * 9 + [0.95]]),
         "D1_foil": summary(2, ce=[[0.60], [0.70]]),
@@ -62,7 +63,7 @@ def by_quantity(results):
 
 def test_row_predicates_on_a_synthetic_summary():
     results = by_quantity(val.evaluate(val.ROWS, synthetic()))
-    assert len(results) == sum(len(row.metrics) for row in val.ROWS) == 17
+    assert len(results) == sum(len(row.metrics) for row in val.ROWS) == 18
 
     def check(row, quantity, statistic, within, n=None):
         r = results[row, next(q for (i, q) in results if i == row and q.startswith(quantity))]
@@ -80,6 +81,7 @@ def test_row_predicates_on_a_synthetic_summary():
     check("T3", "interfacial", (7.1 + 15.0) / 2, True)
     check("T4", "first-cycle CE", 93.0, True, n="2/3 (1 shorted)")  # the run without a CE is left out, and counted
     check("T4", "final voltage", 1.5, True)                      # the median run reached the cut-off
+    check("T4", "stranded + dead", 1.0, True)                    # 1, 4 and 0 % of the plated charge
     check("T5", "CCD", 2.0, True)                                # 1.5, 2.0, no short
     check("T6", "CE at cycle 10", 94.5, True)
     check("D1", "foil CE", 65.0, True)
@@ -268,7 +270,7 @@ def test_quick_validate_prints_every_row_and_exits_by_the_directions(quick_valid
     assert {p.name for p in out.iterdir()} == {f"{c}.zarr" for c in val.CASES} | {TABLE_CSV, TABLE_MD}
     with (out / TABLE_CSV).open(encoding="utf-8") as f:
         lines = list(csv.DictReader(f))
-    assert len(lines) == 17 and {line["mode"] for line in lines} == {"quick"}
+    assert len(lines) == 18 and {line["mode"] for line in lines} == {"quick"}
     assert [line["id"] for line in lines] == [row.id for row in val.ROWS for _ in row.metrics]
 
     again = validate()
