@@ -229,8 +229,10 @@ def test_current_map_and_the_na_balance(cell_run):
     ``max_current_density``, its mean the applied current while the faces carry it, zero at rest.
     The Na balance: the recounted Na metal plus the pending volume (the thickness map's offset) equals
     plated − stripped − alloy − interphase − flaws, up to the debts not yet taken from the lattice
-    (Na still there, less than a voxel each of E7, E8 and chemical alloying). Planted faults: the
-    current map in A/cm² rather than mA/cm², or ``plated`` without the alloy's share, fail it."""
+    (Na still there): less than a voxel each of E8 and chemical alloying, and of E7 at most what the
+    interphase grew since the previous sample (it is paid at the next solve, and NASICON's calibrated
+    interphase grows several voxels a minute over a fresh contact). Planted faults: the current map in
+    A/cm² rather than mA/cm², or ``plated`` without the alloy's share, fail it."""
     sc, ds, rc = cell_run
     a, vox_mah, _ = constants(sc)
     j = ds.current_density.values
@@ -245,7 +247,8 @@ def test_current_map_and_the_na_balance(cell_run):
         height = np.where(r["na_per_column"] > 0, r["na_top"] * a - ds.surface_height.values, 0.0)
         pending = float((ds.thickness_map.values[k] - height).mean()) / a * N**2
         debts = r["na_per_column"].sum() + pending - metal  # voxels
-        assert -1e-2 <= debts < 3.0, (k, debts)
+        grown = float(ds.sei_na[k] - ds.sei_na[k - 1]) / vox_mah if k > 0 else 0.0
+        assert -1e-2 <= debts < 3.0 + grown, (k, debts, grown)
 
 
 def test_a_nucleus_is_a_cluster_on_the_collector_touching_the_electrolyte(tmp_path):

@@ -80,7 +80,8 @@ def test_the_na_around_a_persisting_void_thins_from_the_collector_and_only_there
     under 2 µm of loaded Na (h = 3 voxels above the voids) on a flat electrolyte, left at rest for about
     one refill time per pixel: every refill leaves a gap under the collector (a thinned column), most
     within h + 3 voxels of the disc's centre (capillary moves carry a few voids off the disc); the Na
-    is conserved (the voids' volume came out of those columns).
+    is conserved (the voids' volume came out of those columns). No interphase here: NASICON's
+    calibrated one would take its Na as interface gaps all over the cell (E7), voids of its own.
     Planted fault: the v3 rule, the refill taken from the whole layer's pending volume (the column
     stays whole): no column thins (fails)."""
     protocol = """
@@ -89,7 +90,8 @@ kind = "rest"
 duration_s = 120.0
 """
     path = tmp_path / "void.toml"
-    cell_scenario(path, protocol, 30.0, n=32, nz=12, initial_na_um=2.0, pressure_mpa=P_REFILL_MPA, materials=FLAT)
+    cell_scenario(path, protocol, 30.0, n=32, nz=12, initial_na_um=2.0, pressure_mpa=P_REFILL_MPA,
+                  materials=FLAT + "sei_rate_ma_cm2 = 0.0\n")
     model = BatteryModel(kmc.load_scenario(path, overrides=OPTION))
     state = model.new_state(1)
     r = Run(state)
@@ -107,7 +109,9 @@ duration_s = 120.0
     advance_all(model, state)
     lat = state.lattice.reshape(-1, ny, nx)
     refills = r.count("refill")
-    assert refills >= 10, refills  # at ~1/130 s per pixel, 37 pixels, 120 s
+    # 1/130 s per pixel at σ_c = P, but σ_c is the mean over the columns within h, the disc's own at 0:
+    # its centre refills only once its edge has (6 / 9 / 11 refills in seeds 1–3).
+    assert refills >= 5, refills
     bottom = np.asarray(r.cc_bottom).reshape(ny, nx)
     assert (np.take_along_axis(lat, bottom[None], axis=0)[0] == CC).all()
     under_cc = np.take_along_axis(lat, (bottom - 1)[None], axis=0)[0]
@@ -115,8 +119,7 @@ duration_s = 120.0
     assert thinned.sum() >= 0.8 * refills, (thinned.sum(), refills)  # the sources, at the collector side
     # Within h of the voids: of the disc, or (a few) of voids that capillary moves (E4b) carried off it.
     assert (dist[thinned] <= h + 3.0 + 1e-9).mean() >= 0.75, dist[thinned]
-    # Volume moved, none made (no pending volume drawn): the Na, up to the few voxels the interphase (E7)
-    # took from the metal at rest (the run's own bookkeeping check covers them).
+    # Volume moved, none made (no pending volume drawn, no interphase).
     assert 0 <= na0 - int((lat == NA).sum()) <= 5
     assert abs(r.pending_voxels) < 1e-9
 
