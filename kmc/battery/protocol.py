@@ -52,7 +52,7 @@ class Galvanostatic(Step):
                 code = driver.batch(run, current, t_stop)
                 if driver.book_batch(run, t0, current * (run.time_s - t0)):
                     return True
-                if code == driver.STOP_COLLAPSE and self._fail_if_contact_lost(driver, run):
+                if code == driver.STOP_COLLAPSE and self._fail_if_not_carried(driver, run, collapsed=True):
                     return True
             elif (current < 0 and not run.na_faces_col.any()) or run.faces == 0:
                 # Nothing can ever carry the current: stripping with no Na left at the electrolyte, or
@@ -74,23 +74,16 @@ class Galvanostatic(Step):
                 return True
         return False
 
-    def _fail_if_contact_lost(self, driver, run) -> bool:
-        """Under the refill law, a ccd level's strip during which the collector collapsed (E5 through the
-        interface voids: nothing bore it any more, the voids had cut every bearing contact) ends the run
-        as a CCD by stripping; True if it did. The collapse is the stack pressure bringing the collector
-        and its hanging Na down at once, so the voltage's rise before it (the constriction of the last
-        contacts) is not followed to its bound: the level is judged by the lost contact instead."""
-        if driver.p.refill_law and self.current_a < 0 and not math.isnan(self.ccd_ma_cm2):
-            driver.strip_not_carried(run, self.ccd_ma_cm2)
-            return True
-        return False
-
-    def _fail_if_not_carried(self, driver, run) -> bool:
-        """Under the refill law (``model.refill = "critical_current"``), a ccd level's strip whose voltage
-        has reached the bound — voids have cut the contact — ends the run as a CCD by stripping
-        (``Driver.strip_not_carried``); True if it did. Under the v3 law the ccd goes on as before."""
+    def _fail_if_not_carried(self, driver, run, collapsed: bool = False) -> bool:
+        """Under the refill law (``model.refill = "critical_current"``), a ccd level's strip that voids
+        stopped carrying ends the run as a CCD by stripping (``Driver.strip_not_carried``); True if it
+        did. Either its voltage has reached the bound, or (``collapsed``) the collector came down through
+        the interface voids (E5: nothing bore it any more, the voids had cut every bearing contact) — the
+        stack pressure brings the collector and its hanging Na down at once, so the voltage's rise before
+        it is not followed to its bound and the level is judged by the lost contact. Under the v3 law the
+        ccd goes on as before."""
         if (driver.p.refill_law and self.current_a < 0 and not math.isnan(self.ccd_ma_cm2)
-                and abs(run.voltage_v) >= driver.p.voltage_bound_v * (1.0 - 1e-12)):
+                and (collapsed or abs(run.voltage_v) >= driver.p.voltage_bound_v * (1.0 - 1e-12))):
             driver.strip_not_carried(run, self.ccd_ma_cm2)
             return True
         return False
