@@ -49,6 +49,7 @@ Cell = namedtuple("Cell", [
     "buf",           # int64[nz]: the sites of one column
     "deposit_stress",  # float64 per column: σ of a deposit pixel at the last solve (MPa; ``deposit_stress``)
     "insertion_target",  # int64 per column: where a deposit pixel's plated volume goes (``deposit_stress``)
+    "side_face_weight",  # float64 per column: area of a side face of the electrolyte's column / a² (``faradaic``)
     "nx", "ny", "nz",
 ])
 

@@ -221,8 +221,8 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus, gap_free):
         pass  # sealed: the voxel joins the pending volume whatever its face (no face to pick)
     elif plating:
         c, res = tree_select(plate_tree, offsets, u / r_p * tree_total(plate_tree))
-        e = pick_face(c, res, 0, lattice, col_state, col_support, w.deposit_stress, na_contact, phi, params, nx, ny,
-                      nz, nbr)
+        e = pick_face(c, res, 0, lattice, col_state, col_support, w.deposit_stress, na_contact, w.side_face_weight,
+                      phi, params, nx, ny, nz, nbr)
         if face_state and lattice[c] == NA and na_contact[c] != ATOMIC:
             # Na reduced at c's face is made in atomic contact there (PHYSICS §4): c's faces now have
             # χ = 1, and its leaf its new weight.
@@ -232,8 +232,8 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus, gap_free):
     else:
         r_tree = tree_total(nuc_tree)  # r_nuc may be capped: select in proportion within the tree
         c, res = tree_select(nuc_tree, offsets, min((u - r_p - r_a) / r_nuc * r_tree, r_tree * (1 - 1e-15)))
-        e = pick_face(c, res, 2, lattice, col_state, col_support, w.deposit_stress, na_contact, phi, params, nx, ny,
-                      nz, nbr)
+        e = pick_face(c, res, 2, lattice, col_state, col_support, w.deposit_stress, na_contact, w.side_face_weight,
+                      phi, params, nx, ny, nz, nbr)
         col_state[c % nxy] = CC_NUCLEATED
     g = -1
     if tally[T_SEALED] == 0.0:

@@ -87,7 +87,7 @@ def refresh(sites, n, w):
     lattice, site_class, col_state, col_support, au_column = w.lattice, w.site_class, w.col_state, w.col_support, \
         w.au_column
     phi, params, eps, move_params, nbr, nbr2 = w.phi, w.params, w.eps, w.move_params, w.nbr, w.nbr2
-    col_sigma, na_contact = w.deposit_stress, w.na_contact
+    col_sigma, na_contact, side_w = w.deposit_stress, w.na_contact, w.side_face_weight
     plate_tree, alloy_tree, nuc_tree, move_tree = w.plate_tree, w.alloy_tree, w.nuc_tree, w.move_tree
     cc_bottom, pore_depth = w.cc_bottom, int(w.limits[L_PORE_DEPTH])  # E9: the moves' admissible targets
     # Only the leaves whose value changed are propagated: a node is an exact function of its children
@@ -101,8 +101,8 @@ def refresh(sites, n, w):
     m_m = 0
     for a in range(n):
         c = sites[a]
-        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params,
-                                  nx, ny, nz, nbr)
+        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi,
+                                  params, nx, ny, nz, nbr)
         mv = move_propensity(c, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
                              move_params, nbr, nbr2)
         m_p = _set_leaf(plate_tree, c, wp, keep, 0, m_p)

@@ -188,11 +188,18 @@ def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, 
 
 
 @njit(cache=True)
-def face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny):
-    """(plate A, alloy A, nucleation 1/s) of the one face between conductor c and electrolyte e."""
+def face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx, ny):
+    """(plate A, alloy A, nucleation 1/s) of the one face between conductor c and electrolyte e.
+
+    Its area is a² for a horizontal face and ``side_w[col]·a²`` for a side face of the electrolyte's
+    column (``face_area_weight``: the true area of the relief the staircase's side faces stand for)."""
     kind, j0, u = face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, params, nx, ny)
-    eta = params[P_VT] - phi[e % (nx * ny)] - u
+    nxy = nx * ny
+    col_e = e % nxy
+    eta = params[P_VT] - phi[col_e] - u
     area = params[P_FACE_AREA]
+    if c - e != nxy and e - c != nxy:
+        area *= side_w[col_e]
     if kind == KIND_BLOCKED:
         return 0.0, 0.0, 0.0
     if kind == KIND_BARE:
@@ -225,8 +232,8 @@ def _is_face_conductor(c, lattice, site_class):
 
 
 @njit(cache=True)
-def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
-                 nbr):
+def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx, ny,
+                 nz, nbr):
     """(plate A, alloy A, nucleation 1/s) of conductor site c: the sums over its contact faces."""
     if not _is_face_conductor(c, lattice, site_class):
         return 0.0, 0.0, 0.0
@@ -237,8 +244,8 @@ def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_c
     for d in range(N_NEIGHBORS):
         e = nbr[d]
         if e >= 0 and _is_electrolyte(lattice[e]):
-            wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi, params, nx,
-                                      ny)
+            wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, side_w, phi,
+                                      params, nx, ny)
             w_plate += wp
             w_alloy += wa
             k_nuc += kn
@@ -246,8 +253,8 @@ def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_c
 
 
 @njit(cache=True)
-def fill_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
-                 plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
+def fill_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx, ny,
+                 nz, plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
     """Write every site's three weights into the trees' leaves (call ``tree_build`` on each after).
 
     Only sites in ``[site_lo, site_hi)`` can have contact faces (the caller's band of layers around
@@ -255,13 +262,13 @@ def fill_weights(lattice, site_class, col_state, col_support, col_sigma, na_cont
     for tree in (plate_tree, alloy_tree, nuc_tree):
         tree[:site_lo] = 0.0
         tree[site_hi:lattice.size] = 0.0
-    fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
-                      plate_tree, alloy_tree, nuc_tree, site_lo, site_hi)
+    fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx,
+                      ny, nz, plate_tree, alloy_tree, nuc_tree, site_lo, site_hi)
 
 
 @njit(cache=True)
-def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
-                      plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
+def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx,
+                      ny, nz, plate_tree, alloy_tree, nuc_tree, site_lo, site_hi):
     """``fill_weights`` of the sites in ``[site_lo, site_hi)`` only, the other leaves left as they are
     (the driver clears the few that are not zero: ``solver.tree_clear_outside``).
 
@@ -277,8 +284,8 @@ def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na
             for d in range(N_NEIGHBORS):  # lattice.DIRECTIONS: −x, +x, −y, +y, −z, +z (z walled)
                 e = walled_neighbor(c, d, x, y, z, nx, ny, nz)
                 if e >= 0 and _is_electrolyte(lattice[e]):
-                    wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi,
-                                              params, nx, ny)
+                    wp, wa, kn = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, side_w,
+                                              phi, params, nx, ny)
                     w_plate += wp
                     w_alloy += wa
                     k_nuc += kn
@@ -289,8 +296,8 @@ def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na
 
 
 @njit(cache=True)
-def pick_face(c, residual, kind, lattice, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
-              nbr):
+def pick_face(c, residual, kind, lattice, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx, ny,
+              nz, nbr):
     """The electrolyte voxel of site c's face on which the residual falls, within the site's weight
     of ``kind`` (0 plate, 1 alloy, 2 nucleation), summing the faces in the order ``site_weights`` does."""
     neighbors6(c, nx, ny, nz, False, nbr)
@@ -300,7 +307,8 @@ def pick_face(c, residual, kind, lattice, col_state, col_support, col_sigma, na_
         e = nbr[d]
         if e < 0 or not _is_electrolyte(lattice[e]):
             continue
-        w = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny)[kind]
+        w = face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx,
+                         ny)[kind]
         if w > 0.0:
             last = e
             acc += w

@@ -199,6 +199,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                "opens there; min(1, σ/σ_χ) for a face Na reached by flow; no floor: "
                                "unloaded_contact_quality is not used)",
                                "floor", choices=("floor", "face_state")),
+        "face_area": Key("str", "the area of a contact face on the voxelized electrolyte relief: staircase (v3: every "
+                         "face a², so the side faces of the relief's steps add their L1 area, which grows as the "
+                         "voxel resolves the relief) or true_area (PHYSICS.md §2, sub-voxel interface: a column's top "
+                         "face a², its side faces sharing its true area beyond the projected one, "
+                         "(sqrt(1 + |grad h|^2) - 1) a², from the continuous surface)",
+                         "staircase", choices=("staircase", "true_area")),
         "alloy": Key("str", "E3, the Au seed layer's alloy: v3 (a column's Au takes its whole Na2Au inventory in one "
                      "event, electrochemically at electrolyte contacts or chemically where Na metal touches it; the "
                      "alloy's Na is never recovered) or phases (PHYSICS.md §5 E3: the Au takes Na through NaAu2, "

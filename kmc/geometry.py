@@ -55,6 +55,7 @@ class Geometry:
     cc_offset: int
     au_nm: np.ndarray  # float (ny, nx), Au on the CC lower face
     bearing_fraction: float  # columns where the CC touches the SE / all columns
+    side_face_weight: np.ndarray | None = None  # float (ny, nx): a side face's true area / a² (``side_face_weight``)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -194,7 +195,61 @@ def build(nx: int, ny: int, nz: int, voxel_um: float, *, form: str, rq_um: float
         if initial_na_um == 0:
             bearing = 1.0 - bottom_open.mean()
     au = np.full((ny, nx), float(au_nm))
-    return Geometry(a, lattice, h, s, cc_shape, int(cc_offset), au, float(bearing))
+    return Geometry(a, lattice, h, s, cc_shape, int(cc_offset), au, float(bearing), side_face_weight(h, se_h, a))
+
+
+def surface_slopes(surface_um: np.ndarray, voxel_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """∂h/∂x and ∂h/∂y per pixel of a periodic surface (dimensionless).
+
+    Spectral (both reliefs are drawn as Fourier sums on the pixel grid), the Nyquist modes' derivative
+    taken as zero: exact for the band-limited surface the lattice samples, converging as the voxel
+    halves."""
+    ny, nx = surface_um.shape
+    spec = scipy.fft.rfft2(surface_um, workers=1)
+    qx = 2 * np.pi * scipy.fft.rfftfreq(nx, d=voxel_um)
+    qy = 2 * np.pi * scipy.fft.fftfreq(ny, d=voxel_um)
+    if nx % 2 == 0:
+        qx[-1] = 0.0
+    if ny % 2 == 0:
+        qy[ny // 2] = 0.0
+    hx = scipy.fft.irfft2(spec * (1j * qx[None, :]), s=(ny, nx), workers=1)
+    hy = scipy.fft.irfft2(spec * (1j * qy[:, None]), s=(ny, nx), workers=1)
+    return hx, hy
+
+
+def true_area_factor(surface_um: np.ndarray, voxel_um: float) -> np.ndarray:
+    """Per pixel, the true area of the continuous surface over its projected area, √(1 + |∇h|²)."""
+    hx, hy = surface_slopes(surface_um, voxel_um)
+    return np.sqrt(1.0 + hx**2 + hy**2)
+
+
+def side_face_weight(surface_um: np.ndarray, se_h: np.ndarray, voxel_um: float) -> np.ndarray:
+    """The area of each side face of an electrolyte column, in units of a² (PHYSICS.md §2: field faces on
+    the sub-voxel surface; ``model.face_area = "true_area"``).
+
+    The voxelized relief is a staircase: one top face per column (its projected area, exact) and a side
+    face for every voxel by which the column stands above a lateral neighbour. Its side faces per pixel
+    grow as the voxel resolves the relief, towards the L1 excess ⟨|∂h/∂x| + |∂h/∂y|⟩ (0.235 for NASICON's
+    Gaussian relief; 0.181 / 0.211 / 0.233 on the lattice at 0.5 / 0.25 / 0.125 µm), while the true
+    excess ⟨√(1 + |∇h|²) − 1⟩ is 0.02; every one of those faces is a contact face once Na fills the gap,
+    so the contact area — and with it R_int and the interphase — would move with the voxel. Here the
+    side faces carry the relief's true area beyond the projected one, in total exactly, each in
+    proportion to its column's excess per unit of L1 slope, (√(1 + |∇h|²) − 1)/(|∂h/∂x| + |∂h/∂y|) ≈
+    |∇h|/2 (the area a step of the staircase stands for where the surface is that steep). A local
+    normalisation (each column's excess over its own side faces) would drop the excess of the many
+    columns with no side face at all: 80 % of it at 0.5 µm on NASICON's relief."""
+    hx, hy = surface_slopes(surface_um, voxel_um)
+    excess = np.sqrt(1.0 + hx**2 + hy**2) - 1.0
+    l1 = np.abs(hx) + np.abs(hy)
+    shape = np.where(l1 > 0, excess / np.where(l1 > 0, l1, 1.0), 0.0)
+    sides = np.zeros(se_h.shape, dtype=np.int64)
+    for axis in (0, 1):
+        for shift in (1, -1):
+            sides += np.maximum(0, se_h - np.roll(se_h, shift, axis=axis))
+    carried = float(np.sum(sides * shape))
+    if carried <= 0.0:
+        return np.zeros(se_h.shape)  # no side faces: the relief is flat to within a voxel
+    return shape * (float(np.sum(excess)) / carried)
 
 
 def check_foil_pressure(stack_pressure_mpa: float, hardness_mpa: float) -> None:

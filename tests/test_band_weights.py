@@ -35,16 +35,17 @@ def test_band_fill_equals_the_sum_over_each_sites_faces(direction, seed):
     col_sigma = np.where(rng.random(nx * ny) < 0.7, rng.random(nx * ny) * 10.0, np.nan)
     phi = rng.normal(0.0, 0.02, nx * ny)
     na_contact = rng.integers(0, 2, n).astype(np.uint8)
+    side_w = rng.random(nx * ny) * 0.3  # model.face_area = "true_area": side faces of each electrolyte column
     params = _params(direction)
     params[kf.P_FACE_STATE] = float(seed % 2)  # χ from the contact state on every other lattice
     lo, hi = 3, n - 2
     trees = [np.full(n, -7.0) for _ in range(3)]
-    kf.fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params, nx, ny, nz,
-                         *trees, lo, hi)
+    kf.fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx,
+                         ny, nz, *trees, lo, hi)
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     for c in range(n):
-        want = (kf.site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, phi, params,
-                                nx, ny, nz, nbr)
+        want = (kf.site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi,
+                                params, nx, ny, nz, nbr)
                 if lo <= c < hi else (-7.0, -7.0, -7.0))
         assert tuple(t[c] for t in trees) == want, c
     assert any(t[lo:hi].any() for t in trees)

@@ -303,9 +303,13 @@ class Driver:
         u = np.empty(n)
         kf.face_table(cond, elec, n, run.lattice, run.col_state, run.col_support, run.deposit_stress_mpa, run.na_contact,
                       run.kinetics, p.nx, p.ny, fk, j0, u)
+        # A side face of the electrolyte's relief has the area its column's true area gives it (a² under
+        # model.face_area = "staircase"); a horizontal face, a².
+        side = np.abs(cond - elec) != p.n_cols
+        area = np.where(side, run.side_face_weight[pix], 1.0)
         is_na = kind == FACE_NA
-        run.na_faces_col[:] = np.bincount(pix[is_na], minlength=p.n_cols)
-        return field.Faces(pix, p.face_area_cm2, j0, p.kinetics[kf.P_ALPHA], u), n, kind
+        run.na_faces_col[:] = np.bincount(pix[is_na], weights=area[is_na], minlength=p.n_cols)
+        return field.Faces(pix, p.face_area_cm2 * area, j0, p.kinetics[kf.P_ALPHA], u), n, kind
 
     def _face_geometry(self, run, band):
         """The band's contact faces: their number, conductor and electrolyte sites, pixel and kind."""
@@ -359,7 +363,7 @@ class Driver:
         spans = [tree_clear_outside(tree, offsets, *band)
                  for tree, band in zip(run.trees, (face_band, face_band, face_band, move_band))]
         kf.fill_band_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa,
-                             run.na_contact, run.phi, run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree,
+                             run.na_contact, run.side_face_weight, run.phi, run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree,
                              *face_band)
         km.fill_move_band(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
                           int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
@@ -427,7 +431,7 @@ class Driver:
         return ka.Cell(run.lattice, run.site_class, run.na_contact, run.col_state, run.col_support, run.cc_bottom, run.au_column,
                        run.phi, run.kinetics, p.eps, run.moves, *run.trees, state.tree_offsets, state.clock,
                        state.counters, run.tally, run.limits, run.state_counts, *self._scratch,
-                       run.deposit_stress_mpa, run.insertion_target, p.nx, p.ny, p.nz)
+                       run.deposit_stress_mpa, run.insertion_target, run.side_face_weight, p.nx, p.ny, p.nz)
 
     def batch_end(self, run, t_end: float) -> float:
         """Where a batch must stop: ``t_end``, or earlier when the cell would short (E8: wherever Na

@@ -81,6 +81,7 @@ class Params:
     least_stress: bool  #: model.insertion = "least_stress"
     refill_law: bool  #: model.refill = "critical_current" (E4 refill of interface voids, ``moves``)
     face_state: bool  #: model.contact_quality = "face_state" (PHYSICS §4: χ a state of each face, ``contact``)
+    true_face_area: bool  #: model.face_area = "true_area" (side faces at the relief's true area, ``geometry``)
     size_effect_strength_mpa: float  #: σ_s of σ_f(h) = σ_ref + σ_s (h/1 µm)^(−β)
     size_effect_exponent: float  #: β
     edge_tension_n_m: float  #: −γ(cos θ_CC + cos θ_SE) at the bare collector (N/m; σ_edge = this / h)
@@ -123,6 +124,7 @@ def build(scenario, max_current_a: float) -> Params:
     least_stress = d["model"].get("insertion", "nearest_gap") == "least_stress"
     refill_law = d["model"].get("refill", "loaded_flow") == "critical_current"
     face_state = d["model"].get("contact_quality", "floor") == "face_state"
+    true_face_area = d["model"].get("face_area", "staircase") == "true_area"
     k_ic = float(el["k_ic_mpa_m05"])
     if slot_law:  # PHYSICS v4 E8: Pareto depths of the strength modulus, δ_c(c) = k √c per depth bin
         depth_grid = flaws.ParetoDepthGrid(float(el["flaw_scale_um"]), float(el["strength_weibull_modulus"]))
@@ -175,7 +177,7 @@ def build(scenario, max_current_a: float) -> Params:
         fill_um_per_c_cm2=vm / units.F * 1e4,
         slot_law=slot_law, flaw_fill_c_cm2=fill_thresholds, slot_opening_per_sqrt_um=slot_k,
         pore_entry_mpa=pore_entry, pore_um_per_mpa=pore_rate,
-        least_stress=least_stress, refill_law=refill_law, face_state=face_state,
+        least_stress=least_stress, refill_law=refill_law, face_state=face_state, true_face_area=true_face_area,
         size_effect_strength_mpa=float(na["size_effect_strength_mpa"]),
         size_effect_exponent=float(na["size_effect_exponent"]),
         edge_tension_n_m=_edge_tension_n_m(na, col["material"]), edge_tension_au_n_m=_edge_tension_n_m(na, "au"),

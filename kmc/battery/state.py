@@ -184,6 +184,8 @@ class Run:
                           "front's clock (model.alloy = phases, kmc.battery.alloy)")
     dealloy_steps = _slot("_tally", ka.T_DEALLOY, "de-alloying steps so far (model.alloy = phases)")
     se_surface_um = _field("se_surface_um", "the electrolyte's continuous surface per column (µm above z = 0)")
+    side_face_weight = _field("side_face_weight", "area of a side face of each electrolyte column / a² (1 under "
+                              "model.face_area = staircase; geometry.side_face_weight)")
     phi = _field("phi", "electrolyte potential per pixel at the last solve (V)")
     pixel_current = _field("pixel_current", "current density per pixel at the last solve (A/cm²)")
     na_current = _field("na_current", "current density the pixel's Na faces carry (A/cm²)")
@@ -240,7 +242,7 @@ def state_spec(p, n_cycles: int) -> ArraySpec:
         "field.site_class": ((n,), i8), "field.na_contact": ((n,), u8), "field.col_state": (cols, u8),
         "field.col_support": (cols, i64),
         "field.cc_bottom": (cols, i64), "field.au_column": (cols, u8), "field.alloy_time_s": (cols, f64),
-        "field.se_surface_um": (cols, f64),
+        "field.se_surface_um": (cols, f64), "field.side_face_weight": (cols, f64),
         "field.phi": (cols, f64), "field.pixel_current": (cols, f64), "field.params": (p.kinetics.shape, f64),
         "field.tally": ((ka.N_TALLY,), f64), "field.limits": ((ka.N_LIMITS,), f64), "field.state_counts": ((3,), f64),
         # CE, plated, stripped (mAh/cm²) of cycle i at [3i, 3i + 3): flat, as checkpoints store arrays
@@ -275,6 +277,7 @@ def new_state(p, geo, rng: np.random.Generator, seed: int, n_cycles: int) -> Sta
     f["au_column"][:] = geo.au_nm.ravel() > 0
     f["alloy_time_s"][:] = np.nan
     f["se_surface_um"][:] = geo.se_surface_um.ravel()
+    f["side_face_weight"][:] = geo.side_face_weight.ravel() if p.true_face_area else 1.0
     f["cycle_table"][:] = np.nan
     f["flaw_block"][p.n_cols:] = -1
     scalars = f["scalars"]
