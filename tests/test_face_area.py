@@ -108,6 +108,9 @@ def _probe_r_int(tmp_path, voxel_um, face_area):
     r_ct = 1.0 / (F_OVER_R / p.temperature_k * j0)
     geo = geometry.from_scenario(sc, np.random.default_rng(3))
     true = float(geometry.true_area_factor(geo.surface_um, voxel_um).mean())
+    # What the pixels' Na faces carry (E8 fills flaws from it) adds up to the cell current: every face
+    # here is a Na face, each counted at its own area.
+    assert float(run.na_current.sum()) * p.face_area_cm2 == pytest.approx(0.02e-3 * p.area_cm2, rel=1e-6)
     return float(obs[-1]["interfacial_resistance"]), float(run.na_faces_col.sum()) / p.n_cols, true, r_ct
 
 
@@ -115,7 +118,10 @@ def test_full_contact_resistance_is_charge_transfer_over_the_true_area(tmp_path)
     """A small-signal probe (0.02 mA/cm², j ≪ j0) of a cell whose relief is filled with pressed Na (χ = 1
     on every face): R_int = RT/(F j0 ⟨A⟩) with ⟨A⟩ the true area factor, within 0.5 % (measured: to
     four digits; the spreading between columns of different area is negligible), the same at 0.5 and
-    0.25 µm within 0.2 %; the interphase's faces (``na_faces_col``) carry that area too. Planted fault:
+    0.25 µm within 0.2 %; the interphase's faces (``na_faces_col``) carry that area too, and the Na
+    faces' current per pixel (``na_current``, E8's flaw fill) adds up to the cell current (planted fault:
+    summing the faces' current densities as if each had the pixel's area — the first version of this
+    option, which filled flaws ~10× too fast from side faces — fails it). Planted fault:
     the staircase's faces (``"staircase"``) give R_int 6.73 and 6.66 Ω·cm² for 7.90 at 0.5 and 0.25 µm."""
     r = {}
     for voxel_um in (0.5, 0.25):

@@ -264,11 +264,13 @@ class Driver:
 
     def _face_current(self, sol, faces, which):
         """What each pixel's faces selected by the mask ``which`` carry in a solution (A/cm² of pixel,
-        reduction positive: a face has the pixel's area)."""
+        reduction positive): each face's current density times its area over the pixel's (a side face
+        under ``model.face_area = "true_area"`` has less than the pixel's area)."""
         face_j = np.asarray(sol.face_current_density_a_cm2)
         if not face_j.size:
             return np.zeros(self.p.n_cols)
-        return np.bincount(faces.pixel[which], weights=face_j[which], minlength=self.p.n_cols)
+        share = np.broadcast_to(faces.area_cm2, face_j.shape) / self.p.face_area_cm2
+        return np.bincount(faces.pixel[which], weights=face_j[which] * share[which], minlength=self.p.n_cols)
 
     def _press(self, run) -> None:
         """PHYSICS §4: the Na of each column that bears on the collector loaded at σ ≥ σ_χ is in atomic
