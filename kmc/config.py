@@ -204,7 +204,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          "voxel resolves the relief) or true_area (PHYSICS.md §2, sub-voxel interface: a column's top "
                          "face a², its side faces sharing its true area beyond the projected one, "
                          "(sqrt(1 + |grad h|^2) - 1) a², from the continuous surface)",
-                         "staircase", choices=("staircase", "true_area")),
+                         "true_area", choices=("staircase", "true_area")),
         "alloy": Key("str", "E3, the Au seed layer's alloy: v3 (a column's Au takes its whole Na2Au inventory in one "
                      "event, electrochemically at electrolyte contacts or chemically where Na metal touches it; the "
                      "alloy's Na is never recovered) or phases (PHYSICS.md §5 E3: the Au takes Na through NaAu2, "

@@ -28,11 +28,15 @@ from kmc.kernels import faradaic as kf
 
 _ROOT = Path(__file__).resolve().parents[1]
 
+# No interphase in these cells: E8 is tested on Na layers whose faces stay as plated. The interphase at
+# NASICON's calibrated rate (T4: 10 mA/cm², a µm-thick reduced layer) takes Na from the interface as it
+# grows, which the hand-computed hazards (a uniform layer at constant pixel currents) do not follow.
 FLAWS = """
 [materials.nasicon]
 flaw_density_cm2 = {density}
 flaw_scale_um = {scale}
 flaw_shape = {shape}
+sei_rate_ma_cm2 = 0.0
 """
 
 
@@ -127,7 +131,7 @@ def test_no_flaws_no_short_through_a_ccd(tmp_path):
     by the same arithmetic as a flawed cell, no shortcut. Planted fault: Λ computed with the cell's
     flaw count floored at 1e5 (a flawless cell treated as a flawed one) shorts it and fails this."""
     protocol = ('[[protocol]]\nkind = "ccd"\nstart_ma_cm2 = 2.0\nstep_ma_cm2 = 8.0\nmax_ma_cm2 = 50.0\n'
-                'capacity_mah_cm2 = 0.05')
+                'capacity_mah_cm2 = 0.3')
     model = BatteryModel(scenario(tmp_path, protocol, 2.0, density=0.0))
     assert model.params.cell_flaws == 0.0
     state = model.new_state(1)
@@ -165,25 +169,26 @@ def test_a_short_ends_the_run_cleanly_and_the_store_marks_it(tmp_path):
 
 def test_short_charge_falls_as_current_rises(tmp_path):
     """Bare Al foil on a thin NASICON with flaws of the calibrated order (1e5 /cm², Weibull scale 15 µm,
-    m = 1), 3 replicas per current: at 1 mA/cm² no run shorts by 0.5 mAh/cm²; at 10 mA/cm² the Na
+    m = 1), 3 replicas per current: at 1 mA/cm² no run shorts by 1 mAh/cm²; at 10 mA/cm² the Na
     spreading from the first nuclei carries a higher current at a higher overpotential, and the cells
-    short before the bound (median short charge, runs that do not short counted at the bound)."""
+    short before the bound (median short charge, runs that do not short counted at the bound; measured
+    0.67–0.73 mAh/cm² with the faces at their true area, 0.26–0.29 when every face counted a²)."""
     protocol = """
 [[protocol]]
 kind = "plate"
 current_ma_cm2 = {j}
-capacity_mah_cm2 = 0.5
+capacity_mah_cm2 = 1.0
 """
     charges = {}
     for j in (1.0, 10.0):
-        model = BatteryModel(scenario(tmp_path, protocol.format(j=j), 0.5 / j * 3600 / 50, n=24, nz=24, na_um=0.0,
+        model = BatteryModel(scenario(tmp_path, protocol.format(j=j), 1.0 / j * 3600 / 50, n=24, nz=40, na_um=0.0,
                                       density=1e5, scale=15.0, shape=1.0, name=f"t1-{j}"))
         q = []
         for seed in range(1, 4):
             state = model.new_state(seed)
             advance_all(model, state)
             run = Run(state)
-            q.append(run.short_charge_mah_cm2 if run.shorted else 0.5)  # unshorted runs: censored at the bound
+            q.append(run.short_charge_mah_cm2 if run.shorted else 1.0)  # unshorted runs: censored at the bound
         charges[j] = np.median(q)
     assert charges[10.0] < 0.8 * charges[1.0], charges
 
@@ -317,8 +322,8 @@ def test_a_predicted_short_is_not_missed_late_in_a_long_run(tmp_path):
     1e5 s rest, bare Al plated at 10 mA/cm² (seeds that spun) must short, within a time limit."""
     import signal
 
-    protocol = '[[protocol]]\nkind = "rest"\nduration_s = 100000.0\n' + plate(10.0, 0.5)
-    model = BatteryModel(scenario(tmp_path, protocol, 3.6 * 50, n=24, nz=24, na_um=0.0, density=1e5, scale=15.0,
+    protocol = '[[protocol]]\nkind = "rest"\nduration_s = 100000.0\n' + plate(10.0, 1.0)
+    model = BatteryModel(scenario(tmp_path, protocol, 3.6 * 50, n=24, nz=40, na_um=0.0, density=1e5, scale=15.0,
                                   shape=1.0, name="late"))
 
     def stuck(signum, frame):

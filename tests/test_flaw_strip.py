@@ -157,7 +157,10 @@ def test_flaw_na_strips_before_layer_na_through_the_driver(tmp_path):
                 '[[protocol]]\nkind = "rest"\nduration_s = 6.0\n'
                 '[[protocol]]\nkind = "strip"\ncurrent_ma_cm2 = 1.0\ncapacity_mah_cm2 = 0.04\n'
                 '[[protocol]]\nkind = "rest"\nduration_s = 6.0')
-    model = BatteryModel(slot_scenario(tmp_path, protocol, 6.0, n=8, density=5e6, name="driver"))
+    # No interphase: its growth takes Na from the layer during the strips too (about a voxel per strip at
+    # NASICON's calibrated rate), which the layer's recount below would read as the flaws' doing.
+    sc = slot_scenario(tmp_path, protocol, 6.0, n=8, density=5e6, name="driver")
+    model = BatteryModel(sc.with_overrides({"materials.nasicon.sei_rate_ma_cm2": 0.0}))
     p = model.params
     vox = p.voxel_mah_cm2 / p.n_cols  # mAh/cm² per voxel of the patch
     # n_flaw a² flaws per pixel, each a column of a² filled 20 µm: 0.25 µm of Na, at 8.873 µm per mAh/cm².

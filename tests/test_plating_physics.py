@@ -37,11 +37,13 @@ def nuclei(state):
     return int((Run(state).col_state == CC_NUCLEATED).sum())
 
 
-def collector_faces(lattice, nx, ny, nz):
-    """Electrolyte–collector faces, recounted from the lattice (x, y periodic; z walled)."""
+def collector_faces(lattice, nx, ny, nz, side_weight=None):
+    """Electrolyte–collector faces, recounted from the lattice (x, y periodic; z walled), in units of a²:
+    a side face counts its electrolyte column's ``side_weight`` (``model.face_area``; 1 if None)."""
     lat = lattice.reshape(nz, ny, nx)
     se, cc = lat == SE, lat == CC
-    n = sum(int((se & np.roll(cc, s, axis)).sum()) for axis in (1, 2) for s in (1, -1))
+    w = np.ones((ny, nx)) if side_weight is None else np.asarray(side_weight).reshape(ny, nx)
+    n = sum(float(((se & np.roll(cc, s, axis)) * w[None]).sum()) for axis in (1, 2) for s in (1, -1))
     return n + int((se[:-1] & cc[1:]).sum()) + int((se[1:] & cc[:-1]).sum())
 
 
@@ -50,8 +52,9 @@ def collector_faces(lattice, nx, ny, nz):
 @pytest.mark.parametrize("voltage_v", [-0.27, -0.28])
 def test_first_nucleus_waits_as_the_hazard_says(tmp_path, voltage_v):
     """Held at V on bare Al in uniform contact (no current before a nucleus: φ = 0, η = V + U_CE),
-    the chance of no nucleus by T is exp(−k T), k = N_faces a² J0 exp(−B/η²). The count of such
-    replicas is compared with its Poisson-binomial expectation (z-score)."""
+    the chance of no nucleus by T is exp(−k T), k = A_faces J0 exp(−B/η²) with A_faces the collector
+    faces' area (side faces at their true area, ``model.face_area``). The count of such replicas is
+    compared with its Poisson-binomial expectation (z-score)."""
     hold_s = 1.0
     sc = uniform_contact(tmp_path, 8, f'kind = "hold"\nvoltage_v = {voltage_v}\nmax_duration_s = {hold_s}', hold_s,
                          nz=16)
@@ -63,7 +66,7 @@ def test_first_nucleus_waits_as_the_hazard_says(tmp_path, voltage_v):
     survived, expected, variance = 0, 0.0, 0.0
     for seed in range(300):
         state = model.new_state(seed)
-        p = math.exp(-collector_faces(state.lattice, 8, 8, 16) * per_face * hold_s)
+        p = math.exp(-collector_faces(state.lattice, 8, 8, 16, Run(state).side_face_weight) * per_face * hold_s)
         expected += p
         variance += p * (1 - p)
         model.advance_sample(state, 0)

@@ -124,7 +124,7 @@ def build(scenario, max_current_a: float) -> Params:
     least_stress = d["model"].get("insertion", "nearest_gap") == "least_stress"
     refill_law = d["model"].get("refill", "loaded_flow") == "critical_current"
     face_state = d["model"].get("contact_quality", "floor") == "face_state"
-    true_face_area = d["model"].get("face_area", "staircase") == "true_area"
+    true_face_area = d["model"].get("face_area", "true_area") == "true_area"
     k_ic = float(el["k_ic_mpa_m05"])
     if slot_law:  # PHYSICS v4 E8: Pareto depths of the strength modulus, δ_c(c) = k √c per depth bin
         depth_grid = flaws.ParetoDepthGrid(float(el["flaw_scale_um"]), float(el["strength_weibull_modulus"]))
