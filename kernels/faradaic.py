@@ -187,19 +187,25 @@ def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, 
     return KIND_BARE, 0.0, 0.0
 
 
+@njit(cache=True, inline="always")
+def face_area_factor(c, e, side_w, nxy):
+    """The area of the face between conductor c and electrolyte e, in units of a²: 1 for a horizontal
+    face, ``side_w`` of the electrolyte's column for a side face (``geometry.side_face_weight``: the true
+    area of the relief a step of its staircase stands for; 1 under ``model.face_area = "staircase"``).
+    The one place the faces' area is decided: the faradaic weights and the field solve's faces both
+    come from here."""
+    if c - e == nxy or e - c == nxy:
+        return 1.0
+    return side_w[e % nxy]
+
+
 @njit(cache=True)
 def face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx, ny):
-    """(plate A, alloy A, nucleation 1/s) of the one face between conductor c and electrolyte e.
-
-    Its area is a² for a horizontal face and ``side_w[col]·a²`` for a side face of the electrolyte's
-    column (``face_area_weight``: the true area of the relief the staircase's side faces stand for)."""
+    """(plate A, alloy A, nucleation 1/s) of the one face between conductor c and electrolyte e, of area
+    ``face_area_factor``·a²."""
     kind, j0, u = face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, params, nx, ny)
-    nxy = nx * ny
-    col_e = e % nxy
-    eta = params[P_VT] - phi[col_e] - u
-    area = params[P_FACE_AREA]
-    if c - e != nxy and e - c != nxy:
-        area *= side_w[col_e]
+    eta = params[P_VT] - phi[e % (nx * ny)] - u
+    area = params[P_FACE_AREA] * face_area_factor(c, e, side_w, nx * ny)
     if kind == KIND_BLOCKED:
         return 0.0, 0.0, 0.0
     if kind == KIND_BARE:
@@ -214,15 +220,17 @@ def face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, s
 
 
 @njit(cache=True)
-def face_table(face_conductor, face_electrolyte, n, lattice, col_state, col_support, col_sigma, na_contact, params,
-               nx, ny, kind_out, j0_out, u_out):
-    """Kinetics of a list of faces (``interface.contact_faces``), for the field solve."""
+def face_table(face_conductor, face_electrolyte, n, lattice, col_state, col_support, col_sigma, na_contact, side_w,
+               params, nx, ny, kind_out, j0_out, u_out, area_out):
+    """Kinetics and area (in units of a², ``face_area_factor``) of a list of faces
+    (``interface.contact_faces``), for the field solve."""
     for i in range(n):
-        k, j0, u = face_kinetics(face_conductor[i], face_electrolyte[i], lattice, col_state, col_support,
-                                 col_sigma, na_contact, params, nx, ny)
+        c, e = face_conductor[i], face_electrolyte[i]
+        k, j0, u = face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, params, nx, ny)
         kind_out[i] = k
         j0_out[i] = j0
         u_out[i] = u
+        area_out[i] = face_area_factor(c, e, side_w, nx * ny)
 
 
 @njit(cache=True)

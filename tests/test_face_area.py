@@ -16,7 +16,7 @@ from battery_runs import advance_all, cell_scenario
 
 import kmc
 from kmc import geometry
-from kmc.battery import BatteryModel
+from kmc.battery import BatteryModel, Run
 from kmc.kernels.cell import SE
 
 F_OVER_R = 96485.33212 / 8.314462618
@@ -100,8 +100,6 @@ def _probe_r_int(tmp_path, voxel_um, face_area):
     model = BatteryModel(sc)
     state = model.new_state(3)
     obs = advance_all(model, state)
-    from kmc.battery import Run
-
     run = Run(state)
     p = model.params
     j0 = float(sc.materials["nasicon"]["j0_ma_cm2"]) * 1e-3

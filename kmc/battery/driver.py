@@ -303,12 +303,9 @@ class Driver:
         fk = np.empty(n, dtype=np.int64)
         j0 = np.empty(n)
         u = np.empty(n)
+        area = np.empty(n)  # in units of a²: a side face of the relief at its true area (kf.face_area_factor)
         kf.face_table(cond, elec, n, run.lattice, run.col_state, run.col_support, run.deposit_stress_mpa, run.na_contact,
-                      run.kinetics, p.nx, p.ny, fk, j0, u)
-        # A side face of the electrolyte's relief has the area its column's true area gives it (a² under
-        # model.face_area = "staircase"); a horizontal face, a².
-        side = np.abs(cond - elec) != p.n_cols
-        area = np.where(side, run.side_face_weight[pix], 1.0)
+                      run.side_face_weight, run.kinetics, p.nx, p.ny, fk, j0, u, area)
         is_na = kind == FACE_NA
         run.na_faces_col[:] = np.bincount(pix[is_na], weights=area[is_na], minlength=p.n_cols)
         return field.Faces(pix, p.face_area_cm2 * area, j0, p.kinetics[kf.P_ALPHA], u), n, kind
