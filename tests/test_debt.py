@@ -128,3 +128,84 @@ def test_a_continuous_interphase_eats_down_a_column_voxel_by_voxel():
     assert paid == 3
     assert list(lattice[0::2]) == [SE, SEI, SEI, SEI, GAP]
     assert list(debt) == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("becomes", [GAP, SEI])
+@pytest.mark.parametrize("seed", range(4))
+def test_many_voxels_in_one_call_pay_what_one_at_a_time_pays(becomes, seed):
+    """``pay_voxels`` (one call, a heap of the owing columns) against ``pay_one_voxel`` called voxel by
+    voxel: same voxels in the same order, same bits of debt, on debts with many ties and columns that
+    lose and regain metal touching the electrolyte (SEI). Planted faults: a stale heap entry taken as it
+    is (no check of its key against the debt now), and a column that regains metal not pushed, each
+    fail here."""
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = 9, 7, 8
+    lattice = rng.choice(np.array([NA, SE, GAP], dtype=np.uint8), nx * ny * nz, p=[0.6, 0.25, 0.15])
+    debt = rng.integers(0, 5, nx * ny) * 0.25  # ties, exact in binary
+    debt[rng.integers(0, nx * ny, 10)] = rng.random(10) * 2.0
+    want_lat, want_debt = lattice.copy(), debt.copy()
+    want = _pay_while_owed(want_lat, nx, ny, nz, want_debt, becomes)
+    touching = np.empty((nz, nx * ny), dtype=np.uint8)
+    count = np.empty(nx * ny, dtype=np.int64)
+    kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
+    order = np.argsort(-debt, kind="stable")
+    heap = np.empty(nx * ny, dtype=np.int64)
+    sizes = np.zeros(2, dtype=np.int64)
+    n = int(np.floor(debt.sum()))
+    got = kdebt.pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, becomes, n)
+    assert got == want > 10
+    assert np.array_equal(lattice, want_lat)
+    assert debt.tobytes() == want_debt.tobytes()
+
+
+@pytest.mark.parametrize("becomes", [GAP, SEI])
+def test_take_from_metal_pays_what_the_definition_pays(becomes):
+    """The production payment (``losses.take_from_metal``: most voxels in one kernel call, the last
+    ones against NumPy's sum) against the NumPy definition."""
+    from types import SimpleNamespace
+
+    from kmc.battery.losses import take_from_metal
+
+    rng = np.random.default_rng(11)
+    nx, ny, nz = 12, 10, 8
+    lattice = rng.choice(np.array([NA, SE, GAP], dtype=np.uint8), nx * ny * nz, p=[0.6, 0.25, 0.15])
+    debt = rng.random(nx * ny) * 0.3
+    want_lat, want_debt = lattice.copy(), debt.copy()
+    want = reference_take(want_lat, nx, ny, nz, want_debt, becomes)
+    run = SimpleNamespace(lattice=lattice, sealed=1.0)
+    got = take_from_metal(run, SimpleNamespace(nx=nx, ny=ny, nz=nz, n_cols=nx * ny), debt, becomes)
+    assert got == want > 10
+    assert np.array_equal(lattice, want_lat)
+    assert debt.tobytes() == want_debt.tobytes()
+
+
+def test_one_call_eats_down_columns_as_one_voxel_at_a_time_does():
+    """A continuous interphase over a layered cell (electrolyte, then metal): each SEI voxel exposes
+    the Na above it, so a column leaves the owing heap (no metal touching) and comes back. Planted
+    fault: a column whose count leaves zero not pushed again fails here."""
+    rng = np.random.default_rng(3)
+    nx, ny, nz = 6, 5, 7
+    lattice = np.full(nx * ny * nz, NA, dtype=np.uint8)
+    lattice[: nx * ny] = SE
+    lattice[-nx * ny:] = GAP
+    debt = rng.integers(0, 13, nx * ny) * 0.25  # up to 3 voxels a column: the columns are eaten down
+    want_lat, want_debt = lattice.copy(), debt.copy()
+    want = _pay_while_owed(want_lat, nx, ny, nz, want_debt, SEI)
+    touching = np.empty((nz, nx * ny), dtype=np.uint8)
+    count = np.empty(nx * ny, dtype=np.int64)
+    kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
+    order = np.argsort(-debt, kind="stable")
+    got = kdebt.pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, np.empty(nx * ny, dtype=np.int64),
+                           np.zeros(2, dtype=np.int64), SEI, int(np.floor(debt.sum())))
+    assert got == want > nx * ny
+    assert np.array_equal(lattice, want_lat)
+    assert debt.tobytes() == want_debt.tobytes()
+    # A column with no metal at the electrolyte (a gap under it) that comes to touch new SEI beside it.
+    lattice = np.array([SE, SE, NA, GAP, NA, NA, GAP, NA], dtype=np.uint8)  # columns A, B from the bottom
+    debt = np.array([2.0, 1.5])
+    t, c = np.empty((4, 2), dtype=np.uint8), np.empty(2, dtype=np.int64)
+    kdebt.touching_electrolyte(lattice, 2, 1, 4, t, c)
+    got = kdebt.pay_voxels(lattice, 2, 1, 4, t, c, debt, np.argsort(-debt, kind="stable"),
+                           np.empty(2, dtype=np.int64), np.zeros(2, dtype=np.int64), SEI, 3)
+    assert got == 3  # A's two voxels, then B's, which A's second SEI voxel exposed
+    assert list(lattice) == [SE, SE, SEI, GAP, SEI, SEI, GAP, NA]

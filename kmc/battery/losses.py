@@ -257,7 +257,12 @@ def take_from_metal(run, p, debt, becomes) -> int:
     order = np.argsort(-debt, kind="stable")
     heap = np.empty(p.n_cols, dtype=np.int64)
     sizes = np.zeros(2, dtype=np.int64)
-    paid = 0
+    # All but the last voxels in one kernel call: while the debt is two voxels or more above what has been
+    # paid, NumPy's sum is surely ≥ 1 (each voxel clears 1.0, and the sum's rounding is ~1e-16 of it),
+    # so the loop below would not have stopped there. The last ones keep its test exactly.
+    total = float(debt.sum())
+    paid = kdebt.pay_voxels(run.lattice, p.nx, p.ny, p.nz, touching, count, debt, order, heap, sizes, becomes,
+                            max(0, math.floor(total) - 2))
     while debt.sum() >= 1.0:  # NumPy's sum, as before: when to stop is part of the trajectory
         if not kdebt.pay_one_voxel(run.lattice, p.nx, p.ny, p.nz, touching, count, debt, order, heap, sizes,
                                    becomes):
