@@ -17,6 +17,12 @@ from kmc.kernels.clusters import classify_na, count_active_roots, label_na_clust
 from kmc.kernels.lattice import lattices_equal
 
 
+def parent_dtype(n_sites: int):
+    """The union-find parents' integer type: int32 while every site index fits (half the memory traffic
+    of int64 in passes that are bound by it; the labels are the same numbers)."""
+    return np.int32 if n_sites < 2**31 else np.int64
+
+
 class ClusterClasses:
     """The last classification (the class of every site, the Na voxels per class, the active clusters)
     and the lattice it belongs to; two bytes per site once used."""
@@ -37,7 +43,7 @@ class ClusterClasses:
         elif self._nuclei >= 0 and lattices_equal(self._lattice, lattice):
             return self._site_class, self._counts, self._nuclei
         self._nuclei = -1  # not valid until the classification below is complete
-        parent = np.empty(lattice.size, dtype=np.int64)
+        parent = np.empty(lattice.size, dtype=parent_dtype(lattice.size))
         label_na_clusters(lattice, nx, ny, nz, parent)
         classify_na(lattice, nx, ny, nz, parent, self._site_class, self._counts)
         nuclei = count_active_roots(self._site_class, parent)  # a compiled pass: no index array

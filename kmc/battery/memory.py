@@ -12,7 +12,7 @@ and four float64 sum trees, 8/7 of a word per site each; ~450 bytes per column).
   State, and a boolean temporary;
 - solve (``driver.Driver.solve``): the event loop's scratch (kept from the first batch on: an int64 and
   two uint8 per site, a uint8 per tree node) and then the largest of: the cluster classification
-  (int64 parents, and two uint8 per site in the kernel), the bands (three boolean layers of the
+  (int32 parents, and two uint8 per site in the kernel), the bands (three boolean layers of the
   lattice), or the field solve (per contact face: the face table, ``field.Faces`` and the solver's
   copies; per pixel: the FFT planes, the Green's function and the Newton–CG vectors);
 - observe (``observe.Observer.observe``): the scratch and the classification's temporaries;
@@ -84,7 +84,7 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
 
     scratch = 8 * n + 2 * n + tree_nodes  # Driver._cell: int64 and two uint8 per site, uint8 per tree node
     green = 8 * p.ny * (p.nx // 2 + 1)  # field.Plane.green, computed at the first solve and kept
-    classify = 8 * n + 2 * n  # int64 parents; two uint8 per site inside kernels.clusters.classify_na
+    classify = 4 * n + 2 * n  # int32 parents (classes.parent_dtype); two uint8 per site inside kernels.clusters.classify_na
     bands = 3 * n
     field_solve = int(SOLVE_BYTES_PER_FACE * faces) + SOLVE_BYTES_PER_COLUMN * c
     run = {"state": state, "event-loop scratch": scratch, "Green's function": green, "cluster classes": 2 * n}

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from kmc.battery import alloy
-from kmc.battery.classes import ClusterClasses
+from kmc.battery.classes import ClusterClasses, parent_dtype
 from kmc.battery.driver import bands
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
@@ -175,7 +175,7 @@ class Observer:
         p = self.p
         if not p.face_state and p.kinetics[kf.P_CHI_FLOOR] > 0.0:
             return 0
-        parent = np.empty(run.state.n_sites, dtype=np.int64)
+        parent = np.empty(run.state.n_sites, dtype=parent_dtype(run.state.n_sites))
         label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
         return int(kf.count_unloaded_na(run.lattice, site_class, parent, run.col_support, run.deposit_stress_mpa,
                                         run.na_contact, run.kinetics, p.nx, p.ny, p.nz, *bands(run.lattice, p)[0]))
