@@ -42,8 +42,6 @@ contacts — the volume lifts the collector instead (``LIFT``): the battery loop
 deposits' columns each have a voxel's worth and then raises the collector one voxel, growing every
 deposit column by one (``lift_deposits``).
 """
-import heapq
-
 import numpy as np
 from numba import njit
 
@@ -101,15 +99,69 @@ def cap_at_lift(col_support, path_mpa, sigma_lift_mpa, stress_mpa, target):
             stress_mpa[col] = path_mpa[col]
 
 
+@njit(cache=True, inline="always")
+def _cheaper(dist, a, b):
+    """Whether pixel a comes off the terrain's queue before b: by cost, then by index (as Python compares
+    the tuples (cost, pixel)), so the pops are in one total order whatever the heap's layout."""
+    return dist[a] < dist[b] or (dist[a] == dist[b] and a < b)
+
+
+@njit(cache=True)
+def _queue_up(heap, pos, i, dist):
+    """Move heap[i] up to its place (its cost fell, or it was just added)."""
+    col = heap[i]
+    while i > 0:
+        up = (i - 1) // 2
+        if not _cheaper(dist, col, heap[up]):
+            break
+        heap[i] = heap[up]
+        pos[heap[i]] = i
+        i = up
+    heap[i] = col
+    pos[col] = i
+
+
+@njit(cache=True)
+def _queue_pop(heap, pos, m, dist):
+    """Take the cheapest pixel off a queue of m; returns it (the queue then holds m − 1)."""
+    top = heap[0]
+    pos[top] = -1
+    m -= 1
+    if m == 0:
+        return top
+    col = heap[m]
+    i = 0
+    while True:
+        first = 2 * i + 1
+        if first >= m:
+            break
+        if first + 1 < m and _cheaper(dist, heap[first + 1], heap[first]):
+            first += 1
+        if not _cheaper(dist, heap[first], col):
+            break
+        heap[i] = heap[first]
+        pos[heap[i]] = i
+        i = first
+    heap[i] = col
+    pos[col] = i
+    return top
+
+
 @njit(cache=True)
 def deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma_ref_mpa, size_strength_mpa,
-                    size_exponent, path_mpa, target, parent, parent_um):
+                    size_exponent, path_mpa, target, parent, parent_um, settled):
     """The cheapest way out of every deposit pixel at Na's reference strain rate: its cost before any cap
     into ``path_mpa`` (MPa; an open pixel's: its meniscus pressure; ∞ at contacts and for a deposit with no
     way out), the open pixel it ends at into ``target`` (open pixels target themselves; ``NO_PATH``
     elsewhere), and the path's first step: the pixel it goes to (``parent``, −1 at open pixels) and its
-    length (``parent_um``, µm). ``edge_tension_n_m`` per column is −γ(cos θ_CC + cos θ_SE) (N/m): an open
-    pixel's meniscus pressure is that over its gap height. Returns the number of deposit pixels.
+    length (``parent_um``, µm). ``settled`` gets the pixels of finite cost in the order their cost became
+    final (ascending: a path's next pixel always before it), −1 after the last: ``rated_stress`` walks the
+    paths in it. ``edge_tension_n_m`` per column is −γ(cos θ_CC + cos θ_SE) (N/m): an open pixel's meniscus
+    pressure is that over its gap height. Returns the number of deposit pixels.
+
+    Dijkstra's algorithm from every open pixel at once, on a binary heap of pixels keyed by their cost
+    with the position of each kept, so that a cheaper path found moves the pixel up instead of queueing
+    it again (a pixel is queued at most once: n entries, not up to 17 n).
 
     The paths' geometry is taken at the reference rate, and ``rated_stress`` integrates the rate-
     sensitive flow stress along them: with a flux-dependent cost the shortest-path problem would send
@@ -117,7 +169,9 @@ def deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma
     continuum squeeze flow, whose flux follows the stress gradient, does not do (a disk's flow stays
     radial at any n)."""
     n = nx * ny
-    heap = [(0.0, 0) for _ in range(0)]  # (σ so far, pixel): a typed list for heapq
+    heap = np.empty(n, dtype=np.int64)
+    pos = np.full(n, -1, dtype=np.int64)  # where each queued pixel sits in the heap, −1 if not queued
+    m = 0
     dist = path_mpa
     grad = np.empty(n)  # 2 τ_f(h)/h per pixel, once (a power per pixel, not two per step)
     for col in range(n):
@@ -130,6 +184,7 @@ def deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma
         target[col] = NO_PATH
         parent[col] = -1
         parent_um[col] = 0.0
+        settled[col] = -1
         if kind == COLUMN_NA_SUPPORT:
             n_dep += 1
         elif kind == COLUMN_CC_CONTACT:
@@ -137,12 +192,17 @@ def deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma
         else:
             dist[col] = edge_tension_n_m[col] / h_um[col]
             target[col] = col
-            heapq.heappush(heap, (dist[col], col))
-    while len(heap) > 0:
-        key, col = heapq.heappop(heap)
-        if done[col] or key > dist[col]:
-            continue
+            heap[m] = col
+            m += 1
+            _queue_up(heap, pos, m - 1, dist)
+    n_settled = 0
+    while m > 0:
+        col = _queue_pop(heap, pos, m, dist)
+        m -= 1
         done[col] = 1
+        settled[n_settled] = col
+        n_settled += 1
+        key = dist[col]
         y = col // nx
         x = col - y * nx
         g_here = grad[col]
@@ -161,29 +221,34 @@ def deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma
                 target[nb] = target[col]
                 parent[nb] = col
                 parent_um[nb] = length_um
-                heapq.heappush(heap, (cost, nb))
+                if pos[nb] < 0:
+                    heap[m] = nb
+                    m += 1
+                    _queue_up(heap, pos, m - 1, dist)
+                else:
+                    _queue_up(heap, pos, pos[nb], dist)
     return n_dep
 
 
 @njit(cache=True)
-def rated_stress(col_support, path_mpa, parent, parent_um, h_um, rate_factor, nx, ny, sigma_ref_mpa,
+def rated_stress(col_support, path_mpa, parent, parent_um, settled, h_um, rate_factor, nx, ny, sigma_ref_mpa,
                  size_strength_mpa, size_exponent, sigma_lift_mpa, stress_mpa, target, rated_path_mpa):
     """σ of every deposit pixel along the paths ``deposit_terrain`` found, at the flow stress's rate factor
     (ε̇/ε̇_ref)^(1/n) per pixel (``rate_factor``): from each open pixel's meniscus pressure up the paths,
-    σ(x) = σ(next) + ½ (g_x + g_next) ℓ with g = 2 τ_f(ε̇, h)/h, taken in the order of the reference-rate
-    cost (a path's next pixel is always cheaper). The uncapped cost goes to ``rated_path_mpa`` (the
+    σ(x) = σ(next) + ½ (g_x + g_next) ℓ with g = 2 τ_f(ε̇, h)/h, taken in the order the terrain settled
+    them (``settled``: a path's next pixel always comes first; sorting the costs again each pass gave the
+    same order and cost a sort of every pixel per pass). The uncapped cost goes to ``rated_path_mpa`` (the
     terrain ``squeeze_strain_rate`` lets the volume flow down), σ capped at σ_lift into ``stress_mpa``
     (``target`` becomes ``LIFT`` there; NaN off deposits). ``target`` must be the terrain's (an earlier
     cap's LIFT is not undone here)."""
     n = nx * ny
-    order = np.argsort(path_mpa)  # open pixels (finite meniscus pressures) and deposits by cost; ∞ last
     grad = np.empty(n)
     for col in range(n):
         grad[col] = flow_cost_mpa_per_um(h_um[col], sigma_ref_mpa, size_strength_mpa, size_exponent) * rate_factor[col]
         rated_path_mpa[col] = path_mpa[col]  # open pixels keep their meniscus pressure; ∞ stays ∞
     for i in range(n):
-        col = order[i]
-        if not np.isfinite(path_mpa[col]):
+        col = settled[i]
+        if col < 0:  # the rest has no way out (∞)
             break
         nxt = parent[col]
         if nxt >= 0:

@@ -52,7 +52,7 @@ def _paths(flat, bottom, nx, ny, nz, sigma_lift=np.inf, edge=EDGE_N_M):
     stress, path, parent_um = (np.empty(nx * ny) for _ in range(3))
     target, parent = np.empty(nx * ny, dtype=np.int64), np.empty(nx * ny, dtype=np.int64)
     n_dep = deposit_terrain(support, h, np.full(nx * ny, edge), nx, ny, VOXEL_UM, SIGMA_REF, SIGMA_S, BETA, path,
-                            target, parent, parent_um)
+                            target, parent, parent_um, np.empty(nx * ny, dtype=np.int64))
     cap_at_lift(support, path, sigma_lift, stress, target)  # at the reference rate, as the terrain's paths
     return stress.reshape(ny, nx), target, n_dep, support
 
@@ -180,6 +180,83 @@ def test_contacts_block_the_flow_and_a_sealed_deposit_has_no_path():
     assert (stress[inside] == 7.5).all() and (target.reshape(n, n)[inside] == LIFT).all()
 
 
+def test_terrain_costs_are_the_shortest_paths_of_the_stencil_graph():
+    """``deposit_terrain`` against SciPy's Dijkstra on the same graph, built here from the docstring: a
+    random mix of open, contact and deposit pixels with random gap heights and meniscus pressures of both
+    signs; edges from any pixel to a deposit pixel one of the 16 steps away (a knight's move only between
+    two non-contacts), weighted ½ (g_a + g_b) ℓ; every open pixel a source at its meniscus pressure (a
+    super-source, shifted so that its edges are positive). The costs agree to rounding, each deposit's
+    target is the source its path ends at, ``settled`` lists the pixels of finite cost in ascending cost
+    with every path's next pixel before it, and the rated pass at a rate factor of 1 gives the same costs
+    back. Planted fault that fails it: a pixel whose cost falls is not moved up the heap (its costs come
+    out too high). The heap's tie-break (the pixel index, as Python's tuples compare) is not what this
+    checks: it decides only among paths of equal cost, which the golden trajectories pin."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_OPEN
+
+    rng = np.random.default_rng(7)
+    nx, ny = 23, 19
+    n = nx * ny
+    support = rng.choice([COLUMN_OPEN, COLUMN_NA_SUPPORT, COLUMN_CC_CONTACT], size=n, p=[0.08, 0.8, 0.12]).astype(np.int64)
+    h = rng.uniform(0.25, 3.0, n)
+    edge = rng.uniform(-0.3, 0.3, n)
+    terrain, parent_um = np.empty(n), np.empty(n)
+    target, parent, settled = (np.empty(n, dtype=np.int64) for _ in range(3))
+    n_dep = deposit_terrain(support, h, edge, nx, ny, VOXEL_UM, SIGMA_REF, SIGMA_S, BETA, terrain, target, parent,
+                            parent_um, settled)
+    assert n_dep == int((support == COLUMN_NA_SUPPORT).sum())
+
+    g = np.array([flow_cost_mpa_per_um(hh, SIGMA_REF, SIGMA_S, BETA) for hh in h])
+    steps = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1),
+             (2, 1), (2, -1), (-2, 1), (-2, -1), (1, 2), (1, -2), (-1, 2), (-1, -2)]
+    is_open = (support != COLUMN_NA_SUPPORT) & (support != COLUMN_CC_CONTACT)
+    meniscus = np.where(is_open, edge / h, np.nan)
+    shift = 1.0 - np.nanmin(meniscus)
+    rows, cols, weights = [], [], []
+    for a in range(n):
+        if support[a] == COLUMN_CC_CONTACT:
+            continue
+        if is_open[a]:
+            rows.append(n), cols.append(a), weights.append(meniscus[a] + shift)
+        y, x = divmod(a, nx)
+        for dx, dy in steps:
+            b = (x + dx) % nx + nx * ((y + dy) % ny)
+            if support[b] != COLUMN_NA_SUPPORT:
+                continue
+            if abs(dx) + abs(dy) == 3:
+                sx, sy = (dx // 2 if abs(dx) == 2 else 0), (dy // 2 if abs(dy) == 2 else 0)
+                between = ((x + sx) % nx + nx * ((y + sy) % ny), (x + dx - sx) % nx + nx * ((y + dy - sy) % ny))
+                if any(support[c] == COLUMN_CC_CONTACT for c in between):
+                    continue
+            rows.append(a), cols.append(b), weights.append(0.5 * (g[a] + g[b]) * VOXEL_UM * np.hypot(dx, dy))
+    graph = coo_matrix((weights, (rows, cols)), shape=(n + 1, n + 1)).tocsr()
+    ref = dijkstra(graph, indices=n)
+    ref = ref[:n] - shift
+    finite = np.isfinite(ref) & (support != COLUMN_CC_CONTACT)
+    assert np.array_equal(np.isfinite(terrain), finite)
+    assert np.allclose(terrain[finite], ref[finite], rtol=1e-12, atol=1e-12)
+    # Each path ends at an open pixel, its target; its next pixel is the one the cost came through.
+    for a in np.flatnonzero(finite & (support == COLUMN_NA_SUPPORT)):
+        b = a
+        while parent[b] >= 0:
+            b = parent[b]
+        assert is_open[b] and target[a] == b
+        assert terrain[a] == pytest.approx(terrain[parent[a]] + 0.5 * (g[a] + g[parent[a]]) * parent_um[a], rel=1e-12)
+    order = settled[:int(finite.sum())]
+    assert np.all(settled[int(finite.sum()):] == -1) and set(order) == set(np.flatnonzero(finite))
+    assert np.all(np.diff(terrain[order]) >= 0)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    with_next = order[parent[order] >= 0]
+    assert np.all(rank[parent[with_next]] < rank[with_next])
+    rated, stress = np.empty(n), np.empty(n)
+    rated_stress(support, terrain, parent, parent_um, settled, h, np.ones(n), nx, ny, SIGMA_REF, SIGMA_S, BETA,
+                 np.inf, stress, target.copy(), rated)
+    assert np.allclose(rated[finite], terrain[finite], rtol=1e-12, atol=1e-12)
+
+
 def test_flow_cost_is_the_friction_hill_gradient():
     h = 0.8
     assert flow_cost_mpa_per_um(h, SIGMA_REF, SIGMA_S, BETA) == pytest.approx(
@@ -275,18 +352,18 @@ def _rated_paths(support, h, nx, ny, source_um3_s, sweeps):
     took."""
     n = nx * ny
     terrain, path, stress, strain, parent_um = (np.empty(n) for _ in range(5))
-    target, parent = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    target, parent, settled = (np.empty(n, dtype=np.int64) for _ in range(3))
     deposit_terrain(support, h, np.full(n, EDGE_N_M), nx, ny, VOXEL_UM, SIGMA_REF, SIGMA_S, BETA, terrain, target,
-                    parent, parent_um)
+                    parent, parent_um, settled)
     rate = np.ones(n)
     drained = 0.0
     for _ in range(sweeps):
-        rated_stress(support, terrain, parent, parent_um, h, rate, nx, ny, SIGMA_REF, SIGMA_S, BETA, np.inf, stress,
-                     target, path)
+        rated_stress(support, terrain, parent, parent_um, settled, h, rate, nx, ny, SIGMA_REF, SIGMA_S, BETA, np.inf,
+                     stress, target, path)
         drained = squeeze_strain_rate(support, terrain, source_um3_s, h, nx, ny, VOXEL_UM, strain)
         rate = np.where(support == COLUMN_NA_SUPPORT, (strain / RATE_REF_S) ** (1 / N_CREEP), 1.0)
-    rated_stress(support, terrain, parent, parent_um, h, rate, nx, ny, SIGMA_REF, SIGMA_S, BETA, np.inf, stress,
-                 target, path)
+    rated_stress(support, terrain, parent, parent_um, settled, h, rate, nx, ny, SIGMA_REF, SIGMA_S, BETA, np.inf,
+                 stress, target, path)
     return stress.reshape(ny, nx), strain.reshape(ny, nx), drained
 
 
@@ -369,13 +446,14 @@ def _recomputed_stress(model, run):
     gap_height_um(run.cc_bottom, run.se_surface_um, p.voxel_um, h)
     edge = np.where(run.au_column > 0, p.edge_tension_au_n_m, p.edge_tension_n_m)
     terrain, path, stress, strain, parent_um = (np.empty(n) for _ in range(5))
-    target, parent = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    target, parent, settled = (np.empty(n, dtype=np.int64) for _ in range(3))
     n_dep = deposit_terrain(run.col_support, h, edge, p.nx, p.ny, p.voxel_um, p.creep_sigma_ref_mpa,
-                            p.size_effect_strength_mpa, p.size_effect_exponent, terrain, target, parent, parent_um)
+                            p.size_effect_strength_mpa, p.size_effect_exponent, terrain, target, parent, parent_um,
+                            settled)
     source = np.maximum(run.na_current, 0.0) * p.face_area_cm2 / p.q_v_c * p.voxel_um ** 3
     squeeze_strain_rate(run.col_support, terrain, source, h, p.nx, p.ny, p.voxel_um, strain)
     rate = np.where(run.col_support == SUPPORT, (strain / p.creep_rate_ref_s) ** (1 / p.creep_n), 1.0)
-    rated_stress(run.col_support, terrain, parent, parent_um, h, rate, p.nx, p.ny, p.creep_sigma_ref_mpa,
+    rated_stress(run.col_support, terrain, parent, parent_um, settled, h, rate, p.nx, p.ny, p.creep_sigma_ref_mpa,
                  p.size_effect_strength_mpa, p.size_effect_exponent, p.pressure_mpa * n / n_dep, stress, target, path)
     return stress
 

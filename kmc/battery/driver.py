@@ -217,9 +217,11 @@ class Driver:
         terrain = np.empty(p.n_cols)
         parent = np.empty(p.n_cols, dtype=np.int64)
         parent_um = np.empty(p.n_cols)
+        settled = np.empty(p.n_cols, dtype=np.int64)  # the pixels in their paths' order, for rated_stress
         run.deposit_columns = deposit_terrain(run.col_support, h_um, edge, p.nx, p.ny, p.voxel_um,
                                               p.creep_sigma_ref_mpa, p.size_effect_strength_mpa,
-                                              p.size_effect_exponent, terrain, run.insertion_target, parent, parent_um)
+                                              p.size_effect_exponent, terrain, run.insertion_target, parent, parent_um,
+                                              settled)
         targets = run.insertion_target.copy()  # the terrain's; each pass caps at σ_lift anew
         rate_factor = np.ones(p.n_cols)
         path = np.empty(p.n_cols)
@@ -232,7 +234,7 @@ class Driver:
         for k in range(self.STRESS_MAX_SOLVES):
             run.flow_rate_factor[:] = rate_factor
             run.insertion_target[:] = targets
-            rated_stress(run.col_support, terrain, parent, parent_um, h_um, rate_factor, p.nx, p.ny,
+            rated_stress(run.col_support, terrain, parent, parent_um, settled, h_um, rate_factor, p.nx, p.ny,
                          p.creep_sigma_ref_mpa, p.size_effect_strength_mpa, p.size_effect_exponent, sigma_lift,
                          run.deposit_stress_mpa, run.insertion_target, path)
             # The deposits carry their share of the stack load while plating too (σ_Na, 0 when the
