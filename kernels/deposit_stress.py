@@ -59,13 +59,23 @@ _LENGTHS = np.sqrt((_STEPS ** 2).sum(axis=1).astype(np.float64))
 
 
 @njit(cache=True, inline="always")
+def _wrap(v, n):
+    """v modulo n (periodic in x and y), the division only off the edges: a stencil step is at most two
+    pixels, and an integer division per coordinate per step was most of a pass over every pixel's 16
+    neighbours."""
+    if 0 <= v < n:
+        return v
+    return v % n
+
+
+@njit(cache=True, inline="always")
 def _knight_passes(x, y, dx, dy, nx, ny, col_support):
     """Whether the knight's move (dx, dy) from pixel (x, y) is open: it passes between two pixels, and
     neither may be a CC–SE contact."""
     sx = dx // 2 if abs(dx) == 2 else 0
     sy = dy // 2 if abs(dy) == 2 else 0
-    a1 = (x + sx) % nx + nx * ((y + sy) % ny)
-    a2 = (x + dx - sx) % nx + nx * ((y + dy - sy) % ny)
+    a1 = _wrap(x + sx, nx) + nx * _wrap(y + sy, ny)
+    a2 = _wrap(x + dx - sx, nx) + nx * _wrap(y + dy - sy, ny)
     return col_support[a1] != COLUMN_CC_CONTACT and col_support[a2] != COLUMN_CC_CONTACT
 
 
@@ -209,7 +219,7 @@ def deposit_terrain(col_support, h_um, edge_tension_n_m, nx, ny, voxel_um, sigma
         for k in range(_STEPS.shape[0]):
             dx = _STEPS[k, 0]
             dy = _STEPS[k, 1]
-            nb = (x + dx) % nx + nx * ((y + dy) % ny)
+            nb = _wrap(x + dx, nx) + nx * _wrap(y + dy, ny)
             if done[nb] or col_support[nb] != COLUMN_NA_SUPPORT:
                 continue
             if k >= 8 and not _knight_passes(x, y, dx, dy, nx, ny, col_support):
@@ -306,7 +316,7 @@ def squeeze_strain_rate(col_support, path_mpa, source_um3_s, h_um, nx, ny, voxel
             weights[k] = 0.0
             dx = _STEPS[k, 0]
             dy = _STEPS[k, 1]
-            nb = (x + dx) % nx + nx * ((y + dy) % ny)
+            nb = _wrap(x + dx, nx) + nx * _wrap(y + dy, ny)
             if col_support[nb] == COLUMN_CC_CONTACT or not path_mpa[nb] < here:
                 continue
             if k >= 8 and not _knight_passes(x, y, dx, dy, nx, ny, col_support):
@@ -329,7 +339,7 @@ def squeeze_strain_rate(col_support, path_mpa, source_um3_s, h_um, nx, ny, voxel
             if weights[k] > 0.0:
                 dx = _STEPS[k, 0]
                 dy = _STEPS[k, 1]
-                nb = (x + dx) % nx + nx * ((y + dy) % ny)
+                nb = _wrap(x + dx, nx) + nx * _wrap(y + dy, ny)
                 share = q * weights[k] / total
                 if col_support[nb] == COLUMN_NA_SUPPORT:
                     carried[nb] += share
