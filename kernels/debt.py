@@ -160,6 +160,30 @@ def _lowest_in_column_owed_most(flagged, count, owed, nxy):
     return col, z
 
 
+@njit(cache=True, inline="always")
+def _pay_at(lattice, nx, ny, nz, touching, count, col, z, becomes, exposed):
+    """The Na voxel at layer z of column col, touching the electrolyte, ``becomes`` GAP or SEI. New SEI
+    is electrolyte: the metal around it now touches it (a gap does not). Returns how many columns came
+    to touch the electrolyte (their count left zero), listed in ``exposed`` (int64[6]) in the order met."""
+    nxy = nx * ny
+    lattice[col + z * nxy] = becomes
+    touching[z, col] = 0
+    count[col] -= 1
+    k = 0
+    if becomes == SEI:
+        x = col % nx
+        y = col // nx
+        for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % nx + nx * y), (z, (x - 1) % nx + nx * y),
+                       (z, x + nx * ((y + 1) % ny)), (z, x + nx * ((y - 1) % ny))):
+            if 0 <= zz < nz and lattice[cc + zz * nxy] == NA and touching[zz, cc] == 0:
+                touching[zz, cc] = 1
+                count[cc] += 1
+                if count[cc] == 1:
+                    exposed[k] = cc
+                    k += 1
+    return k
+
+
 @njit(cache=True)
 def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, becomes):
     """Turn one Na voxel touching the electrolyte into ``becomes`` (GAP or SEI): the lowest one in the
@@ -170,17 +194,7 @@ def pay_one_voxel(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes
     col, z = _lowest_in_column_owed_most(touching, count, debt, nxy)
     if col < 0:
         return False
-    lattice[col + z * nxy] = becomes
-    touching[z, col] = 0
-    count[col] -= 1
-    if becomes == SEI:  # new electrolyte: the metal around it now touches it (a gap does not)
-        x = col % nx
-        y = col // nx
-        for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % nx + nx * y), (z, (x - 1) % nx + nx * y),
-                       (z, x + nx * ((y + 1) % ny)), (z, x + nx * ((y - 1) % ny))):
-            if 0 <= zz < nz and lattice[cc + zz * nxy] == NA and touching[zz, cc] == 0:
-                touching[zz, cc] = 1
-                count[cc] += 1
+    _pay_at(lattice, nx, ny, nz, touching, count, col, z, becomes, np.empty(6, dtype=np.int64))
     clear_debt_queued(debt, order, heap, sizes, 1.0)
     return True
 
@@ -245,6 +259,7 @@ def pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, b
     capacity = nxy + 7 * n_voxels + 1
     keys = np.empty(capacity)
     cols = np.empty(capacity, dtype=np.int64)
+    exposed = np.empty(6, dtype=np.int64)  # the columns a new SEI voxel brings to the electrolyte
     m = 0
     for c in range(nxy):
         if count[c] > 0:
@@ -268,19 +283,8 @@ def pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, b
         z = 0
         while touching[z, col] == 0:
             z += 1
-        lattice[col + z * nxy] = becomes
-        touching[z, col] = 0
-        count[col] -= 1
-        if becomes == SEI:  # new electrolyte: the metal around it now touches it (a gap does not)
-            x = col % nx
-            y = col // nx
-            for zz, cc in ((z + 1, col), (z - 1, col), (z, (x + 1) % nx + nx * y), (z, (x - 1) % nx + nx * y),
-                           (z, x + nx * ((y + 1) % ny)), (z, x + nx * ((y - 1) % ny))):
-                if 0 <= zz < nz and lattice[cc + zz * nxy] == NA and touching[zz, cc] == 0:
-                    touching[zz, cc] = 1
-                    count[cc] += 1
-                    if count[cc] == 1:
-                        m = _owing_push(keys, cols, m, debt[cc], cc)
+        for i in range(_pay_at(lattice, nx, ny, nz, touching, count, col, z, becomes, exposed)):
+            m = _owing_push(keys, cols, m, debt[exposed[i]], exposed[i])
         clear_debt_queued(debt, order, heap, sizes, 1.0)
         paid += 1
     return paid

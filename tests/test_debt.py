@@ -145,17 +145,20 @@ def test_many_voxels_in_one_call_pay_what_one_at_a_time_pays(becomes, seed):
     debt[rng.integers(0, nx * ny, 10)] = rng.random(10) * 2.0
     want_lat, want_debt = lattice.copy(), debt.copy()
     want = _pay_while_owed(want_lat, nx, ny, nz, want_debt, becomes)
+    got = _pay_in_one_call(lattice, nx, ny, nz, debt, becomes)
+    assert got == want > 10
+    assert np.array_equal(lattice, want_lat)
+    assert debt.tobytes() == want_debt.tobytes()
+
+
+def _pay_in_one_call(lattice, nx, ny, nz, debt, becomes):
+    """``pay_voxels`` for every whole voxel of the debt, set up as ``take_from_metal`` sets it up."""
     touching = np.empty((nz, nx * ny), dtype=np.uint8)
     count = np.empty(nx * ny, dtype=np.int64)
     kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
     order = np.argsort(-debt, kind="stable")
-    heap = np.empty(nx * ny, dtype=np.int64)
-    sizes = np.zeros(2, dtype=np.int64)
-    n = int(np.floor(debt.sum()))
-    got = kdebt.pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, becomes, n)
-    assert got == want > 10
-    assert np.array_equal(lattice, want_lat)
-    assert debt.tobytes() == want_debt.tobytes()
+    return kdebt.pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, np.empty(nx * ny, dtype=np.int64),
+                            np.zeros(2, dtype=np.int64), becomes, int(np.floor(debt.sum())))
 
 
 @pytest.mark.parametrize("becomes", [GAP, SEI])
@@ -191,12 +194,7 @@ def test_one_call_eats_down_columns_as_one_voxel_at_a_time_does():
     debt = rng.integers(0, 13, nx * ny) * 0.25  # up to 3 voxels a column: the columns are eaten down
     want_lat, want_debt = lattice.copy(), debt.copy()
     want = _pay_while_owed(want_lat, nx, ny, nz, want_debt, SEI)
-    touching = np.empty((nz, nx * ny), dtype=np.uint8)
-    count = np.empty(nx * ny, dtype=np.int64)
-    kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
-    order = np.argsort(-debt, kind="stable")
-    got = kdebt.pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, np.empty(nx * ny, dtype=np.int64),
-                           np.zeros(2, dtype=np.int64), SEI, int(np.floor(debt.sum())))
+    got = _pay_in_one_call(lattice, nx, ny, nz, debt, SEI)
     assert got == want > nx * ny
     assert np.array_equal(lattice, want_lat)
     assert debt.tobytes() == want_debt.tobytes()
