@@ -73,80 +73,35 @@ def admissible(g, cc_bottom, nxy, pore_depth):
     return g // nxy - cc_bottom[col] < pore_depth
 
 
-#: ``_nearest_gap_through_na`` queues a site as its coordinates packed in one int64 (x, y, z in 21 bits
-#: each): its neighbours are then a step along one coordinate with a wrap, where decoding a flat index
-#: costs two integer divisions per visited voxel — most of a late search's time, which visits ~10⁴
-#: voxels when only the last valleys of the relief are still open.
-_BITS = 21
-_MASK = (1 << _BITS) - 1
-
-
 @njit(cache=True)
 def _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth):
-    """Breadth-first search from the Na voxel c through Na; the first admissible GAP met, or −1.
-
-    Neighbours in the order of ``lattice.DIRECTIONS`` (−x, +x, −y, +y, −z, +z), as ``neighbors6``
-    gives them: the order decides which of the gaps at the same distance is met first. ``nbr`` is not
-    used (kept for the callers' signature)."""
+    """Breadth-first search from the Na voxel c through Na; the first admissible GAP met, or −1."""
     if lattice[c] != NA:
         return -1
-    nxy = nx * ny
-    q = c // nx
-    x0 = c - q * nx
-    z0 = q // ny
-    y0 = q - z0 * ny
     head = 0
     tail = 0
-    queue[tail] = x0 | (y0 << _BITS) | (z0 << (2 * _BITS))
+    queue[tail] = c
     tail += 1
     visited[c] = 1
     found = -1
     while head < tail and found < 0:
-        e = queue[head]
+        s = queue[head]
         head += 1
-        x = e & _MASK
-        y = (e >> _BITS) & _MASK
-        z = e >> (2 * _BITS)
-        s = x + nx * y + nxy * z
-        for d in range(6):
-            xn = x
-            yn = y
-            zn = z
-            if d == 0:
-                xn = x - 1 if x > 0 else nx - 1
-                n = s - 1 if x > 0 else s + (nx - 1)
-            elif d == 1:
-                xn = x + 1 if x < nx - 1 else 0
-                n = s + 1 if x < nx - 1 else s - (nx - 1)
-            elif d == 2:
-                yn = y - 1 if y > 0 else ny - 1
-                n = s - nx if y > 0 else s + (ny - 1) * nx
-            elif d == 3:
-                yn = y + 1 if y < ny - 1 else 0
-                n = s + nx if y < ny - 1 else s - (ny - 1) * nx
-            elif d == 4:
-                if z == 0:
-                    continue
-                zn = z - 1
-                n = s - nxy
-            else:
-                if z == nz - 1:
-                    continue
-                zn = z + 1
-                n = s + nxy
-            if visited[n]:
+        neighbors6(s, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            n = nbr[d]
+            if n < 0 or visited[n]:
                 continue
             st = lattice[n]
-            if st == GAP and zn - cc_bottom[xn + nx * yn] < pore_depth:  # ``admissible``
+            if st == GAP and admissible(n, cc_bottom, nx * ny, pore_depth):
                 found = n
                 break
             if st == NA:
                 visited[n] = 1
-                queue[tail] = xn | (yn << _BITS) | (zn << (2 * _BITS))
+                queue[tail] = n
                 tail += 1
     for i in range(tail):
-        e = queue[i]
-        visited[(e & _MASK) + nx * ((e >> _BITS) & _MASK) + nxy * (e >> (2 * _BITS))] = 0
+        visited[queue[i]] = 0
     return found
 
 
