@@ -61,12 +61,14 @@ def deepest_full_bin_by_threshold(fill, thresholds):
 @njit(cache=True)
 def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n, weights,
                      first_um, log_ratio, fill, cracked, block_lo, block_hi, commit, base_eta_mpa, mouth_mpa,
-                     fill_thresholds):
+                     fill_thresholds, sealed_bin):
     """Advance the plating ``pixels`` by ``dt`` at frozen fields: pixel k's fill clock grows by
     ``rate[k]·dt`` (µm/s of depth under the v3 law, with ``fill_thresholds`` empty; A/cm² of charge
     under the slot law, with its thresholds), and every full bin from the critical one cracks. Returns
     the summed probability of the bins newly cracked (the rise of Σ_i P_i). With ``commit`` False nothing
-    is written: the rise the same advance would give."""
+    is written: the rise the same advance would give. ``sealed_bin[k]``: the deepest bin of pixel k whose
+    flaws can hold pressure (``n_bins − 1`` for all of them; ``kmc.flaws.deepest_sealed_bin`` under
+    ``model.flaw_mouth = "trace"``): deeper flaws fill but vent, and do not crack."""
     n_bins = weights.size
     by_threshold = fill_thresholds.size > 0
     added = 0.0
@@ -79,6 +81,7 @@ def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa,
             top = deepest_full_bin_by_threshold(d, fill_thresholds)
         else:
             top = deepest_full_bin(d, first_um, log_ratio, n_bins)
+        top = min(top, sealed_bin[k])
         if top < 0:
             continue
         cb = critical_bin(eta_abs_v[k], j_a_cm2[k], p_per_volt, need_mpa, flow_mpa, inv_n, base_eta_mpa, mouth_mpa[k])

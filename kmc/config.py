@@ -186,6 +186,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "(x/c0)^(-m/2) with m the electrolyte's strength_weibull_modulus; flaw_scale_um c0 is "
                         "calibrated for metal_front, not for slot)",
                         "metal_front", choices=("metal_front", "slot")),
+        "flaw_mouth": Key("str", "E8 under the slot law, which of a pixel's flaws can hold pressure: pixel (PHYSICS.md "
+                          "v4 as written: every flaw under a plating pixel, whatever its depth) or trace (a flaw of "
+                          "depth c has a surface trace about 2c long, a half-penny crack: it holds pressure while "
+                          "the pixels that plate cover the disc of radius c about its pixel; a deeper one opens "
+                          "into the gap beside the patch, vents, and does not crack: a probe of E8's geometry, chosen "
+                          "after seeing T1 and T2, not PHYSICS.md; docs/model.md, 'What the v4 laws predict for "
+                          "foils on NASICON'). Ignored under metal_front",
+                          "pixel", choices=("pixel", "trace")),
         "refill": Key("str", "E4, how an interface void under the Na closes while stripping: loaded_flow (v3: the "
                       "loaded layer's creep and one-voxel vacancy diffusion, E4a/E4c) or critical_current (PHYSICS.md "
                       "§5 E4: the void refills at Na's critical stripping current j_r = k_r σ_c exp[−(Q_r/k_B)(1/T − "

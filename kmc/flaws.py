@@ -133,6 +133,45 @@ def slot_full_depth_um(charge_c_cm2, opening_per_sqrt_um: float, molar_volume_cm
     return (0.5 * k * y) ** 2
 
 
+
+# -- a flaw's trace on the surface (model.flaw_mouth = "trace") ------------------------------------
+#
+# The slot law idealises a flaw as an edge crack whose mouth is long compared with its depth, and puts
+# every flaw of a pixel under that pixel's metal. A real surface flaw of depth c is closer to a half-penny
+# crack: its trace on the surface is about 2c long, so a flaw deeper than the metal patch around its pixel
+# reaches past the patch's edge. There its slot opens into the gap beside the patch: the Na plated on its
+# walls leaves by the nearer opening — sideways along the slot, over less than c to the open end at the
+# gap's stress, not out through the full depth c against σ_mouth — so the pressure stays far below the
+# extrusion pressure of a closed slot and the flaw does not crack. The choice made here: a flaw of depth c
+# holds pressure while the pixels that plate cover the disc of radius c around its pixel (every
+# orientation of its trace), and a deeper one vents and is not counted. A patch that covers everything
+# (a Na electrode in full contact, T5) vents nothing. A probe of issue 16, chosen after T1 and T2 were
+# seen to short alike under PHYSICS v4 as written (docs/model.md, "What the v4 laws predict for foils
+# on NASICON"); not the default.
+
+def covered_radius_um(plating: np.ndarray, voxel_um: float) -> np.ndarray:
+    """ρ (µm) per pixel of the periodic ``(ny, nx)`` mask ``plating``: the radius of the largest disc about
+    the pixel's centre inside the plating pixels, (d − ½)·a with d the Euclidean distance (in pixels) to the
+    centre of the nearest pixel that does not plate — so a plating pixel beside one that does not has ρ = a/2,
+    its own half-width. 0 on a pixel that does not plate; inf everywhere if every pixel plates. Periodic:
+    the distance transform of the mask tiled 3 × 3 (a disc wider than the domain is not needed: ρ only
+    has to be compared with flaw depths below the domain's size, and beyond half of it the disc meets its
+    own images)."""
+    from scipy.ndimage import distance_transform_edt
+
+    mask = np.asarray(plating, dtype=bool)
+    if mask.all():
+        return np.full(mask.shape, np.inf)
+    ny, nx = mask.shape
+    d = distance_transform_edt(np.tile(mask, (3, 3)))[ny:2 * ny, nx:2 * nx]
+    return np.where(mask, (d - 0.5) * voxel_um, 0.0)
+
+
+def deepest_sealed_bin(grid: "DepthGrid", radius_um: np.ndarray) -> np.ndarray:
+    """Per pixel, the last depth bin whose centre is at most the covered radius ρ (−1 if none): the
+    deepest flaws that hold pressure under ``model.flaw_mouth = "trace"`` (``covered_radius_um``)."""
+    return np.searchsorted(grid.centres_um, np.asarray(radius_um, dtype=float), side="right").astype(np.int64) - 1
+
 # -- the cell's flaw population (weakest link) ------------------------------------------------------
 #
 # The simulated domain is a patch of the cell: a few tens of µm across, it holds n_flaw·A_patch ≈ 1–10

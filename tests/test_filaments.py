@@ -266,7 +266,9 @@ def test_cracked_depths_are_the_union_of_the_intervals_over_time(law):
     grid, and the returned rises sum to the probability of that union. Half the states use
     the v4 pressure of the deposit-stress law, min(P + F|η0|/V_m, σ_mouth + p_flow) (fails if the
     kernel drops σ_mouth). Under the slot law the fill clock is the charge at the mouth, a bin full once
-    it reaches the bin's Q(c_b), and δ_c is per bin (fails if the kernel reads the charge as a depth)."""
+    it reaches the bin's Q(c_b), and δ_c is per bin (fails if the kernel reads the charge as a depth).
+    Half the pixels' flaws hold pressure only up to a random depth bin, the rest vent (``model.flaw_mouth =
+    "trace"``; fails if the kernel ignores the cap)."""
     from kmc.kernels import flaws as kfl
 
     rng = np.random.default_rng(7)
@@ -297,19 +299,23 @@ def test_cracked_depths_are_the_union_of_the_intervals_over_time(law):
         v4 = rng.random() < 0.5
         base_eta = 5.6 if v4 else 0.0
         mouth = rng.uniform(0.0, 40.0, pixels.size) if v4 else np.zeros(pixels.size)
+        # Flaws deeper than a pixel's plating patch vent (model.flaw_mouth = "trace"): half the pixels
+        # hold every bin, the others up to a random bin (−1: none).
+        sealed = np.where(rng.random(pixels.size) < 0.5, n_bins - 1, rng.integers(-1, n_bins, pixels.size))
         predicted = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
                                          grid.first_um, grid.log_ratio, fill.copy(), cracked.copy(), lo.copy(),
-                                         hi.copy(), False, base_eta, mouth, thresholds)
+                                         hi.copy(), False, base_eta, mouth, thresholds, sealed)
         rise = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
                                     grid.first_um, grid.log_ratio, fill, cracked, lo, hi, True, base_eta, mouth,
-                                    thresholds)
+                                    thresholds, sealed)
         assert rise == pytest.approx(predicted, abs=1e-15)
         total += rise
         for k, i in enumerate(pixels):  # brute force: bins with centre in [c*, d] crack now
             crit = 1.12 * np.minimum(base_eta + p_per_volt * eta[k], mouth[k] + flow * j[k] ** 0.2) \
                 * np.sqrt(np.pi * grid.centres_um * 1e-6)
             full = thresholds <= fill[i] if law == "slot" else grid.centres_um <= fill[i] * (1 + 1e-9)
-            expected[i] |= set(np.flatnonzero(full & (crit >= 1.25 * (1 - 1e-12))).tolist())
+            held = np.arange(n_bins) <= sealed[k]
+            expected[i] |= set(np.flatnonzero(full & held & (crit >= 1.25 * (1 - 1e-12))).tolist())
     for i in range(n_pix):
         assert set(np.flatnonzero(cracked[i * n_bins:(i + 1) * n_bins]).tolist()) == expected[i]
     assert total == pytest.approx(sum(grid.weights[list(e)].sum() for e in expected), rel=1e-12)
@@ -555,3 +561,74 @@ def test_slot_flaws_do_not_crack_on_a_strip_or_rest_and_keep_no_pressure(tmp_pat
     assert fresh.flaw_charge_c_cm2 == pytest.approx(run.flaw_charge_c_cm2, rel=1e-12)
     assert (fresh.flaw_cracked == run.flaw_cracked - cracked_before).all()
     assert run.flaw_hazard == pytest.approx(fresh.flaw_hazard, rel=1e-12)
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (20, 33)])
+def test_covered_radius_of_a_disc_patch_is_the_distance_to_its_edge(shift):
+    """``model.flaw_mouth = "trace"``: the radius of the largest disc inside the plating pixels about each
+    pixel, on a disc patch of radius R pixels (the pixels whose centres lie within R of its centre): at
+    every pixel, (d − ½)·a with d the distance to the nearest pixel outside, recounted by brute force over
+    all pairs; near R − r at a pixel r from the centre; a pixel beside the edge has its own half-width, and
+    one that does not plate 0. Shifted so the patch straddles both periodic edges, the same numbers rolled
+    (fails without the periodic wrap: the edge then reads as open). Flaws up to ρ hold pressure
+    (``deepest_sealed_bin``); a domain that plates everywhere vents nothing."""
+    ny, nx, a, radius = 48, 64, 0.5, 10.0
+    y, x = np.mgrid[0:ny, 0:nx]
+    r = np.hypot(y - ny // 2, x - nx // 2)
+    patch = r <= radius
+    rho = flaws.covered_radius_um(np.roll(patch, shift, axis=(0, 1)), a)
+    rho = np.roll(rho, (-shift[0], -shift[1]), axis=(0, 1))
+    assert (rho[~patch] == 0).all()
+    inside = np.stack([y[patch], x[patch]], axis=1).astype(float)
+    outside = np.stack([y[~patch], x[~patch]], axis=1).astype(float)
+    d = np.sqrt(((inside[:, None, :] - outside[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+    assert rho[patch] == pytest.approx((d - 0.5) * a, abs=1e-12)
+    assert (np.abs(rho[patch] / a + 0.5 - (radius - r[patch])) <= 1.0 + 1e-9).all()
+    beside = patch & ~np.all([np.roll(patch, s, axis=ax) for s in (1, -1) for ax in (0, 1)], axis=0)
+    assert beside.any() and rho[beside] == pytest.approx(0.5 * a)
+    grid = flaws.ParetoDepthGrid(1.0, 9.0)
+    sealed = flaws.deepest_sealed_bin(grid, rho[patch])
+    ok = sealed >= 0
+    assert (grid.centres_um[sealed[ok]] <= rho[patch][ok]).all()
+    assert (grid.centres_um[np.minimum(sealed + 1, grid.n_bins - 1)] > rho[patch]).all()
+    assert (sealed[rho[patch] < grid.centres_um[0]] == -1).all()
+    assert np.isinf(flaws.covered_radius_um(np.ones((8, 8), dtype=bool), a)).all()
+
+
+@pytest.mark.parametrize("mouth", ["pixel", "trace"])
+def test_flaws_wider_than_the_plating_patch_vent_and_do_not_crack(tmp_path, mouth):
+    """Slot law, flaws 20 µm deep, a cell 16 columns along x and 100 along y (0.5 µm) whose pixels plate on a
+    band of 90 rows, periodic in x, at the current and |η0| that crack a full 20 µm flaw. Under
+    ``model.flaw_mouth = "pixel"`` every plating pixel's flaws crack (Λ sums 90 × 16 pixels); under
+    "trace" only those of the pixels at least 20 µm inside the band — d ≥ 41 rows from the nearest row
+    that does not plate, rows 45–54: 160 pixels — the others vent. Recounted from the band's geometry, not
+    from the kernel's covered radius. Planted fault: the plating mask reshaped (nx, ny) instead of
+    (ny, nx) fails."""
+    nx, ny = 16, 100
+    sc = scenario(tmp_path, plate(1.0, 0.1), 10.0, n=nx, density=1e5, scale=20.0, shape=2000.0,
+                  name=f"band-{mouth}", law="slot")
+    model = BatteryModel(sc.with_overrides({"lattice.ny": ny, "model.flaw_mouth": mouth}))
+    run = Run(model.new_state(1))
+    p = model.params
+    rows = np.arange(ny)
+    band = (rows >= 5) & (rows <= 94)
+    pixel_j = np.where(np.repeat(band, nx), J_SLOT, 0.0)  # column index = x + nx·y
+    _set_fields(run, 1e-3, pixel_j, 0.0, -ETA_CRACK)
+    t_fill = flaws.slot_fill_time_s(20.0, p.k_ic_mpa_m05, 77.0, J_SLOT, p.molar_volume_cm3_mol)
+    model.driver.losses.advance_flaws(run, 1.5 * t_fill)
+    g = p.depth_grid
+    top = np.flatnonzero(p.flaw_fill_c_cm2 <= 1.5 * t_fill * J_SLOT).max()
+    cracks = np.flatnonzero(p.crack_need_mpa <= np.minimum(p.mpa_per_volt * ETA_CRACK,
+                                                          p.crack_flow_mpa * J_SLOT ** (1 / p.creep_n)))
+    per_pixel = g.weights[cracks[cracks <= top]].sum()
+    assert per_pixel > 0.99  # the flaws are all ~20 µm deep and all full
+    if mouth == "pixel":
+        expected = band.sum() * nx * per_pixel
+    else:
+        d_rows = np.minimum(rows - 4, 95 - rows)  # rows to the nearest row that does not plate
+        rho = (d_rows - 0.5) * p.voxel_um
+        held = [g.weights[cracks[(cracks <= top) & (g.centres_um[cracks] <= r)]].sum() for r in rho[band]]
+        expected = nx * sum(held)
+        assert np.flatnonzero(rho >= 20.0).tolist() == list(range(45, 55))
+        assert expected == pytest.approx(160 * per_pixel, rel=0.02)
+    assert run.flaw_hazard == pytest.approx(expected, rel=1e-9)

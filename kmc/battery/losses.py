@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from kmc.flaws import slot_fill_charge_c_cm2, slot_full_depth_um
+from kmc.flaws import covered_radius_um, deepest_sealed_bin, slot_fill_charge_c_cm2, slot_full_depth_um
 from kmc.kernels import debt as kdebt
 from kmc.kernels import flaws as kfl
 from kmc.kernels.cell import GAP, NA, SEI
@@ -86,7 +86,9 @@ class Losses:
         metal in the slot would touch that Au and alloy with it — Na metal can sit in the flaw only once
         the Au at its mouth is Na2Au (or where Na covers it); above Na's potential (η0 > 0) no face
         presses Na metal. No pixel fills or cracks during a strip or a rest, and nothing of a pressure is
-        kept across them: the pressure is the present state's."""
+        kept across them: the pressure is the present state's. Last, per pixel, the deepest bin whose flaws
+        hold pressure: all of them, or under ``model.flaw_mouth = "trace"`` those no deeper than the plating
+        patch's radius about the pixel (``kmc.flaws.covered_radius_um``)."""
         p = self.p
         eta0 = run.voltage_v + p.u_ce_v - run.phi  # per pixel, the overpotential without U_f
         if p.slot_law:
@@ -107,14 +109,21 @@ class Losses:
             mouth = np.where(np.isfinite(sigma), sigma, p.pressure_mpa)
         else:
             mouth = np.zeros(cols.size)
-        return cols, rate, eta, j, mouth
+        if p.flaw_trace:  # flaws deeper than the plating patch around their pixel vent (kmc.flaws)
+            plating = np.zeros(p.n_cols, dtype=bool)
+            plating[cols] = True
+            radius = covered_radius_um(plating.reshape(p.ny, p.nx), p.voxel_um).ravel()[cols]
+            sealed = deepest_sealed_bin(p.depth_grid, radius)
+        else:
+            sealed = np.full(cols.size, p.depth_grid.n_bins - 1, dtype=np.int64)
+        return cols, rate, eta, j, mouth, sealed
 
     def crack(self, run, dt: float, commit: bool, plating=None) -> float:
         """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``
         (under the slot law, with each pixel's full depth d_i = Q⁻¹(Q_i) in ``flaw_front_um``).
         ``plating``: ``plating_pixels`` of these fields, when the caller has it already."""
         p = self.p
-        cols, rate, eta, j, mouth = self.plating_pixels(run) if plating is None else plating
+        cols, rate, eta, j, mouth, sealed = self.plating_pixels(run) if plating is None else plating
         if cols.size == 0:
             return 0.0
         g = p.depth_grid
@@ -124,7 +133,8 @@ class Losses:
         base_eta = p.pressure_mpa if p.least_stress else 0.0
         rise = kfl.crack_population(cols, rate, dt, eta, j, p.mpa_per_volt, p.crack_need_mpa, p.crack_flow_mpa,
                                     1.0 / p.creep_n, g.weights, g.first_um, g.log_ratio, clock, run.flaw_cracked,
-                                    block[:p.n_cols], block[p.n_cols:], commit, base_eta, mouth, p.flaw_fill_c_cm2)
+                                    block[:p.n_cols], block[p.n_cols:], commit, base_eta, mouth, p.flaw_fill_c_cm2,
+                                    sealed)
         if commit and p.slot_law:
             run.flaw_front_um[cols] = slot_full_depth_um(run.flaw_charge_c_cm2[cols], p.slot_opening_per_sqrt_um,
                                                          p.molar_volume_cm3_mol)

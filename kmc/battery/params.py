@@ -74,6 +74,7 @@ class Params:
     slot_law: bool  #: model.flaw_law = "slot" (PHYSICS v4 E8): flaws fill as slots from any plating face
     flaw_fill_c_cm2: np.ndarray  #: slot law, per depth bin: the charge at the mouth that fills it, Q(c_b); empty (v3)
     slot_opening_per_sqrt_um: float  #: slot law: k of δ_c = k √c (√µm); NaN under the v3 law
+    flaw_trace: bool  #: model.flaw_mouth = "trace": flaws deeper than their pixel's plating patch vent (kmc.flaws)
     # E9: pores of a porous collector (kmc.pores); None without pores
     pore_entry_mpa: float | None
     pore_um_per_mpa: float | None
@@ -121,6 +122,7 @@ def build(scenario, max_current_a: float) -> Params:
     creep_rate_ref = units.creep_strain_rate_s(creep_sigma_ref, na, temperature_k)
     # The v4 options of the model (each default keeps v3).
     slot_law = d["model"].get("flaw_law", "metal_front") == "slot"
+    flaw_trace = slot_law and d["model"].get("flaw_mouth", "pixel") == "trace"
     least_stress = d["model"].get("insertion", "nearest_gap") == "least_stress"
     refill_law = d["model"].get("refill", "loaded_flow") == "critical_current"
     face_state = d["model"].get("contact_quality", "floor") == "face_state"
@@ -175,7 +177,7 @@ def build(scenario, max_current_a: float) -> Params:
         crack_flow_mpa=crack_flow, mpa_per_volt=flaws.overpotential_pressure_mpa(1.0, vm),
         # Na reaches into a plating pixel's flaws as fast as its metal thickens: V_m/F per coulomb.
         fill_um_per_c_cm2=vm / units.F * 1e4,
-        slot_law=slot_law, flaw_fill_c_cm2=fill_thresholds, slot_opening_per_sqrt_um=slot_k,
+        slot_law=slot_law, flaw_fill_c_cm2=fill_thresholds, slot_opening_per_sqrt_um=slot_k, flaw_trace=flaw_trace,
         pore_entry_mpa=pore_entry, pore_um_per_mpa=pore_rate,
         least_stress=least_stress, refill_law=refill_law, face_state=face_state, true_face_area=true_face_area,
         size_effect_strength_mpa=float(na["size_effect_strength_mpa"]),
