@@ -171,3 +171,22 @@ def test_quoted_mentions_of_the_specification_become_the_projects_own(hook):
     assert own("source: PHYSICS §1, §5 E7: insulators") == "source: [model §5](model.md#s5) E7: insulators"
     assert own("the paper or VALIDATION.md row") == "the paper or [validation](validation.md) row"
     assert not hook.OUTSIDE_TEXT.search(own("PHYSICS.md, PHYSICS §4 and SCHEMA.md"))
+
+
+# -- the probes the model page quotes ----------------------------------------------------------------
+
+PROBES = sorted((ROOT / "scenarios" / "probes").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", PROBES, ids=[p.stem for p in PROBES])
+def test_probe_scenarios_load_and_build_a_model(path):
+    """The v4 probes docs/model.md quotes stay runnable: they load with the shipped materials, switch on the
+    laws they say they do, and a model builds from them (a renamed key or option fails here, not in a
+    reader's hands)."""
+    from kmc.config import load_scenario
+    from kmc.model import model_for
+
+    assert path.name in (ROOT / "docs" / "model.md").read_text(encoding="utf-8")
+    sc = load_scenario(path)
+    assert sc.data["model"]["flaw_law"] == "slot" and sc.data["electrolyte"]["relief"] == "self_affine"
+    assert model_for(sc).layout().variables
