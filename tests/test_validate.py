@@ -46,7 +46,8 @@ def synthetic():
                       charge=[2.0, 2.0, 2.0]),
         "T3": summary(2, interfacial_resistance=[7.1, 15.0]),
         "T4": summary(3, ce=[[0.9], [0.96], [nan]], voltage=[1.5, 1.5, 0.0], shorted=[0, 0, 1],
-                      plated=[2.0, 2.0, 0.1], stranded_na=[0.02, 0.04, 0.0], dead_na=[0.0, 0.04, 0.0]),
+                      plated=[2.0, 2.0, 0.1], stranded_na=[0.02, 0.04, 0.0], dead_na=[0.0, 0.04, 0.0],
+                      unloaded_na=[0.02, 0.0, 0.0]),
         "T5": summary(3, shorted=[1, 1, 0], ccd=[1.5, 2.0, nan]),
         "T6": summary(2, ce=[[0.99] * 9 + [0.94], [0.99] * 9 + [0.95]]),
         "D1_foil": summary(2, ce=[[0.60], [0.70]]),
@@ -81,7 +82,7 @@ def test_row_predicates_on_a_synthetic_summary():
     check("T3", "interfacial", (7.1 + 15.0) / 2, True)
     check("T4", "first-cycle CE", 93.0, True, n="2/3 (1 shorted)")  # the run without a CE is left out, and counted
     check("T4", "final voltage", 1.5, True)                      # the median run reached the cut-off
-    check("T4", "stranded + dead", 1.0, True)                    # 1, 4 and 0 % of the plated charge
+    check("T4", "stranded + dead + unloaded", 2.0, True)         # 1 + 1, 4 and 0 % of the plated charge
     check("T5", "CCD", 2.0, True)                                # 1.5, 2.0, no short
     check("T6", "CE at cycle 10", 94.5, True)
     check("D1", "foil CE", 65.0, True)
