@@ -9,7 +9,7 @@ from kmc.analysis.runs import last_valid, runs_to_use
 
 #: Per-sample variables whose final value (last non-NaN sample) the summary reports, as ``final_<name>``.
 FINAL = ("charge", "time", "voltage", "contact_fraction", "void_fraction", "thickness_mean", "thickness_cv",
-         "interfacial_resistance", "short_probability", "plated", "stranded_na", "dead_na")
+         "interfacial_resistance", "short_probability", "plated", "stranded_na", "dead_na", "unloaded_na")
 #: Per-run and per-cycle variables copied as they are.
 COPIED = ("status", "shorted", "short_time", "short_charge", "ccd", "ccd_failure", "coulombic_efficiency")
 

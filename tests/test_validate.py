@@ -94,6 +94,22 @@ def test_row_predicates_on_a_synthetic_summary():
     check("D4", "final thickness CV", 0.155, True)
 
 
+def test_t4_na_left_is_recounted_from_a_stores_samples_through_the_run_summary():
+    """T4's Na left from per-sample inventories as a store holds them, through ``ds.kmc.summary()``: the
+    last defined sample of stranded, dead and unloaded Na over the plated charge. Planted fault: a summary
+    that does not carry ``final_unloaded_na`` (the metric then counts none) fails it."""
+    nan = math.nan
+    ds = xr.Dataset({
+        "status": ("run", np.array([2, 2], dtype=np.int8)),
+        "plated": (("run", "sample"), [[1.0, 2.0, 2.0], [1.0, 2.0, nan]]),
+        "stranded_na": (("run", "sample"), [[0.0, 0.01, 0.02], [0.0, 0.0, nan]]),
+        "dead_na": (("run", "sample"), [[0.0, 0.0, 0.0], [0.0, 0.01, nan]]),
+        "unloaded_na": (("run", "sample"), [[0.0, 0.0, 0.04], [0.0, 0.03, nan]]),
+    })
+    left = val.left_behind_percent(ds.kmc.summary())
+    assert left == pytest.approx([100.0 * 0.06 / 2.0, 100.0 * 0.04 / 2.0])
+
+
 def test_medians_with_censored_runs_and_the_cells_shown():
     s = synthetic()
     s["T1"] = summary(3, shorted=[1, 0, 0], short_charge=[0.05, math.nan, math.nan])
