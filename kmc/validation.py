@@ -236,7 +236,7 @@ ROWS: tuple[Row, ...] = (
         Metric("first-cycle CE [%]", ("T4",), ce_percent(0), "86.5, 88.0", "80–95", 80.0, 95.0, digits=1),
         Metric("final voltage [V]", ("T4",), final("voltage"), "rises to the cut-off", "≥ 1.5 (cut-off)", low=1.5,
                digits=3),
-        Metric("stranded + dead + unloaded Na [% of plated]", ("T4",), left_behind_percent, "negligible", "≤ 3", high=3.0),
+        Metric("Na left at cut-off [% of plated]", ("T4",), left_behind_percent, "negligible", "≤ 3", high=3.0),
     )),
     Row("T5", "calibrates NASICON flaws", "Na foil electrode, ccd from 0.1 in 0.1 mA/cm² steps, 0.5 mAh/cm²", (
         Metric("CCD [mA/cm²]", ("T5",), ccd, "1.9", "0.95–3.8", 0.95, 3.8, digits=2),

@@ -82,7 +82,7 @@ def test_row_predicates_on_a_synthetic_summary():
     check("T3", "interfacial", (7.1 + 15.0) / 2, True)
     check("T4", "first-cycle CE", 93.0, True, n="2/3 (1 shorted)")  # the run without a CE is left out, and counted
     check("T4", "final voltage", 1.5, True)                      # the median run reached the cut-off
-    check("T4", "stranded + dead + unloaded", 2.0, True)         # 1 + 1, 4 and 0 % of the plated charge
+    check("T4", "Na left", 2.0, True)    # stranded + dead + unloaded: 1 + 1, 4 and 0 % of the plated charge
     check("T5", "CCD", 2.0, True)                                # 1.5, 2.0, no short
     check("T6", "CE at cycle 10", 94.5, True)
     check("D1", "foil CE", 65.0, True)
