@@ -47,6 +47,8 @@ Cell = namedtuple("Cell", [
     "stencil",       # int64: stencil of one event (``capillary.STENCIL_SIZE``)
     "scratch",       # int64: tree-update scratch (max(STENCIL_SIZE, nz))
     "buf",           # int64[nz]: the sites of one column
+    "gap_dist",      # uint16 per site: the insertion search's distance labels (``gap_distance``; scratch)
+    "gap_search",    # int64: their bookkeeping (``gap_distance.S_*``)
     "deposit_stress",  # float64 per column: σ of a deposit pixel at the last solve (MPa; ``deposit_stress``)
     "insertion_target",  # int64 per column: where a deposit pixel's plated volume goes (``deposit_stress``)
     "side_face_weight",  # float64 per column: area of a side face of the electrolyte's column / a² (``faradaic``)

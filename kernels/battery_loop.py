@@ -120,7 +120,8 @@ from kmc.kernels.moves import (
     void_under_na,
 )
 from kmc.kernels.deposit_stress import CANNOT_RISE, LIFT, WAIT, lift_deposits
-from kmc.kernels.plating import deposit_insertion_site, insertion_site
+from kmc.kernels.gap_distance import S_VALID, gap_filled, gap_opened
+from kmc.kernels.plating import admissible, deposit_insertion_site, insertion_site_guided
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total
 
 STOP_RESOLVE = 3  #: faces, supports or the collector changed enough to need a new field solve
@@ -241,8 +242,8 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus, gap_free):
             g = deposit_insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.cc_bottom,
                                        int(w.limits[L_PORE_DEPTH]), w.insertion_target, nbr, w.nbr2)
         elif not gap_free:
-            g = insertion_site(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited, w.cc_bottom,
-                               int(w.limits[L_PORE_DEPTH]))
+            g = insertion_site_guided(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited, w.cc_bottom,
+                                      int(w.limits[L_PORE_DEPTH]), w.gap_dist, w.gap_search)
     counters[C_PLATE if plating else C_NUCLEATE] += 1
     if not plating:
         refresh_column(c % nxy, w)
@@ -276,6 +277,7 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus, gap_free):
             return STOP_RESOLVE  # every face moved: the caller rebuilds everything
     else:
         lattice[g] = NA
+        gap_filled(g, w.gap_dist)
         if face_state and inserted_at_face(g, c, e, nx, ny, nz, w.nbr2):
             na_contact[g] = ATOMIC  # made by reduction at the face; pushed elsewhere, it came by flow
         after_arrival(g, w, c_au)
@@ -342,6 +344,16 @@ def _refresh_void_below(src, w):
 
 
 @njit(cache=True, inline="always")
+def _filled(g, w):
+    """Na has flowed into the gap g: the insertion search's labels stay lower bounds only if g was a
+    gap plating could fill (``kmc.kernels.gap_distance``: a path through a gap it could not fill was
+    no path to a gap at the labelling)."""
+    gap_filled(g, w.gap_dist)
+    if not admissible(g, w.cc_bottom, w.nx * w.ny, int(w.limits[L_PORE_DEPTH])):
+        w.gap_search[S_VALID] = 0
+
+
+@njit(cache=True, inline="always")
 def _refill(w, g, res, c_au):
     """E4 refill law: the interface-void pixel g becomes Na, the voxel taken at the collector side of
     the thickest Na column within one local Na thickness (``moves.refill_source``; ``res``, the draw's
@@ -360,6 +372,7 @@ def _refill(w, g, res, c_au):
     changed(src, src, w)
     _refresh_void_below(src, w)
     w.lattice[g] = NA
+    _filled(g, w)
     w.na_contact[g] = ATOMIC if pressed else BY_FLOW  # refilled by flow, pressed in or not (PHYSICS §4)
     w.counters[C_REFILL] += 1
     w.counters[C_MOVES] += 1
@@ -387,6 +400,8 @@ def _move(w, u, r_p, r_a, r_nuc, r_m, c_au):
     w.na_contact[t] = BY_FLOW
     if not loaded:
         w.na_contact[s] = BY_FLOW
+        gap_opened(s, w.nx, w.ny, w.gap_search)
+    _filled(t, w)
     if loaded:  # the layer's volume flowed into t (moves module docstring); s stays
         tally[T_PENDING] -= 1.0
         # v3 counts it as the refill; under the refill law the refill is the void's own event.
@@ -450,6 +465,7 @@ def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift, g
     rates_current = False  # the class rates are those of the lattice as it is
     tested = False  # the re-solve test has passed on the lattice as it is
     r_p = r_a = r_nuc = r_m = 0.0
+    w.gap_search[S_VALID] = 0  # the lattice may have changed since the last batch: relabel when needed
     while done < max_events:
         if not rates_current:
             r_p, r_a, r_nuc, r_m = _class_rates(w, i_far_a, q_v_c, c_au, stop_on_nucleus)

@@ -26,6 +26,7 @@ from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD
 from kmc.kernels.contact import BY_FLOW
 from kmc.kernels.faradaic import ALLOY_STEPS, CC_AU_ALLOYED, P_ALLOY_PHASES, alloy_steps, alloyable, site_weights
+from kmc.kernels.gap_distance import gap_opened
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_kind
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.moves import M_REFILL_LAW, move_propensity
@@ -230,6 +231,7 @@ def remove_na(g, w):
     if under_cc(g, w):
         w.tally[T_UNDER_CC] -= 1.0
     w.lattice[g] = GAP
+    gap_opened(g, w.nx, w.ny, w.gap_search)  # the insertion search's bound takes it in
     w.na_contact[g] = BY_FLOW
     w.site_class[g] = -1
     w.tally[T_SEALED] = 0.0  # a gap has opened

@@ -10,8 +10,8 @@ and four float64 sum trees, 8/7 of a word per site each; ~450 bytes per column).
   complex spectra): ~75 bytes per site, measured;
 - new State (``kmc.battery.state.new_state``): the geometry's lattice and per-column arrays beside the
   State, and a boolean temporary;
-- solve (``driver.Driver.solve``): the event loop's scratch (kept from the first batch on: an int64 and
-  two uint8 per site, a uint8 per tree node) and then the largest of: the cluster classification
+- solve (``driver.Driver.solve``): the event loop's scratch (kept from the first batch on: an int64,
+  two uint8 and a uint16 per site, a uint8 per tree node) and then the largest of: the cluster classification
   (int32 parents, and two uint8 per site in the kernel), the bands (three boolean layers of the
   lattice), or the field solve (per contact face: the face table, ``field.Faces`` and the solver's
   copies; per pixel: the FFT planes, the Green's function and the Newton–CG vectors);
@@ -82,7 +82,8 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
         geometry["pores"] = PORES_BYTES_PER_SITE * n + n  # the field, and the collector-body mask
     geometry_kept = n + GEOMETRY_KEPT_BYTES_PER_COLUMN * c
 
-    scratch = 8 * n + 2 * n + tree_nodes  # Driver._cell: int64 and two uint8 per site, uint8 per tree node
+    # Driver._cell: int64, two uint8 and the uint16 distance labels per site, uint8 per tree node
+    scratch = 8 * n + 2 * n + 2 * n + tree_nodes
     green = 8 * p.ny * (p.nx // 2 + 1)  # field.Plane.green, computed at the first solve and kept
     # int32 parents (classes.parent_dtype); two uint8 per site inside kernels.clusters.classify_na
     classify = 4 * n + 2 * n

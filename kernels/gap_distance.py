@@ -1,0 +1,214 @@
+"""E1 rule 3's search for the nearest gap, guided by a distance field (the same answer, fewer voxels).
+
+Rule 3 (``kmc.kernels.plating``) carries a plated voxel through the Na connected to its face to the
+first admissible GAP of a breadth-first search. Before a layer seals, the last gaps sit in a few
+patches whose spacing grows with the domain, and the search crosses the sealed Na between them: its
+cost per event grows with the area (README, "The battery model").
+
+This module gives the same site at a fraction of the cost. ``gap_distance`` labels every Na voxel
+with D(v), the number of steps through Na from v to the nearest admissible GAP (1 beside one), by
+one breadth-first pass from all gaps at once. The search from c then keeps, of the Na voxels it
+meets at level k, only those with k + D(v) ≤ d, d = D(c): those lying on a shortest path from c to a
+nearest gap. That pruning returns the plain search's site, tie-breaking included:
+
+- every voxel on a shortest path from c to a gap at level d has k + D ≤ d, and so does every
+  neighbour at level k − 1 of such a voxel (D changes by at most 1 per step); so each kept useful
+  voxel's first discoverer in the plain search is kept, and the useful voxels enter the queue in the
+  same order;
+- the plain search finds its gap while expanding a voxel at level d − 1 whose D is 1: a useful one.
+
+Plating only turns admissible gaps into Na between two labellings, and that can only lengthen the
+paths to the gaps left: a D computed earlier stays a lower bound. With a lower bound the pruning is
+still exact for any d at least the true distance, and a gap found at a level ≤ d proves d was large
+enough; otherwise the search is repeated with a larger d (``nearest_gap_guided``). A gap opened since
+(a Na voxel moved away or removed: ``gap_opened``) can shorten paths; the bound then also takes the
+lattice distance to it (a path through Na is at least that long), for up to ``MAX_OPENED`` of them.
+Anything else that changes the lattice (the collector moved, more gaps opened) makes the labels
+invalid: the caller clears ``search[S_VALID]`` (``battery_loop`` at each batch) and the next search
+that needs them relabels.
+
+Relabelling costs a pass over the lattice and the Na; it is done once the searches since the last
+labelling have visited as many voxels as the last labelling cost (a voxel passed over costs ~1/16 of
+one searched; the first time, a pass's worth), so it never costs more than the searches it serves, and stale labels (whose
+pruning loosens as gaps fill) are renewed as often as the searches can afford.
+"""
+import numpy as np
+from numba import njit
+
+from kmc.kernels.cell import GAP, NA
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+
+#: D of a Na voxel from which no admissible gap is reachable through Na.
+UNREACHABLE = 65535
+#: Longer paths are stored as this: still a lower bound of the true distance.
+SATURATED = 65534
+
+# slots of the int64 ``search`` array
+S_VALID = 0  #: 1 while ``dist`` is a lower bound of every Na voxel's distance (see module docstring)
+S_WORK = 1  #: voxels the searches have visited since the last labelling (or since it became invalid)
+S_COST = 2  #: the last labelling's cost in searched voxels (the lattice pass, ~1/16 of one each, + Na labelled)
+S_LABELLINGS = 3  #: labellings done (diagnostics)
+S_OPENED = 4  #: gaps opened since the labelling (a Na voxel moved or removed): x, y, z from S_FIRST_OPENED
+S_FIRST_OPENED = 5
+#: Gaps opened since the labelling that the bound tracks before it gives the labels up.
+MAX_OPENED = 64
+N_SEARCH = S_FIRST_OPENED + 3 * MAX_OPENED
+
+
+@njit(cache=True, inline="always")
+def _admissible(g, cc_bottom, nxy, pore_depth):
+    # as plating.admissible (not imported: plating imports this module)
+    return g // nxy - cc_bottom[g % nxy] < pore_depth
+
+
+@njit(cache=True, inline="always")
+def gap_opened(g, nx, ny, search):
+    """The voxel g has just become a GAP: tracked by the bound, or the labels given up."""
+    k = search[S_OPENED]
+    if k < MAX_OPENED:
+        nxy = nx * ny
+        z, r = divmod(g, nxy)
+        y, x = divmod(r, nx)
+        j = S_FIRST_OPENED + 3 * k
+        search[j] = x
+        search[j + 1] = y
+        search[j + 2] = z
+        search[S_OPENED] = k + 1
+    else:
+        search[S_VALID] = 0
+
+
+@njit(cache=True, inline="always")
+def gap_filled(g, dist):
+    """The GAP g has just become Na: 0 bounds its distance to a gap (its label is from before)."""
+    dist[g] = 0
+
+
+@njit(cache=True)
+def _opened_distance(v, search, nx, ny):
+    """The lattice distance (laterally periodic) from v to the nearest gap opened since the labelling,
+    or ``UNREACHABLE``: no path through Na to it is shorter."""
+    d = np.int64(UNREACHABLE)
+    nxy = nx * ny
+    z, r = divmod(v, nxy)
+    y, x = divmod(r, nx)
+    for i in range(search[S_OPENED]):
+        j = S_FIRST_OPENED + 3 * i
+        dx = abs(x - search[j])
+        dy = abs(y - search[j + 1])
+        d = min(d, min(dx, nx - dx) + min(dy, ny - dy) + abs(z - search[j + 2]))
+    return d
+
+
+@njit(cache=True)
+def gap_distance(lattice, nx, ny, nz, cc_bottom, pore_depth, dist, queue):
+    """Label ``dist`` (uint16 per site): for each Na voxel the steps through Na to the nearest
+    admissible GAP (6 neighbours, laterally periodic, as the search), ``UNREACHABLE`` if none. Other
+    voxels keep whatever they hold: a voxel that becomes Na later gets 0 then (``gap_filled``).
+    Returns the Na voxels labelled."""
+    nxy = nx * ny
+    n = nxy * nz
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    tail = 0
+    for v in range(n):
+        if lattice[v] != NA:
+            continue
+        dist[v] = UNREACHABLE
+        neighbors6(v, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            k = nbr[d]
+            if k >= 0 and lattice[k] == GAP and _admissible(k, cc_bottom, nxy, pore_depth):
+                dist[v] = 1
+                queue[tail] = v
+                tail += 1
+                break
+    head = 0
+    while head < tail:
+        s = queue[head]
+        head += 1
+        ds = min(np.int64(dist[s]) + 1, SATURATED)
+        neighbors6(s, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            k = nbr[d]
+            if k >= 0 and lattice[k] == NA and dist[k] == UNREACHABLE:
+                dist[k] = ds
+                queue[tail] = k
+                tail += 1
+    return tail
+
+
+@njit(cache=True)
+def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist, search):
+    """The plain breadth-first search from the Na voxel c (``plating._nearest_gap_through_na``), keeping
+    only the Na voxels v met at level k with k + (a lower bound of v's distance) ≤ bound: its label, or
+    its lattice distance to a gap opened since (``_opened_distance``). Returns (gap, its level, voxels
+    queued); gap −1 if none was met."""
+    nxy = nx * ny
+    head = 0
+    tail = 1
+    queue[0] = c
+    visited[c] = 1
+    level = 0
+    level_end = 1
+    found = -1
+    # A voxel k met at level L is at most L steps from c, so L + (k's distance to an opened gap) is at
+    # least c's distance to it: beyond the bound, the opened gaps keep no one (and are not looked at).
+    opened_in_reach = _opened_distance(c, search, nx, ny) <= bound
+    while head < tail and found < 0:
+        if head == level_end:
+            level += 1
+            level_end = tail
+        s = queue[head]
+        head += 1
+        neighbors6(s, nx, ny, nz, False, nbr)
+        for d in range(N_NEIGHBORS):
+            k = nbr[d]
+            if k < 0 or visited[k]:
+                continue
+            st = lattice[k]
+            if st == GAP and _admissible(k, cc_bottom, nxy, pore_depth):
+                found = k
+                break
+            if st == NA and (level + 1 + np.int64(dist[k]) <= bound
+                             or (opened_in_reach and level + 1 + _opened_distance(k, search, nx, ny) <= bound)):
+                visited[k] = 1
+                queue[tail] = k
+                tail += 1
+    for i in range(tail):
+        visited[queue[i]] = 0
+    return found, level + 1, tail
+
+
+@njit(cache=True)
+def nearest_gap_guided(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist, search):
+    """The GAP ``plating._nearest_gap_through_na`` returns for the Na voxel c (the same site), or −1;
+    labels ``dist`` first when the searches since the last labelling have cost as much as it."""
+    if lattice[c] != NA:
+        return -1
+    if search[S_WORK] >= max(search[S_COST], lattice.size // 16):
+        search[S_COST] = lattice.size // 16 + gap_distance(lattice, nx, ny, nz, cc_bottom, pore_depth, dist, queue)
+        search[S_VALID] = 1
+        search[S_OPENED] = 0
+        search[S_WORK] = 0
+        search[S_LABELLINGS] += 1
+    if search[S_VALID] == 0:
+        g, _, cost = _pruned_search(c, 1 << 62, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist,
+                                     search)
+        search[S_WORK] += cost
+        return g
+    d0 = min(np.int64(dist[c]), _opened_distance(c, search, nx, ny))
+    if d0 == UNREACHABLE:
+        return -1  # no gap was reachable at the labelling, and filling gaps connects nothing new
+    bound = d0
+    while True:
+        g, level, cost = _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth,
+                                        dist, search)
+        search[S_WORK] += cost
+        if g >= 0 and level <= bound:
+            dist[c] = min(level, SATURATED)  # exact now, so a lower bound from now on
+            return g
+        if g < 0 and bound >= lattice.size:
+            return -1  # every gap c could reach has been filled since the labelling
+        # The bound was below the true distance (the nearest gaps were filled since the labelling): a
+        # gap met deeper bounds it; else double the slack (the searches cost at most ~2× the last one).
+        bound = level if g >= 0 else min(bound + (bound - d0) + 1, lattice.size)
