@@ -51,7 +51,7 @@ S_LABELLINGS = 3  #: labellings done (diagnostics)
 S_OPENED = 4  #: gaps opened since the labelling (a Na voxel moved or removed): x, y, z from S_FIRST_OPENED
 S_FIRST_OPENED = 5
 #: Gaps opened since the labelling that the bound tracks before it gives the labels up.
-MAX_OPENED = 64
+MAX_OPENED = 1024
 N_SEARCH = S_FIRST_OPENED + 3 * MAX_OPENED
 
 
@@ -97,6 +97,41 @@ def _opened_distance(v, search, nx, ny):
         dx = abs(x - search[j])
         dy = abs(y - search[j + 1])
         d = min(d, min(dx, nx - dx) + min(dy, ny - dy) + abs(z - search[j + 2]))
+    return d
+
+
+@njit(cache=True)
+def _opened_within(c, bound, search, nx, ny):
+    """The gaps opened since the labelling whose lattice distance to c is at most ``bound`` (x, y, z
+    rows), and their number: only these can bound a voxel within ``bound`` of c's search."""
+    near = np.empty((search[S_OPENED], 3), dtype=np.int64)
+    m = 0
+    nxy = nx * ny
+    z, r = divmod(c, nxy)
+    y, x = divmod(r, nx)
+    for i in range(search[S_OPENED]):
+        j = S_FIRST_OPENED + 3 * i
+        dx = abs(x - search[j])
+        dy = abs(y - search[j + 1])
+        if min(dx, nx - dx) + min(dy, ny - dy) + abs(z - search[j + 2]) <= bound:
+            near[m, 0] = search[j]
+            near[m, 1] = search[j + 1]
+            near[m, 2] = search[j + 2]
+            m += 1
+    return near, m
+
+
+@njit(cache=True, inline="always")
+def _near_distance(v, near, m, nx, ny):
+    """The lattice distance from v to the nearest of the first m rows of ``near``, or ``UNREACHABLE``."""
+    d = np.int64(UNREACHABLE)
+    nxy = nx * ny
+    z, r = divmod(v, nxy)
+    y, x = divmod(r, nx)
+    for i in range(m):
+        dx = abs(x - near[i, 0])
+        dy = abs(y - near[i, 1])
+        d = min(d, min(dx, nx - dx) + min(dy, ny - dy) + abs(z - near[i, 2]))
     return d
 
 
@@ -152,8 +187,8 @@ def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom
     level_end = 1
     found = -1
     # A voxel k met at level L is at most L steps from c, so L + (k's distance to an opened gap) is at
-    # least c's distance to it: beyond the bound, the opened gaps keep no one (and are not looked at).
-    opened_in_reach = _opened_distance(c, search, nx, ny) <= bound
+    # least c's distance to it: only the opened gaps within the bound of c can keep anyone.
+    near, m = _opened_within(c, bound, search, nx, ny)
     while head < tail and found < 0:
         if head == level_end:
             level += 1
@@ -170,7 +205,7 @@ def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom
                 found = k
                 break
             if st == NA and (level + 1 + np.int64(dist[k]) <= bound
-                             or (opened_in_reach and level + 1 + _opened_distance(k, search, nx, ny) <= bound)):
+                             or (m > 0 and level + 1 + _near_distance(k, near, m, nx, ny) <= bound)):
                 visited[k] = 1
                 queue[tail] = k
                 tail += 1
