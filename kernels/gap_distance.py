@@ -85,22 +85,6 @@ def gap_filled(g, dist):
 
 
 @njit(cache=True)
-def _opened_distance(v, search, nx, ny):
-    """The lattice distance (laterally periodic) from v to the nearest gap opened since the labelling,
-    or ``UNREACHABLE``: no path through Na to it is shorter."""
-    d = np.int64(UNREACHABLE)
-    nxy = nx * ny
-    z, r = divmod(v, nxy)
-    y, x = divmod(r, nx)
-    for i in range(search[S_OPENED]):
-        j = S_FIRST_OPENED + 3 * i
-        dx = abs(x - search[j])
-        dy = abs(y - search[j + 1])
-        d = min(d, min(dx, nx - dx) + min(dy, ny - dy) + abs(z - search[j + 2]))
-    return d
-
-
-@njit(cache=True)
 def _opened_within(c, bound, search, nx, ny):
     """The gaps opened since the labelling whose lattice distance to c is at most ``bound`` (x, y, z
     rows), and their number: only these can bound a voxel within ``bound`` of c's search."""
@@ -133,6 +117,14 @@ def _near_distance(v, near, m, nx, ny):
         dy = abs(y - near[i, 1])
         d = min(d, min(dx, nx - dx) + min(dy, ny - dy) + abs(z - near[i, 2]))
     return d
+
+
+@njit(cache=True)
+def _opened_distance(v, search, nx, ny):
+    """The lattice distance (laterally periodic) from v to the nearest gap opened since the labelling,
+    or ``UNREACHABLE``: no path through Na to it is shorter."""
+    near, m = _opened_within(v, UNREACHABLE, search, nx, ny)
+    return _near_distance(v, near, m, nx, ny)
 
 
 @njit(cache=True)
