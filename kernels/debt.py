@@ -21,6 +21,48 @@ from kmc.kernels.cell import GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 
 
+@njit(cache=True)
+def order_by_debt(debt):
+    """The columns by descending debt, the lower column first on a tie: ``np.argsort(−debt,
+    kind="stable")``, the same permutation (a stable sort's is unique), by a least-significant-digit
+    radix sort of the float keys' bits (four 16-bit digits, a digit every key shares skipped): linear
+    in the columns where NumPy's timsort of floats is n log n (a payment sorted every column twice; at
+    512² columns the sorts took 12 s of a T2 run)."""
+    n = debt.size
+    negated = np.empty(n)
+    for i in range(n):
+        negated[i] = -debt[i] + 0.0  # + 0.0 turns −0.0 into 0.0: equal debts tie, as NumPy compares them
+    bits = negated.view(np.uint64)
+    keys = np.empty(n, dtype=np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    for i in range(n):
+        b = bits[i]
+        keys[i] = ~b if b & sign else b | sign  # unsigned order of the keys = order of the floats
+    order = np.arange(n)
+    keys2 = np.empty(n, dtype=np.uint64)
+    order2 = np.empty(n, dtype=np.int64)
+    count = np.empty(65537, dtype=np.int64)
+    mask = np.uint64(0xFFFF)
+    for shift in range(0, 64, 16):
+        sh = np.uint64(shift)
+        count[:] = 0
+        for i in range(n):
+            count[np.int64((keys[i] >> sh) & mask) + 1] += 1
+        if n == 0 or count[np.int64((keys[0] >> sh) & mask) + 1] == n:
+            continue  # every key has this digit: the pass would not move anything
+        for d in range(65536):
+            count[d + 1] += count[d]
+        for i in range(n):  # in the current order: a stable pass
+            d = np.int64((keys[i] >> sh) & mask)
+            j = count[d]
+            count[d] = j + 1
+            keys2[j] = keys[i]
+            order2[j] = order[i]
+        keys, keys2 = keys2, keys
+        order, order2 = order2, order
+    return order
+
+
 @njit(cache=True, inline="always")
 def _before(debt, a, b):
     """Whether column a comes before column b: more debt, or as much and a lower index."""

@@ -19,6 +19,25 @@ def reference_clear_debt(debt, amount):
             break
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_order_by_debt_is_numpys_stable_sort_of_minus_the_debt(seed):
+    """The radix sort gives the permutation of ``np.argsort(-debt, kind="stable")``: ties (equal debts,
+    0.0 and −0.0 among them) in column order, negative debts, subnormals, infinities, debts spread over
+    600 decades, and a uniform debt (every digit shared but the last; one column one ulp above the rest)."""
+    rng = np.random.default_rng(seed)
+    n = 5000
+    cases = [
+        np.round(rng.random(n), 2),
+        rng.choice([0.0, -0.0, 5e-324, -5e-324, 0.25, 3.0, -2.0, np.inf, -np.inf], n),
+        rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, n),
+        np.full(n, 0.0137) + rng.integers(0, 2, n) * 1e-17,
+        np.where(np.arange(n) == n // 3, np.nextafter(0.0137, 1.0), 0.0137),  # one column a bit above the rest
+        np.zeros(0),
+    ]
+    for debt in cases:
+        assert np.array_equal(kdebt.order_by_debt(debt), np.argsort(-debt, kind="stable"))
+
+
 def reference_take(lattice, nx, ny, nz, debt, becomes):
     lat3 = lattice.reshape(nz, ny, nx)
     el = (lat3 == SE) | (lat3 == SEI)

@@ -264,7 +264,7 @@ def take_from_metal(run, p, debt, becomes) -> int:
     count = np.empty(p.n_cols, dtype=np.int64)
     kdebt.touching_electrolyte(run.lattice, p.nx, p.ny, p.nz, touching, count)
     # The payment's queue of columns (``kmc.kernels.debt``): sorted once, not once per voxel.
-    order = np.argsort(-debt, kind="stable")
+    order = kdebt.order_by_debt(debt)
     heap = np.empty(p.n_cols, dtype=np.int64)
     sizes = np.zeros(2, dtype=np.int64)
     # All but the last voxels in one kernel call: while the debt is two voxels or more above what has been
@@ -313,4 +313,4 @@ def give_to_metal(run, p, debt) -> int:
 
 def clear_debt(debt, amount) -> None:
     """Clear ``amount`` voxels of a per-column debt, from the most indebted columns first."""
-    kdebt.clear_debt_in_order(debt, np.argsort(-debt, kind="stable"), float(amount))
+    kdebt.clear_debt_in_order(debt, kdebt.order_by_debt(debt), float(amount))
