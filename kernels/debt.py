@@ -269,7 +269,13 @@ def _owing_pop(keys, cols, m):
     m -= 1
     keys[0] = keys[m]
     cols[0] = cols[m]
-    i = 0
+    _owing_sift_down(keys, cols, m, 0)
+    return m
+
+
+@njit(cache=True)
+def _owing_sift_down(keys, cols, m, i):
+    """Move entry i of the owing columns' max-heap of m entries down to its place."""
     while True:
         first = i
         left = 2 * i + 1
@@ -279,7 +285,7 @@ def _owing_pop(keys, cols, m):
         if right < m and _owed_before(keys[right], cols[right], keys[first], cols[first]):
             first = right
         if first == i:
-            return m
+            return
         keys[i], keys[first] = keys[first], keys[i]
         cols[i], cols[first] = cols[first], cols[i]
         i = first
@@ -293,7 +299,8 @@ def pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, b
     The same voxels in the same order as that many calls of ``pay_one_voxel``, without its scan of every
     column per voxel (which made a payment cost voxels × columns: quadratic in the domain's area, since
     E7's debt grows with it): the columns that have metal touching the electrolyte are kept on a max-heap
-    by (debt, then the lower column). Debts only fall while a payment runs (``clear_debt_queued``), so
+    by (debt, then the lower column); what comes off it depends on the entries only, not on how the heap
+    was built (the order is total). Debts only fall while a payment runs (``clear_debt_queued``), so
     an entry's key is at least its column's debt now; an entry whose key is stale is pushed again with
     the debt now, and the first fresh entry on top is the column a scan would find. A column that comes
     to touch the electrolyte (next to new SEI) is pushed when its count leaves zero."""
@@ -305,7 +312,11 @@ def pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, b
     m = 0
     for c in range(nxy):
         if count[c] > 0:
-            m = _owing_push(keys, cols, m, debt[c], c)
+            keys[m] = debt[c]
+            cols[m] = c
+            m += 1
+    for i in range(m // 2 - 1, -1, -1):  # heapified in place (linear), not pushed one by one (n log n)
+        _owing_sift_down(keys, cols, m, i)
     paid = 0
     while paid < n_voxels:
         col = -1
