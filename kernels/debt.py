@@ -173,10 +173,23 @@ def clear_debt_in_order(debt, order, amount):
 @njit(cache=True)
 def touching_electrolyte(lattice, nx, ny, nz, touching, count):
     """Na voxels with an electrolyte face (x, y periodic, z walled): ``touching`` (uint8, nz × columns)
-    1 there, ``count`` (int64 per column) how many in each column."""
+    1 there, ``count`` (int64 per column) how many in each column. Only the layers up to one above the
+    highest holding electrolyte (SE or SEI) are looked at: no Na above them has a face on any (at 512²
+    columns of T2 they are a sixth of the lattice)."""
     nxy = nx * ny
     count[:] = 0
-    for z in range(nz):
+    top = -1
+    for z in range(nz - 1, -1, -1):  # the highest layer holding electrolyte
+        k = 0
+        for i in range(z * nxy, (z + 1) * nxy):
+            v = lattice[i]
+            k += (v == SE) | (v == SEI)
+        if k > 0:
+            top = z
+            break
+    z_hi = min(nz, top + 2)
+    touching[z_hi:, :] = 0
+    for z in range(z_hi):
         for y in range(ny):
             for x in range(nx):
                 col = x + nx * y
