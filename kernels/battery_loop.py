@@ -120,8 +120,8 @@ from kmc.kernels.moves import (
     void_under_na,
 )
 from kmc.kernels.deposit_stress import CANNOT_RISE, LIFT, WAIT, lift_deposits
-from kmc.kernels.gap_distance import S_VALID, gap_filled, gap_opened
-from kmc.kernels.plating import admissible, deposit_insertion_site, insertion_site_guided
+from kmc.kernels.gap_distance import S_VALID, gap_filled, gap_opened, insertion_site_guided
+from kmc.kernels.plating import admissible, deposit_insertion_site
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total
 
 STOP_RESOLVE = 3  #: faces, supports or the collector changed enough to need a new field solve

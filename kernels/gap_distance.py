@@ -37,11 +37,15 @@ from numba import njit
 
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.plating import admissible, local_insertion_site, nearest_interface_gap
 
 #: D of a Na voxel from which no admissible gap is reachable through Na.
 UNREACHABLE = 65535
 #: Longer paths are stored as this: still a lower bound of the true distance.
 SATURATED = 65534
+
+#: A bound no search reaches: the plain, unpruned search (every label passes it).
+UNPRUNED = 1 << 62
 
 # slots of the int64 ``search`` array
 S_VALID = 0  #: 1 while ``dist`` is a lower bound of every Na voxel's distance (see module docstring)
@@ -53,12 +57,6 @@ S_FIRST_OPENED = 5
 #: Gaps opened since the labelling that the bound tracks before it gives the labels up.
 MAX_OPENED = 1024
 N_SEARCH = S_FIRST_OPENED + 3 * MAX_OPENED
-
-
-@njit(cache=True, inline="always")
-def _admissible(g, cc_bottom, nxy, pore_depth):
-    # as plating.admissible (not imported: plating imports this module)
-    return g // nxy - cc_bottom[g % nxy] < pore_depth
 
 
 @njit(cache=True, inline="always")
@@ -144,7 +142,7 @@ def gap_distance(lattice, nx, ny, nz, cc_bottom, pore_depth, dist, queue):
         neighbors6(v, nx, ny, nz, False, nbr)
         for d in range(N_NEIGHBORS):
             k = nbr[d]
-            if k >= 0 and lattice[k] == GAP and _admissible(k, cc_bottom, nxy, pore_depth):
+            if k >= 0 and lattice[k] == GAP and admissible(k, cc_bottom, nxy, pore_depth):
                 dist[v] = 1
                 queue[tail] = v
                 tail += 1
@@ -180,7 +178,10 @@ def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom
     found = -1
     # A voxel k met at level L is at most L steps from c, so L + (k's distance to an opened gap) is at
     # least c's distance to it: only the opened gaps within the bound of c can keep anyone.
-    near, m = _opened_within(c, bound, search, nx, ny)
+    if bound < UNPRUNED:
+        near, m = _opened_within(c, bound, search, nx, ny)
+    else:  # every voxel is kept by its label: the opened gaps are not needed
+        near, m = np.empty((0, 3), dtype=np.int64), 0
     while head < tail and found < 0:
         if head == level_end:
             level += 1
@@ -193,7 +194,7 @@ def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom
             if k < 0 or visited[k]:
                 continue
             st = lattice[k]
-            if st == GAP and _admissible(k, cc_bottom, nxy, pore_depth):
+            if st == GAP and admissible(k, cc_bottom, nxy, pore_depth):
                 found = k
                 break
             if st == NA and (level + 1 + np.int64(dist[k]) <= bound
@@ -219,7 +220,7 @@ def nearest_gap_guided(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, p
         search[S_WORK] = 0
         search[S_LABELLINGS] += 1
     if search[S_VALID] == 0:
-        g, _, cost = _pruned_search(c, 1 << 62, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist,
+        g, _, cost = _pruned_search(c, UNPRUNED, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist,
                                      search)
         search[S_WORK] += cost
         return g
@@ -239,3 +240,19 @@ def nearest_gap_guided(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, p
         # The bound was below the true distance (the nearest gaps were filled since the labelling): a
         # gap met deeper bounds it; else double the slack (the searches cost at most ~2× the last one).
         bound = level if g >= 0 else min(bound + (bound - d0) + 1, lattice.size)
+
+
+@njit(cache=True)
+def insertion_site_guided(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc_bottom, pore_depth, dist,
+                          search):
+    """``plating.insertion_site`` (the same site), its rule 3 searched through the distance labels
+    ``dist`` (``search``: their bookkeeping)."""
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
+    best = local_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, nbr, nbr2)
+    if best >= 0:
+        return best
+    g = nearest_gap_guided(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist, search)
+    if g >= 0:
+        return g
+    return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth)

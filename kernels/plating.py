@@ -27,7 +27,6 @@ from numba import njit
 from kmc.kernels.capillary import _eps_of
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.deposit_stress import LIFT, receiving_gap
-from kmc.kernels.gap_distance import nearest_gap_guided
 from kmc.kernels.interface import lift_collector
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 
@@ -224,19 +223,3 @@ def deposit_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom,
     if g >= 0:
         return g
     return nearest_interface_gap(t, lattice, nx, ny, nz, cc_bottom, pore_depth)
-
-
-@njit(cache=True)
-def insertion_site_guided(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc_bottom, pore_depth, dist,
-                          search):
-    """``insertion_site`` (the same site), its rule 3 searched through the distance labels ``dist``
-    (``kmc.kernels.gap_distance``; ``search`` their bookkeeping)."""
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
-    nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
-    best = local_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, nbr, nbr2)
-    if best >= 0:
-        return best
-    g = nearest_gap_guided(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist, search)
-    if g >= 0:
-        return g
-    return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth)

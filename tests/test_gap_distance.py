@@ -15,7 +15,7 @@ from kmc.kernels import gap_distance as gd
 from kmc.kernels.capillary import EPS_SIZE
 from kmc.kernels.cell import CC, GAP, NA, SE
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.plating import _nearest_gap_through_na, admissible, insertion_site, insertion_site_guided
+from kmc.kernels.plating import _nearest_gap_through_na, admissible, insertion_site
 
 
 def _random_cell(seed, nx=11, ny=9, nz=8):
@@ -55,8 +55,9 @@ def _recount(lat, nx, ny, nz, cc_bottom, pore_depth):
     return shortest_path(graph, unweighted=True, directed=False, indices=gaps).min(axis=0)
 
 
-def _fresh(lat, nx, ny, nz, cc_bottom, pore_depth):
-    dist = np.zeros(lat.size, dtype=np.uint16)
+def _fresh(n_sites):
+    """Labels and bookkeeping that label at the first search."""
+    dist = np.zeros(n_sites, dtype=np.uint16)
     search = np.zeros(gd.N_SEARCH, dtype=np.int64)
     search[gd.S_WORK] = 1 << 40  # label at the first search
     return dist, search
@@ -89,7 +90,7 @@ def test_guided_search_gives_the_plain_search_site_through_fills_and_openings(se
     queue = np.empty(n, dtype=np.int64)
     visited = np.zeros(n, dtype=np.uint8)
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
-    dist, search = _fresh(lat, nx, ny, nz, cc_bottom, pore_depth)
+    dist, search = _fresh(lat.size)
     found = 0
     for step in range(300):
         na = np.flatnonzero(lat == NA)
@@ -121,7 +122,7 @@ def test_guided_search_gives_the_plain_search_site_through_fills_and_openings(se
 
 
 def test_guided_insertion_site_is_the_plain_one():
-    """``insertion_site_guided`` (rules 1–3 and the confined case) against ``insertion_site`` from every
+    """``gap_distance.insertion_site_guided`` (rules 1–3 and the confined case) against ``insertion_site`` from every
     collector and Na face of a random cell, labels fresh."""
     lat, nx, ny, nz, cc_bottom = _random_cell(7)
     n = lat.size
@@ -129,7 +130,7 @@ def test_guided_insertion_site_is_the_plain_one():
     visited = np.zeros(n, dtype=np.uint8)
     eps = np.zeros(EPS_SIZE)
     au = np.zeros(nx * ny, dtype=np.uint8)
-    dist, search = _fresh(lat, nx, ny, nz, cc_bottom, 99)
+    dist, search = _fresh(lat.size)
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     faces = 0
     for c in range(n):
@@ -139,7 +140,7 @@ def test_guided_insertion_site_is_the_plain_one():
         for e in nbr:
             if e >= 0 and lat[e] == SE:
                 a = insertion_site(c, e, lat, au, nx, ny, nz, eps, queue, visited, cc_bottom, 99)
-                b = insertion_site_guided(c, e, lat, au, nx, ny, nz, eps, queue, visited, cc_bottom, 99, dist, search)
+                b = gd.insertion_site_guided(c, e, lat, au, nx, ny, nz, eps, queue, visited, cc_bottom, 99, dist, search)
                 assert a == b
                 faces += 1
     assert faces > 50
@@ -160,7 +161,7 @@ def test_a_refilled_gap_does_not_keep_the_label_it_had_as_na():
     n = lat.size
     queue, visited = np.empty(n, dtype=np.int64), np.zeros(n, dtype=np.uint8)
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
-    dist, search = _fresh(lat, nx, ny, nz, cc_bottom, 99)
+    dist, search = _fresh(lat.size)
     row = nx * ny  # the Na row's first site
 
     def guided(c):
