@@ -1,7 +1,7 @@
 """Keeping the battery kernels' derived arrays true after the lattice changes.
 
-After an event changes sites, every tree's leaf over the two-step stencil is recomputed
-(``changed``); a column whose load-bearing kind or collector-face state changed has all its Na and
+After an event changes sites, the move leaves over the two-step stencil and the faradaic leaves
+over the one-step stencil are recomputed (``changed``: nothing farther can have changed); a column whose load-bearing kind or collector-face state changed has all its Na and
 collector leaves recomputed (``refresh_column``); Na that arrives somewhere gets its cluster class,
 its faces counted, and alloys the unalloyed Au it touches (``after_arrival``); Na that leaves
 (``remove_na``) takes its faces with it. The tree list is ``refresh``: one line per event class.
@@ -21,7 +21,7 @@ from kmc.kernels.battery_arrays import (
     T_SEALED,
     T_UNDER_CC,
 )
-from kmc.kernels.capillary import stencil_two_steps
+from kmc.kernels.capillary import stencil_near_first
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE, CLUSTER_DEAD
 from kmc.kernels.contact import BY_FLOW
@@ -82,6 +82,16 @@ def _set_leaf(tree, c, value, keep, row, m):
 def refresh(sites, n, w):
     """Recompute every tree's leaf for ``sites[0:n]`` and propagate: the tree list of the battery
     model (a new event class is one more leaf here and one more tree in ``Cell``)."""
+    refresh_near(sites, n, n, w)
+
+
+@njit(cache=True)
+def refresh_near(sites, n_near, n, w):
+    """``refresh`` of ``sites[0:n]`` where only ``sites[0:n_near]`` can have changed faradaic leaves:
+    a site's faces, their kinetics and its cluster class depend on the site and its six neighbours
+    only (``faradaic.site_weights``; the column arrays change only with ``refresh_column``), while its
+    moves reach two steps (``moves.move_propensity``). Recomputing a leaf that cannot have changed
+    writes the same value, so the trees are the same bit for bit."""
     # The arrays are taken out of the tuple once: each access of a tuple's array is a reference
     # count taken and dropped, which in the loop cost a third of the batch's time.
     nx, ny, nz = w.nx, w.ny, w.nz
@@ -102,13 +112,14 @@ def refresh(sites, n, w):
     m_m = 0
     for a in range(n):
         c = sites[a]
-        wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi,
-                                  params, nx, ny, nz, nbr)
+        if a < n_near:
+            wp, wa, kn = site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w,
+                                      phi, params, nx, ny, nz, nbr)
+            m_p = _set_leaf(plate_tree, c, wp, keep, 0, m_p)
+            m_a = _set_leaf(alloy_tree, c, wa, keep, 1, m_a)
+            m_n = _set_leaf(nuc_tree, c, kn, keep, 2, m_n)
         mv = move_propensity(c, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
                              move_params, nbr, nbr2)
-        m_p = _set_leaf(plate_tree, c, wp, keep, 0, m_p)
-        m_a = _set_leaf(alloy_tree, c, wa, keep, 1, m_a)
-        m_n = _set_leaf(nuc_tree, c, kn, keep, 2, m_n)
         m_m = _set_leaf(move_tree, c, mv, keep, 3, m_m)
     if m_p > 0:
         tree_update_many(plate_tree, w.offsets, keep[0], m_p, w.scratch, w.mark)
@@ -140,10 +151,10 @@ def changed(s, t, w):
     """After sites s and t changed state: columns, and all trees over the two-step stencil."""
     nxy = w.nx * w.ny
     stencil, seen = w.stencil, w.seen
-    n = stencil_two_steps(s, t, w.nx, w.ny, w.nz, stencil, w.nbr, w.nbr2, seen)
+    n_near, n = stencil_near_first(s, t, w.nx, w.ny, w.nz, stencil, w.nbr, w.nbr2, seen)
     for a in range(n):
         seen[stencil[a]] = 0
-    refresh(stencil, n, w)
+    refresh_near(stencil, n_near, n, w)
     for col in (s % nxy, t % nxy):
         if recolumn(col, w):
             refresh_column(col, w)

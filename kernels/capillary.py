@@ -17,12 +17,14 @@ detailed balance with weights ``exp(−E/E_eff)``).
 
 Stencil: a move changes the states of s and t; the propensity of a Na voxel u depends on the states
 of u's neighbours and of their neighbours, so every site within two steps of s or t is recomputed
-(``stencil_two_steps``).
+(``stencil_two_steps``; ``stencil_near_first`` lists the same sites with those within one step first,
+for leaves that depend on a site's own neighbours only).
 """
 from numba import njit
 
 from kmc.kernels.cell import CC
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.leaf import leaf
 
 #: Index of the Au-covered collector in the ``eps`` table (after the five state codes).
 EPS_AU = 5
@@ -32,7 +34,7 @@ EPS_SIZE = 6
 STENCIL_SIZE = 2 * (1 + N_NEIGHBORS + N_NEIGHBORS * N_NEIGHBORS)
 
 
-@njit(cache=True)
+@leaf
 def _eps_of(site, lattice, au_column, nxy, eps):
     st = lattice[site]
     if st == CC and au_column[site % nxy]:
@@ -40,7 +42,7 @@ def _eps_of(site, lattice, au_column, nxy, eps):
     return eps[st]
 
 
-@njit(cache=True)
+@leaf
 def move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr):
     """ΔE/E_eff of moving the Na voxel at s into the GAP t (lattice before the move)."""
     nxy = nx * ny
@@ -58,7 +60,7 @@ def move_energy(s, t, lattice, au_column, nx, ny, nz, eps, nbr):
     return de
 
 
-@njit(cache=True)
+@leaf
 def _add_once(site, stencil, n, seen):
     if seen[site] == 0:
         seen[site] = 1
@@ -67,7 +69,27 @@ def _add_once(site, stencil, n, seen):
     return n
 
 
-@njit(cache=True)
+@leaf
+def stencil_near_first(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen):
+    """The sites of ``stencil_two_steps`` (each once, ``seen`` as there), those within one step of s or
+    t first: returns (how many are within one step, how many in all)."""
+    n = 0
+    for c in (s, t):
+        n = _add_once(c, stencil, n, seen)
+        neighbors6(c, nx, ny, nz, False, nbr_a)
+        for d in range(N_NEIGHBORS):
+            if nbr_a[d] >= 0:
+                n = _add_once(nbr_a[d], stencil, n, seen)
+    n_near = n
+    for i in range(n_near):
+        neighbors6(stencil[i], nx, ny, nz, False, nbr_b)
+        for e in range(N_NEIGHBORS):
+            if nbr_b[e] >= 0:
+                n = _add_once(nbr_b[e], stencil, n, seen)
+    return n_near, n
+
+
+@leaf
 def stencil_two_steps(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen):
     """s, t and every site within two steps of either, each once, into ``stencil``; returns the count.
 

@@ -46,6 +46,7 @@ from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.contact import contact_quality
 from kmc.kernels.interface import COLUMN_NA_SUPPORT
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, next_site_xyz, site_xyz, walled_neighbor
+from kmc.kernels.leaf import leaf
 
 # Per-column state of the CC's lower face.
 CC_BARE = 0
@@ -111,7 +112,7 @@ def alloyable(cs):
     return cs == CC_AU or cs >= CC_AU_NAAU2
 
 
-@njit(cache=True)
+@leaf
 def butler_volmer(eta, j0, alpha, f):
     """Reduction-positive BV current density (same units as j0); arguments clipped to ±50."""
     a = -alpha * f * eta
@@ -123,7 +124,7 @@ def butler_volmer(eta, j0, alpha, f):
     return j0 * (np.exp(a) - np.exp(b))
 
 
-@njit(cache=True)
+@leaf
 def _is_electrolyte(state):
     return state == SE or state == SEI
 
@@ -148,7 +149,7 @@ def na_contact_quality(c, col, sigma, col_support, col_sigma, na_contact, params
     return min(1.0, max(sigma / params[P_SIGMA_CHI], params[P_CHI_FLOOR]))
 
 
-@njit(cache=True)
+@leaf
 def face_kinetics(c, e, lattice, col_state, col_support, col_sigma, na_contact, params, nx, ny):
     """(kind, j0 (A/cm², χ included), U_f (V)) of the face between conductor c and electrolyte e.
 
@@ -199,7 +200,7 @@ def face_area_factor(c, e, side_w, nxy):
     return side_w[e % nxy]
 
 
-@njit(cache=True)
+@leaf
 def face_weights(c, e, lattice, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx, ny):
     """(plate A, alloy A, nucleation 1/s) of the one face between conductor c and electrolyte e, of area
     ``face_area_factor``·a²."""
@@ -233,13 +234,13 @@ def face_table(face_conductor, face_electrolyte, n, lattice, col_state, col_supp
         area_out[i] = face_area_factor(c, e, side_w, nx * ny)
 
 
-@njit(cache=True)
+@leaf
 def _is_face_conductor(c, lattice, site_class):
     st = lattice[c]
     return st == CC or (st == NA and site_class[c] == CLUSTER_ACTIVE)
 
 
-@njit(cache=True)
+@leaf
 def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx, ny,
                  nz, nbr):
     """(plate A, alloy A, nucleation 1/s) of conductor site c: the sums over its contact faces."""
@@ -303,7 +304,7 @@ def fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na
         x, y, z = next_site_xyz(x, y, z, nx, ny)
 
 
-@njit(cache=True)
+@leaf
 def pick_face(c, residual, kind, lattice, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx, ny,
               nz, nbr):
     """The electrolyte voxel of site c's face on which the residual falls, within the site's weight

@@ -33,6 +33,7 @@ from numba import njit
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.leaf import leaf
 
 FACE_NA = 0
 FACE_AU = 1
@@ -50,7 +51,7 @@ COLUMN_NA_SUPPORT = 2  #: Na bridges electrolyte and collector without a gap
 COLUMN_THINNED = 3
 
 
-@njit(cache=True)
+@leaf
 def _is_electrolyte(state):
     return state == SE or state == SEI
 
@@ -107,7 +108,7 @@ def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
     return n
 
 
-@njit(cache=True)
+@leaf
 def column_kind(col, lattice, nx, ny, nz, thinned=False):
     """COLUMN_* of one column: scanning up from the electrolyte, CC first is a CC–SE contact; Na that
     reaches the CC without a gap is a Na support; with ``thinned`` (the refill law), Na that stops one

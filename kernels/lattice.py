@@ -11,6 +11,8 @@ site, more than everything else the engine keeps per site.
 import numpy as np
 from numba import njit
 
+from kmc.kernels.leaf import leaf
+
 WALL = -1
 
 #: The six first-neighbour directions, in the order every kernel uses: −x, +x, −y, +y, −z, +z.
@@ -36,7 +38,7 @@ def site_coords(site, nx, ny):
     return x, y, z
 
 
-@njit(cache=True)
+@leaf
 def neighbors6(site, nx, ny, nz, z_periodic, out):
     """Write the six first neighbours of ``site`` into ``out[0:6]`` (order of ``DIRECTIONS``).
 

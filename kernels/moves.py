@@ -70,6 +70,7 @@ from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_THINNED
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.leaf import leaf
 from kmc.kernels.plating import admissible
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total, tree_update_many
 
@@ -176,7 +177,7 @@ def refill_stress(g, h, col_support, nx, ny, move_params):
     return move_params[M_SIGMA_BEARING] * n_loaded / n if n > 0 else 0.0
 
 
-@njit(cache=True)
+@leaf
 def refill_rate(g, lattice, col_support, nx, ny, nz, move_params):
     """Refill rate (1/s) of the interface-void pixel g: j_r a²/q_v at σ_c (0 if g is not one)."""
     h = void_under_na(g, lattice, nx * ny, nz)
@@ -230,7 +231,7 @@ def refill_source(g, u, lattice, cc_bottom, nx, ny, nz):
     return -1
 
 
-@njit(cache=True)
+@leaf
 def move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
     """(capillary, loaded) rates (1/s) of moving Na into the GAP t from the Na voxel s: the capillary
     relocation of s (E4b), and the creep + diffusion flow of loaded Na (E4a, E4c; 0 unless s is
@@ -249,7 +250,7 @@ def move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_para
     return capillary, loaded
 
 
-@njit(cache=True)
+@leaf
 def move_rate(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr):
     """Total rate (1/s) of moving Na into the GAP t from the Na voxel s: creep + capillary + diffusion."""
     capillary, loaded = move_rates(s, t, lattice, au_column, col_support, nx, ny, nz, eps, move_params, nbr)
@@ -263,7 +264,7 @@ def is_target(t, lattice, cc_bottom, nxy, pore_depth):
     return t >= 0 and lattice[t] == GAP and admissible(t, cc_bottom, nxy, pore_depth)
 
 
-@njit(cache=True)
+@leaf
 def move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params, nbr_s,
                     nbr_tmp):
     """The move tree's leaf of site s (1/s): a Na voxel's moves summed over its target gaps; under the

@@ -29,13 +29,14 @@ from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.deposit_stress import LIFT, receiving_gap
 from kmc.kernels.interface import lift_collector
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.leaf import leaf
 
 PLATED = 0  #: a voxel was inserted
 PLATED_AFTER_LIFT = 1  #: the CC was lifted first
 DOMAIN_FULL = 2  #: no room: the CC cannot be lifted further (lattice.nz too small)
 
 
-@njit(cache=True)
+@leaf
 def insertion_energy(g, lattice, au_column, nx, ny, nz, eps, nbr):
     """E/E_eff gained by putting Na at the GAP g: Σ over g's neighbours of ε(neighbour)."""
     nxy = nx * ny
@@ -48,7 +49,7 @@ def insertion_energy(g, lattice, au_column, nx, ny, nz, eps, nbr):
     return e
 
 
-@njit(cache=True)
+@leaf
 def _touches_interface(g, lattice, nx, ny, nz, nbr):
     neighbors6(g, nx, ny, nz, False, nbr)
     el = False
@@ -140,7 +141,7 @@ def nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth):
     return -1
 
 
-@njit(cache=True)
+@leaf
 def local_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, nbr, nbr2):
     """Rules 1 and 2: the GAP of least insertion energy next to the face (c, e) at the interface, or
     the first GAP above c through its Na column; −1 if neither exists."""

@@ -25,6 +25,8 @@ compiler reorder anything (no fastmath).
 import numpy as np
 from numba import njit
 
+from kmc.kernels.leaf import leaf
+
 BRANCH = 8
 LOG2_BRANCH = 3
 
@@ -147,7 +149,7 @@ def tree_clear_outside(tree, offsets, leaf_lo, leaf_hi):
     return min(first, leaf_lo), max(last, leaf_hi)
 
 
-@njit(cache=True)
+@leaf
 def tree_total(tree):
     """Total propensity R (the root)."""
     return tree[tree.size - 1]
@@ -200,7 +202,7 @@ def tree_update(tree, offsets, sites, n_sites, scratch):
         m = m_next
 
 
-@njit(cache=True)
+@leaf
 def tree_update_many(tree, offsets, sites, n_sites, scratch, mark):
     """``tree_update`` for large stencils: de-duplicates ancestors with a mark array, O(n) per level.
 
@@ -235,7 +237,7 @@ def tree_update_many(tree, offsets, sites, n_sites, scratch, mark):
         m = m_next
 
 
-@njit(cache=True)
+@leaf
 def tree_select(tree, offsets, r):
     """Leaf whose cumulative interval contains ``r`` ∈ [0, R), and the residual within that leaf.
 

@@ -123,3 +123,41 @@ def test_droplet_in_a_closed_box_samples_the_boltzmann_weights():
     assert big.sum() > 50 and np.ptp(energy) > 2.0  # the test has teeth: many states, unequal weights
     _, p = stats.chisquare(obs, exp)
     assert p > 1e-4, f"chi-square p = {p:.2g}"
+
+
+def _within_steps(site, steps, nx, ny, nz):
+    """Sites within ``steps`` lattice steps of ``site`` (laterally periodic, walled in z), by recount."""
+    z0, r = divmod(site, nx * ny)
+    y0, x0 = divmod(r, nx)
+    out = set()
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                dx, dy = abs(x - x0), abs(y - y0)
+                if min(dx, nx - dx) + min(dy, ny - dy) + abs(z - z0) <= steps:
+                    out.add(x + nx * (y + ny * z))
+    return out
+
+
+@pytest.mark.parametrize("pair", [(0, 0), (13, 14), (7, 7 + 30), (44, 59)])
+def test_near_first_stencil_lists_the_one_step_sites_first(pair):
+    """``stencil_near_first`` lists every site within two steps of s or t once (the set of
+    ``stencil_two_steps``), those within one step first: the battery loop refreshes faradaic leaves over
+    that first part only, so a site missing from it would leave a stale face weight."""
+    from kmc.kernels.capillary import STENCIL_SIZE, stencil_near_first, stencil_two_steps
+
+    nx, ny, nz = 5, 6, 4
+    s, t = pair
+    seen = np.zeros(nx * ny * nz, dtype=np.uint8)
+    a, b = np.empty(6, dtype=np.int64), np.empty(6, dtype=np.int64)
+    near_first = np.empty(STENCIL_SIZE, dtype=np.int64)
+    n_near, n = stencil_near_first(s, t, nx, ny, nz, near_first, a, b, seen)
+    seen[near_first[:n]] = 0
+    two = np.empty(STENCIL_SIZE, dtype=np.int64)
+    m = stencil_two_steps(s, t, nx, ny, nz, two, a, b, seen)
+    seen[two[:m]] = 0
+    assert not seen.any()
+    assert len(set(near_first[:n].tolist())) == n  # each once
+    assert set(near_first[:n].tolist()) == set(two[:m].tolist()) == (_within_steps(s, 2, nx, ny, nz)
+                                                                      | _within_steps(t, 2, nx, ny, nz))
+    assert set(near_first[:n_near].tolist()) == _within_steps(s, 1, nx, ny, nz) | _within_steps(t, 1, nx, ny, nz)
