@@ -47,6 +47,7 @@ Cell = namedtuple("Cell", [
     "stencil",       # int64: stencil of one event (``capillary.STENCIL_SIZE``)
     "scratch",       # int64: tree-update scratch (max(STENCIL_SIZE, nz))
     "buf",           # int64[nz]: the sites of one column
+    "keep",          # int64[4, max(STENCIL_SIZE, nz)]: the leaves a refresh changed, per tree (``battery_update``)
     "gap_dist",      # uint16 per site: the insertion search's distance labels (``gap_distance``; scratch)
     "gap_search",    # int64: their bookkeeping (``gap_distance.S_*``)
     "deposit_stress",  # float64 per column: σ of a deposit pixel at the last solve (MPa; ``deposit_stress``)

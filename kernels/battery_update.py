@@ -29,6 +29,7 @@ from kmc.kernels.faradaic import ALLOY_STEPS, CC_AU_ALLOYED, P_ALLOY_PHASES, all
 from kmc.kernels.gap_distance import gap_opened
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_kind
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.leaf import leaf
 from kmc.kernels.moves import M_REFILL_LAW, move_propensity
 from kmc.kernels.solver import tree_update_many
 
@@ -78,14 +79,14 @@ def _set_leaf(tree, c, value, keep, row, m):
     return m
 
 
-@njit(cache=True)
+@leaf
 def refresh(sites, n, w):
     """Recompute every tree's leaf for ``sites[0:n]`` and propagate: the tree list of the battery
     model (a new event class is one more leaf here and one more tree in ``Cell``)."""
     refresh_near(sites, n, n, w)
 
 
-@njit(cache=True)
+@leaf
 def refresh_near(sites, n_near, n, w):
     """``refresh`` of ``sites[0:n]`` where only ``sites[0:n_near]`` can have changed faradaic leaves:
     a site's faces, their kinetics and its cluster class depend on the site and its six neighbours
@@ -104,8 +105,8 @@ def refresh_near(sites, n_near, n, w):
     # Only the leaves whose value changed are propagated: a node is an exact function of its children
     # (``kmc.kernels.solver``), so skipping an unchanged leaf leaves every bit of the tree as before —
     # and most leaves a refresh visits do not change (a column's collector body, the stencil's
-    # electrolyte). One list per tree: a site's four leaves change independently.
-    keep = np.empty((4, max(n, 1)), dtype=np.int64)
+    # electrolyte). One list per tree (``w.keep``): a site's four leaves change independently.
+    keep = w.keep
     m_p = 0
     m_a = 0
     m_n = 0
@@ -131,7 +132,7 @@ def refresh_near(sites, n_near, n, w):
         tree_update_many(move_tree, w.offsets, keep[3], m_m, w.scratch, w.mark)
 
 
-@njit(cache=True)
+@leaf
 def refresh_column(col, w):
     """Every tree's leaves for the collector and Na voxels of a column (its Au state or its
     load-bearing kind changed: CC face kinds, and the stress of its Na voxels)."""
@@ -146,7 +147,7 @@ def refresh_column(col, w):
     refresh(buf, n, w)
 
 
-@njit(cache=True)
+@leaf
 def changed(s, t, w):
     """After sites s and t changed state: columns, and all trees over the two-step stencil."""
     nxy = w.nx * w.ny
@@ -186,7 +187,7 @@ def _class_of_new(g, w):
     return cls
 
 
-@njit(cache=True)
+@leaf
 def alloy_column(col, w, c_au):
     """Chemical alloying (E3) of a column's Au, which Na metal touches: no current, its Na owed by the
     metal (``tally[T_NA_DEBT]``). In contact with Na metal the Au ends as Na2Au; under
@@ -200,7 +201,7 @@ def alloy_column(col, w, c_au):
     refresh_column(col, w)
 
 
-@njit(cache=True)
+@leaf
 def after_arrival(g, w, c_au):
     """Na has just arrived at g (inserted, moved or flowed in; the trees are up to date for it): its
     cluster class and faces, chemical alloying of the unalloyed Au it touches, and the alloy's Na
@@ -248,7 +249,7 @@ def remove_na(g, w):
     w.tally[T_SEALED] = 0.0  # a gap has opened
 
 
-@njit(cache=True)
+@leaf
 def alloy_touched_au(w, c_au):
     """After a lift filled every column: the unalloyed Au now touching Na alloys chemically, its Na
     from the (sealed) layer's pending volume."""
@@ -261,7 +262,7 @@ def alloy_touched_au(w, c_au):
     w.tally[T_NA_DEBT] -= np.floor(w.tally[T_NA_DEBT])
 
 
-@njit(cache=True)
+@leaf
 def count_under_cc(w):
     """Na voxels right under the collector (a recount)."""
     nxy = w.nx * w.ny
