@@ -39,6 +39,9 @@ from kmc.kernels.cell import GAP, NA
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.plating import admissible, local_insertion_site, nearest_interface_gap
 
+# The searches' and the labelling's neighbours, inlined: one call per voxel visited was a tenth of their time.
+_neighbors6 = njit(cache=True, inline="always")(neighbors6.py_func)
+
 #: D of a Na voxel from which no admissible gap is reachable through Na.
 UNREACHABLE = 65535
 #: Longer paths are stored as this: still a lower bound of the true distance.
@@ -139,7 +142,7 @@ def gap_distance(lattice, nx, ny, nz, cc_bottom, pore_depth, dist, queue):
         if lattice[v] != NA:
             continue
         dist[v] = UNREACHABLE
-        neighbors6(v, nx, ny, nz, False, nbr)
+        _neighbors6(v, nx, ny, nz, False, nbr)
         for d in range(N_NEIGHBORS):
             k = nbr[d]
             if k >= 0 and lattice[k] == GAP and admissible(k, cc_bottom, nxy, pore_depth):
@@ -152,7 +155,7 @@ def gap_distance(lattice, nx, ny, nz, cc_bottom, pore_depth, dist, queue):
         s = queue[head]
         head += 1
         ds = min(np.int64(dist[s]) + 1, SATURATED)
-        neighbors6(s, nx, ny, nz, False, nbr)
+        _neighbors6(s, nx, ny, nz, False, nbr)
         for d in range(N_NEIGHBORS):
             k = nbr[d]
             if k >= 0 and lattice[k] == NA and dist[k] == UNREACHABLE:
@@ -188,7 +191,7 @@ def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom
             level_end = tail
         s = queue[head]
         head += 1
-        neighbors6(s, nx, ny, nz, False, nbr)
+        _neighbors6(s, nx, ny, nz, False, nbr)
         for d in range(N_NEIGHBORS):
             k = nbr[d]
             if k < 0 or visited[k]:
