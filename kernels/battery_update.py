@@ -1,8 +1,9 @@
 """Keeping the battery kernels' derived arrays true after the lattice changes.
 
 After an event changes sites, the move leaves over the two-step stencil and the faradaic leaves
-over the one-step stencil are recomputed (``changed``: nothing farther can have changed); a column whose load-bearing kind or collector-face state changed has all its Na and
-collector leaves recomputed (``refresh_column``); Na that arrives somewhere gets its cluster class,
+over the one-step stencil are recomputed (``changed``: nothing farther can have changed); a column
+whose load-bearing kind or collector-face state changed has all its Na and collector leaves
+recomputed (``refresh_column``); Na that arrives somewhere gets its cluster class,
 its faces counted, and alloys the unalloyed Au it touches (``after_arrival``); Na that leaves
 (``remove_na``) takes its faces with it. The tree list is ``refresh``: one line per event class.
 All functions take the battery's ``Cell`` (``kmc.kernels.battery_arrays``).
@@ -93,8 +94,8 @@ def refresh_near(sites, n_near, n, w):
     only (``faradaic.site_weights``; the column arrays change only with ``refresh_column``), while its
     moves reach two steps (``moves.move_propensity``). Recomputing a leaf that cannot have changed
     writes the same value, so the trees are the same bit for bit."""
-    # The arrays are taken out of the tuple once: each access of a tuple's array is a reference
-    # count taken and dropped, which in the loop cost a third of the batch's time.
+    # The arrays are taken out of the tuple once (compiled with reference counting, each access of a
+    # tuple's array took and dropped a reference: a third of the batch's time, before ``leaf``).
     nx, ny, nz = w.nx, w.ny, w.nz
     lattice, site_class, col_state, col_support, au_column = w.lattice, w.site_class, w.col_state, w.col_support, \
         w.au_column
@@ -149,7 +150,7 @@ def refresh_column(col, w):
 
 @leaf
 def changed(s, t, w):
-    """After sites s and t changed state: columns, and all trees over the two-step stencil."""
+    """After sites s and t changed state: columns, and the trees over the stencil (``refresh_near``)."""
     nxy = w.nx * w.ny
     stencil, seen = w.stencil, w.seen
     n_near, n = stencil_near_first(s, t, w.nx, w.ny, w.nz, stencil, w.nbr, w.nbr2, seen)

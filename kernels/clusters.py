@@ -22,6 +22,10 @@ CLUSTER_ACTIVE = 0
 CLUSTER_TRAPPED = 1
 CLUSTER_DEAD = 2
 
+# classify_na's flags per cluster root
+_TOUCHES_CC = 1
+_TOUCHES_EL = 2
+
 
 @njit(cache=True)
 def _find(parent, i):
@@ -81,12 +85,12 @@ def classify_na(lattice, nx, ny, nz, parent, site_class, counts):
     """Classify every Na voxel's cluster; ``site_class[i]`` = CLUSTER_* for Na sites, −1 otherwise.
 
     ``counts[0:3]`` gets the number of active, trapped and dead Na voxels; ``counts[3]`` the number of
-    clusters that touch the electrolyte (what the nucleation density counts).
+    clusters that touch the electrolyte (what the nucleation density counts); ``counts[4]``, if there is
+    one, the number of active clusters (``count_active_roots``, without its pass over the lattice).
     """
     n = lattice.size
     nxy = nx * ny
-    touches_cc = np.zeros(n, dtype=np.uint8)
-    touches_el = np.zeros(n, dtype=np.uint8)
+    touches = np.zeros(n, dtype=np.uint8)  # per root: TOUCHES_CC | TOUCHES_EL
     for z in range(nz):
         for y in range(ny):
             row = nx * y + nxy * z
@@ -117,26 +121,28 @@ def classify_na(lattice, nx, ny, nz, parent, site_class, counts):
                         k = i + nxy
                     s = lattice[k]
                     if s == CC:
-                        touches_cc[r] = 1
+                        touches[r] |= _TOUCHES_CC
                     elif s == SE or s == SEI:
-                        touches_el[r] = 1
-    for c in range(4):
+                        touches[r] |= _TOUCHES_EL
+    for c in range(counts.size):
         counts[c] = 0
     for i in range(n):
         if lattice[i] != NA:
             site_class[i] = -1
             continue
         r = _find(parent, i)
-        if touches_cc[r] == 0:
+        if touches[r] & _TOUCHES_CC == 0:
             cls = CLUSTER_DEAD
-        elif touches_el[r] == 0:
+        elif touches[r] & _TOUCHES_EL == 0:
             cls = CLUSTER_TRAPPED
         else:
             cls = CLUSTER_ACTIVE
         site_class[i] = cls
         counts[cls] += 1
-        if r == i and touches_el[r] == 1:
+        if r == i and touches[r] & _TOUCHES_EL:
             counts[3] += 1
+            if cls == CLUSTER_ACTIVE and counts.size > 4:
+                counts[4] += 1
 
 
 @njit(cache=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmc.kernels.clusters import classify_na, count_active_roots, label_na_clusters
+from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.lattice import lattices_equal
 
 
@@ -30,7 +30,7 @@ class ClusterClasses:
     def __init__(self):
         self._lattice = None  # the lattice the classification below was computed from (a copy)
         self._site_class = None
-        self._counts = np.zeros(4, dtype=np.int64)
+        self._counts = np.zeros(5, dtype=np.int64)  # active, trapped, dead voxels; clusters at the SE; active ones
         self._nuclei = 0
 
     def of(self, lattice, nx: int, ny: int, nz: int):
@@ -41,12 +41,11 @@ class ClusterClasses:
             self._lattice = np.empty_like(lattice)
             self._site_class = np.empty(lattice.size, dtype=np.int8)  # a class fits a byte
         elif self._nuclei >= 0 and lattices_equal(self._lattice, lattice):
-            return self._site_class, self._counts, self._nuclei
+            return self._site_class, self._counts[:4], self._nuclei
         self._nuclei = -1  # not valid until the classification below is complete
         parent = np.empty(lattice.size, dtype=parent_dtype(lattice.size))
         label_na_clusters(lattice, nx, ny, nz, parent)
-        classify_na(lattice, nx, ny, nz, parent, self._site_class, self._counts)
-        nuclei = count_active_roots(self._site_class, parent)  # a compiled pass: no index array
+        classify_na(lattice, nx, ny, nz, parent, self._site_class, self._counts)  # counts[4]: the nuclei
         self._lattice[:] = lattice
-        self._nuclei = int(nuclei)
-        return self._site_class, self._counts, self._nuclei
+        self._nuclei = int(self._counts[4])
+        return self._site_class, self._counts[:4], self._nuclei

@@ -85,8 +85,8 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
     # Driver._cell: int64, two uint8 and the uint16 distance labels per site, uint8 per tree node
     scratch = 8 * n + 2 * n + 2 * n + tree_nodes
     green = 8 * p.ny * (p.nx // 2 + 1)  # field.Plane.green, computed at the first solve and kept
-    # int32 parents (classes.parent_dtype); two uint8 per site inside kernels.clusters.classify_na
-    classify = 4 * n + 2 * n
+    # int32 parents (classes.parent_dtype); one uint8 per site inside kernels.clusters.classify_na
+    classify = 4 * n + n
     bands = 3 * n
     field_solve = int(SOLVE_BYTES_PER_FACE * faces) + SOLVE_BYTES_PER_COLUMN * c
     run = {"state": state, "event-loop scratch": scratch, "Green's function": green, "cluster classes": 2 * n}
