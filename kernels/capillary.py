@@ -71,8 +71,9 @@ def _add_once(site, stencil, n, seen):
 
 @leaf
 def stencil_near_first(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen):
-    """The sites of ``stencil_two_steps`` (each once, ``seen`` as there), those within one step of s or
-    t first: returns (how many are within one step, how many in all)."""
+    """s, t and every site within two steps of either, each once, into ``stencil``, those within one step
+    first; returns (how many are within one step, how many in all). ``seen`` (uint8 per site, zero on
+    entry) marks sites already listed; the caller clears it."""
     n = 0
     for c in (s, t):
         n = _add_once(c, stencil, n, seen)
@@ -93,22 +94,9 @@ def stencil_near_first(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen):
 def stencil_two_steps(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen):
     """s, t and every site within two steps of either, each once, into ``stencil``; returns the count.
 
-    ``seen`` (uint8 per site, zero on entry) marks sites already listed; the caller clears it.
+    ``seen`` (uint8 per site, zero on entry) marks sites already listed; the caller clears it. The
+    sites of ``stencil_near_first``, whose split into one and two steps the caller does not need.
     """
-    n = 0
-    for c in (s, t):
-        n = _add_once(c, stencil, n, seen)
-        neighbors6(c, nx, ny, nz, False, nbr_a)
-        for d in range(N_NEIGHBORS):
-            k = nbr_a[d]
-            if k < 0:
-                continue
-            n = _add_once(k, stencil, n, seen)
-            neighbors6(k, nx, ny, nz, False, nbr_b)
-            for e in range(N_NEIGHBORS):
-                m = nbr_b[e]
-                if m >= 0:
-                    n = _add_once(m, stencil, n, seen)
-    return n
+    return stencil_near_first(s, t, nx, ny, nz, stencil, nbr_a, nbr_b, seen)[1]
 
 

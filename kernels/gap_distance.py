@@ -39,7 +39,8 @@ from kmc.kernels.cell import GAP, NA
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.plating import admissible, local_insertion_site, nearest_interface_gap
 
-# The searches' and the labelling's neighbours, inlined: one call per voxel visited was a tenth of their time.
+# The searches' and the labelling's neighbours, inlined rather than a call per voxel visited (a saved T2 batch at
+# 512²: 377 -> 355 ms).
 _neighbors6 = njit(cache=True, inline="always")(neighbors6.py_func)
 
 #: D of a Na voxel from which no admissible gap is reachable through Na.
