@@ -9,6 +9,7 @@ pixels as arrays over the contact pixels. Sums run sequentially, so results are 
 """
 import math
 
+import numpy as np
 from numba import njit
 
 #: Exponent argument beyond which exp(x) is continued linearly (value and slope continuous).
@@ -127,3 +128,29 @@ def cg_step(x, r, p, q, step):
 def cg_direction(p, z, beta):
     for i in range(p.size):
         p[i] = z[i] + beta * p[i]
+
+
+@njit(cache=True)
+def contact_pixels(pixel, n_pixels):
+    """(cpix, loc) of faces' pixels ``pixel`` (flat indices in [0, n_pixels)): the distinct pixels in
+    ascending order and each face's index into them — what ``np.unique(pixel, return_inverse=True)``
+    returns, by marking the plane instead of sorting the faces (linear: at 512² columns the sort was
+    10 ms a solve)."""
+    index = np.full(n_pixels, -1, dtype=np.int64)
+    for k in range(pixel.size):
+        index[pixel[k]] = 0
+    n = 0
+    for i in range(n_pixels):
+        if index[i] == 0:
+            index[i] = n
+            n += 1
+    cpix = np.empty(n, dtype=np.int64)
+    n = 0
+    for i in range(n_pixels):
+        if index[i] >= 0:
+            cpix[n] = i
+            n += 1
+    loc = np.empty(pixel.size, dtype=np.int64)
+    for k in range(pixel.size):
+        loc[k] = index[pixel[k]]
+    return cpix, loc

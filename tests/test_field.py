@@ -355,3 +355,17 @@ def test_open_circuit_mixed_potential():
     j = sol.face_current_density_a_cm2
     assert np.all(j[high] > 0.0) and np.all(j[~high] < 0.0)
     assert abs(np.sum(j * faces.area_cm2)) < 1e-6 * np.sum(np.abs(j) * faces.area_cm2)
+
+
+@pytest.mark.parametrize("n_pixels, n_faces", [(1, 0), (1, 5), (64, 10), (64, 500), (4096, 3000)])
+def test_contact_pixels_are_numpys_unique(n_pixels, n_faces):
+    """The solve's contact pixels and each face's index into them: np.unique's answer (sorted distinct
+    pixels, the inverse), number for number, on faces in random order with repeats."""
+    from kmc.kernels.field import contact_pixels
+
+    rng = np.random.default_rng(n_pixels + n_faces)
+    pixel = rng.integers(0, n_pixels, n_faces).astype(np.int64)
+    cpix, loc = contact_pixels(pixel, n_pixels)
+    want_cpix, want_loc = np.unique(pixel, return_inverse=True)
+    assert np.array_equal(cpix, want_cpix) and np.array_equal(loc, want_loc.reshape(-1))
+    assert cpix.dtype == np.int64 and loc.dtype == np.int64

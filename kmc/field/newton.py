@@ -93,9 +93,7 @@ class _Problem:
         self.a2 = plane.pixel_area_cm2
         self.active = np.flatnonzero(faces.j0_a_cm2 * faces.area_cm2 > MIN_EXCHANGE_CURRENT_A)
         pix = faces.pixel[self.active]
-        self.cpix, self.loc = np.unique(pix, return_inverse=True)
-        self.cpix = self.cpix.astype(np.int64)
-        self.loc = self.loc.astype(np.int64).reshape(-1)
+        self.cpix, self.loc = kfield.contact_pixels(np.ascontiguousarray(pix, dtype=np.int64), n_pix)
         self.n = self.cpix.size
         self.weight = faces.area_cm2[self.active] / self.a2
         self.j0 = faces.j0_a_cm2[self.active]
