@@ -311,12 +311,85 @@ def pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, b
 
     The same voxels in the same order as that many calls of ``pay_one_voxel``, without its scan of every
     column per voxel (which made a payment cost voxels × columns: quadratic in the domain's area, since
-    E7's debt grows with it): the columns that have metal touching the electrolyte are kept on a max-heap
-    by (debt, then the lower column); what comes off it depends on the entries only, not on how the heap
-    was built (the order is total). Debts only fall while a payment runs (``clear_debt_queued``), so
-    an entry's key is at least its column's debt now; an entry whose key is stale is pushed again with
-    the debt now, and the first fresh entry on top is the column a scan would find. A column that comes
-    to touch the electrolyte (next to new SEI) is pushed when its count leaves zero."""
+    E7's debt grows with it). Each voxel goes to the column owed most among those with metal touching the
+    electrolyte (the lower column on a tie), and the payment's queue (``order`` from ``sizes[0]`` on,
+    then ``heap``: ``clear_debt_queued``) already holds every column still owed anything in exactly that
+    order: the columns cleared to zero have left it. So while the column found is owed more than zero,
+    it is the first column of the queue with metal: the first such in ``order`` (a pointer that moves on
+    past the columns with none, and back to a column a new SEI voxel gives metal again) or the best such
+    among the few partly paid columns in ``heap``, whichever comes first. Only when no column with metal
+    is owed more than zero (the cleared columns then tie with it) does the rest of the payment go to
+    ``_pay_voxels_by_heap``, which keeps every column with metal on a heap."""
+    nxy = nx * ny
+    n = order.size
+    exposed = np.empty(6, dtype=np.int64)  # the columns a new SEI voxel brings to the electrolyte
+    stack = np.empty(heap.size + 1, dtype=np.int64)  # the search of the partly paid columns
+    position = np.empty(nxy if becomes == SEI else 0, dtype=np.int64)  # each column's place in order
+    for k in range(position.size):
+        position[order[k]] = k
+    scan = 0  # order[sizes[0]:scan] have no metal touching the electrolyte
+    paid = 0
+    while paid < n_voxels:
+        if scan < sizes[0]:
+            scan = sizes[0]
+        while scan < n and count[order[scan]] == 0:
+            scan += 1
+        col = order[scan] if scan < n else -1
+        partial = _best_with_metal(heap, sizes[1], debt, count, stack)
+        if partial >= 0 and (col < 0 or _before(debt, partial, col)):
+            col = partial
+        if col < 0 or not debt[col] > 0.0:
+            break  # the columns cleared to zero tie with it: the heap of every column with metal decides
+        z = 0
+        while touching[z, col] == 0:
+            z += 1
+        for i in range(_pay_at(lattice, nx, ny, nz, touching, count, col, z, becomes, exposed)):
+            k = position[exposed[i]]
+            if sizes[0] <= k < scan:
+                scan = k  # it has metal again: the pointer goes back to it
+        clear_debt_queued(debt, order, heap, sizes, 1.0)
+        paid += 1
+    if paid < n_voxels:
+        paid += _pay_voxels_by_heap(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, becomes,
+                                    n_voxels - paid)
+    return paid
+
+
+@njit(cache=True, inline="always")
+def _best_with_metal(heap, m, debt, count, stack):
+    """The first of the partly paid columns (``heap``, m of them, a binary heap by ``_before``) with metal
+    touching the electrolyte (``count`` > 0), or −1: a search from the root that does not go below a
+    column with metal, whose subtree comes after it."""
+    best = -1
+    top = 0
+    if m > 0:
+        stack[0] = 0
+        top = 1
+    while top > 0:
+        top -= 1
+        i = stack[top]
+        c = heap[i]
+        if count[c] > 0:
+            if best < 0 or _before(debt, c, best):
+                best = c
+            continue
+        for child in (2 * i + 1, 2 * i + 2):
+            if child < m:
+                stack[top] = child
+                top += 1
+    return best
+
+
+@njit(cache=True)
+def _pay_voxels_by_heap(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, becomes, n_voxels):
+    """``pay_voxels`` with every column that has metal touching the electrolyte kept on a max-heap by
+    (debt, then the lower column); what comes off it depends on the entries only, not on how the heap was
+    built (the order is total). Debts only fall while a payment runs (``clear_debt_queued``), so an
+    entry's key is at least its column's debt now; an entry whose key is stale is pushed again with the
+    debt now, and the first fresh entry on top is the column a scan would find. A column that comes to
+    touch the electrolyte (next to new SEI) is pushed when its count leaves zero. Exact whatever the debts
+    (columns with metal owed nothing or less), but each column cleared while on the heap is popped and
+    pushed again: ``pay_voxels`` goes through the queue first."""
     nxy = nx * ny
     capacity = nxy + 7 * n_voxels + 1
     keys = np.empty(capacity)

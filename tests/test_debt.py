@@ -170,6 +170,61 @@ def test_many_voxels_in_one_call_pay_what_one_at_a_time_pays(becomes, seed):
     assert debt.tobytes() == want_debt.tobytes()
 
 
+@pytest.mark.parametrize("becomes", [GAP, SEI])
+@pytest.mark.parametrize("seed", range(4))
+def test_one_call_through_the_queue_pays_what_one_at_a_time_pays(becomes, seed):
+    """E7's debt as it is, thin over every column (each voxel clears dozens of columns and leaves one
+    partly paid), with columns that have no metal at the electrolyte and a few owed nothing or less than
+    nothing: ``pay_voxels`` goes through the payment's queue while the column it finds is owed more than
+    zero and hands the rest to the heap of every column with metal, and pays what ``pay_one_voxel`` pays,
+    voxel by voxel. Planted faults, each failing here: the pointer not sent back to a column that new SEI
+    gives metal again; the partly paid columns left out; the column found taken even when owed nothing
+    (no hand-over)."""
+    rng = np.random.default_rng(100 + seed)
+    nx, ny, nz = 16, 12, 6
+    lattice = rng.choice(np.array([NA, SE, GAP], dtype=np.uint8), nx * ny * nz, p=[0.55, 0.3, 0.15])
+    lattice[: nx * ny] = SE
+    debt = 0.02 + rng.random(nx * ny) * 0.05
+    debt[rng.integers(0, nx * ny, 8)] = 0.0
+    debt[rng.integers(0, nx * ny, 4)] = -0.01
+    debt[rng.integers(0, nx * ny, 6)] = 0.75 + rng.random(6)  # owed most: some with no metal at all
+    want_lat, want_debt = lattice.copy(), debt.copy()
+    want = _pay_while_owed(want_lat, nx, ny, nz, want_debt, becomes)
+    got = _pay_in_one_call(lattice, nx, ny, nz, debt, becomes)
+    assert got == want > 5
+    assert np.array_equal(lattice, want_lat)
+    assert debt.tobytes() == want_debt.tobytes()
+
+
+def test_the_queue_goes_back_to_a_column_new_sei_exposes_and_hands_over_at_zero():
+    """Two hand-built cells (one row of columns, x periodic, from the bottom layer up), each paid in one
+    call and voxel by voxel. (1) C owes most and has no metal, B next with none at the electrolyte
+    (a gap under it), A least with metal: A's first SEI voxel exposes B's Na beside it, so the second
+    voxel is B's — the pointer, already past B, must go back to it. (2) A column with metal is cleared to
+    zero while the rest of the debt sits on many small columns without metal: the next voxel is the
+    lowest column with metal among those owed nothing, A (cleared, out of the queue), not B (owed
+    nothing from the start): the hand-over to the heap of every column with metal."""
+    # (1) columns A, B, C: A = SE, Na, Na; B = gap, Na, gap; C all gap
+    lattice = np.array([SE, GAP, GAP, NA, NA, GAP, NA, GAP, GAP], dtype=np.uint8)
+    debt = np.array([0.2, 0.9, 1.0])  # two voxels
+    want_lat, want_debt = lattice.copy(), debt.copy()
+    _pay_while_owed(want_lat, 3, 1, 3, want_debt, SEI)
+    assert list(want_lat[3:6]) == [SEI, SEI, GAP] and want_lat[6] == NA  # A, then B (not A above)
+    _pay_in_one_call(lattice, 3, 1, 3, debt, SEI)
+    assert np.array_equal(lattice, want_lat) and debt.tobytes() == want_debt.tobytes()
+    # (2) A = SE, Na, Na owing 1.0; B = SE, Na owing nothing; ten columns of gap owing 0.1 each: two voxels
+    nx = 12
+    lattice = np.full(3 * nx, GAP, dtype=np.uint8)
+    lattice[[0, 1]] = SE
+    lattice[[nx, nx + 1, 2 * nx]] = NA
+    debt = np.array([1.0, 0.0] + [0.1] * 10)
+    want_lat, want_debt = lattice.copy(), debt.copy()
+    _pay_while_owed(want_lat, nx, 1, 3, want_debt, SEI)
+    assert want_lat[nx] == SEI and want_lat[2 * nx] == SEI and want_lat[nx + 1] == NA  # A twice, not B
+    _pay_in_one_call(lattice, nx, 1, 3, debt, SEI)
+    assert np.array_equal(lattice, want_lat) and debt.tobytes() == want_debt.tobytes()
+
+
 def _pay_in_one_call(lattice, nx, ny, nz, debt, becomes):
     """``pay_voxels`` for every whole voxel of the debt, set up as ``take_from_metal`` sets it up."""
     touching = np.empty((nz, nx * ny), dtype=np.uint8)
