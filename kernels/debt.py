@@ -19,6 +19,7 @@ from numba import njit
 
 from kmc.kernels.cell import GAP, NA, SE, SEI
 from kmc.kernels.clusters import CLUSTER_ACTIVE
+from kmc.kernels.interface import lattice_words, layer_holds
 
 
 @njit(cache=True)
@@ -179,12 +180,9 @@ def touching_electrolyte(lattice, nx, ny, nz, touching, count):
     nxy = nx * ny
     count[:] = 0
     top = -1
+    words = lattice_words(lattice)
     for z in range(nz - 1, -1, -1):  # the highest layer holding electrolyte
-        k = 0
-        for i in range(z * nxy, (z + 1) * nxy):
-            v = lattice[i]
-            k += (v == SE) | (v == SEI)
-        if k > 0:
+        if layer_holds(lattice, words, z * nxy, (z + 1) * nxy, True, False)[0]:
             top = z
             break
     z_hi = min(nz, top + 2)

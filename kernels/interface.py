@@ -359,23 +359,69 @@ def lower_collector_into_layer(lattice, nx, ny, nz, cc_bottom):
     return removed
 
 
+#: Every byte of a 64-bit word set to 0x01, and to 0x80: the bytes of a word tested at once (``_zero_bytes``).
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+
+
+@njit(cache=True, inline="always")
+def _zero_bytes(x):
+    """Nonzero iff some byte of the 64-bit word x is zero: (x − 0x01…01) & ~x & 0x80…80, exact (no byte is
+    flagged that is not zero). On x = word ^ (b · 0x01…01): whether some byte of word is b."""
+    return (x - _ONES) & ~x & _HIGHS
+
+
 @njit(cache=True)
 def layer_contents(lattice, nxy, nz, has_electrolyte, has_gap):
     """Per layer z (uint8): whether it holds an electrolyte voxel (SE or SEI), and a gap. One pass
-    over the lattice, stopping in a layer once both are seen (the bands of ``kmc.battery.driver``)."""
+    over the lattice, stopping in a layer once both are seen (the bands of ``kmc.battery.driver``),
+    eight voxels at a time (``layer_holds``)."""
+    words = lattice_words(lattice)
     for z in range(nz):
-        el = 0
-        gap = 0
-        base = z * nxy
-        for i in range(base, base + nxy):
-            s = lattice[i]
-            if s == SE or s == SEI:
-                el = 1
-                if gap:
-                    break
-            elif s == GAP:
-                gap = 1
-                if el:
-                    break
+        el, gap = layer_holds(lattice, words, z * nxy, (z + 1) * nxy, True, True)
         has_electrolyte[z] = el
         has_gap[z] = gap
+
+
+@njit(cache=True, inline="always")
+def lattice_words(lattice):
+    """The lattice as 64-bit words for ``layer_holds`` (empty when its size is not a multiple of 8: then
+    every voxel is read on its own)."""
+    return lattice.view(np.uint64) if lattice.size % 8 == 0 else lattice[:0].view(np.uint64)
+
+
+@njit(cache=True)
+def layer_holds(lattice, words, i, end, want_electrolyte, want_gap):
+    """(electrolyte, gap): whether the sites i..end−1 hold an electrolyte voxel (SE or SEI) and a gap,
+    each looked for only if wanted; the reading stops once all that is wanted is seen. Eight voxels at a
+    time (``words``: ``lattice_words``), 32 words between tests: a layer holding neither is read whole (the
+    Na and the collector above the electrolyte, its bulk for gaps), and a byte at a time that took 10 ms a
+    pass at 512² columns of T2."""
+    el = not want_electrolyte
+    gap = not want_gap
+    se_p = np.uint64(SE) * _ONES
+    sei_p = np.uint64(SEI) * _ONES
+    gap_p = np.uint64(GAP) * _ONES
+    while i < end and (i % 8 != 0 or words.size == 0) and not (el and gap):  # up to a word's start
+        s = lattice[i]
+        el |= s == SE or s == SEI
+        gap |= s == GAP
+        i += 1
+    while i + 8 <= end and not (el and gap):  # whole words
+        k0 = i // 8
+        k1 = min(k0 + 32, end // 8)
+        el_bits = np.uint64(0)
+        gap_bits = np.uint64(0)
+        for k in range(k0, k1):
+            w = words[k]
+            el_bits |= _zero_bytes(w ^ se_p) | _zero_bytes(w ^ sei_p)
+            gap_bits |= _zero_bytes(w ^ gap_p)
+        el |= el_bits != 0
+        gap |= gap_bits != 0
+        i = 8 * k1
+    while i < end and not (el and gap):  # the last bytes
+        s = lattice[i]
+        el |= s == SE or s == SEI
+        gap |= s == GAP
+        i += 1
+    return el and want_electrolyte, gap and want_gap

@@ -7,6 +7,7 @@ from kmc.kernels.capillary import EPS_AU, EPS_SIZE
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.interface import (
+    layer_contents,
     COLUMN_CC_CONTACT,
     COLUMN_NA_SUPPORT,
     FACE_AU,
@@ -208,3 +209,30 @@ def test_domain_full_is_reported():
     code = plate_voxel(4, 0, flat, np.zeros(4, dtype=np.uint8), 2, 2, 4, eps, bottom,
                        np.empty(16, dtype=np.int64), np.zeros(16, dtype=np.uint8), np.zeros(1, dtype=np.int64), 4)
     assert code == DOMAIN_FULL
+
+
+@pytest.mark.parametrize("nx, ny, nz", [(8, 8, 6), (6, 2, 4), (5, 5, 8), (7, 5, 9), (3, 3, 5), (16, 4, 3)])
+@pytest.mark.parametrize("seed", range(3))
+def test_layer_contents_matches_numpy(nx, ny, nz, seed):
+    """Which layers hold electrolyte (SE or SEI) and which a gap, read eight voxels at a time, against
+    NumPy on the layers: layers of one kind throughout with a single other voxel planted at every
+    position of a word (its first and last byte, the layer's first and last voxel), on layers whose size
+    is and is not a multiple of 8 and lattices whose size is not. Planted fault: one of the word's tests
+    (SEI's) left out fails here."""
+    rng = np.random.default_rng(seed)
+    nxy = nx * ny
+    for base in (NA, CC, SE):
+        for kind in (GAP, SE, SEI, NA):
+            for where in sorted({0, 1, 7, 8, nxy // 2, nxy - 1}):
+                if where >= nxy:
+                    continue
+                lattice = np.full(nz * nxy, base, dtype=np.uint8)
+                z = rng.integers(0, nz)
+                lattice[z * nxy + where] = kind
+                mixed = rng.integers(0, nz)  # and one layer of everything at random
+                lattice[mixed * nxy:(mixed + 1) * nxy] = rng.choice(np.array([GAP, SE, NA, CC, SEI], dtype=np.uint8), nxy)
+                has_el, has_gap = np.empty(nz, dtype=np.uint8), np.empty(nz, dtype=np.uint8)
+                layer_contents(lattice, nxy, nz, has_el, has_gap)
+                lat = lattice.reshape(nz, nxy)
+                assert np.array_equal(has_el, ((lat == SE) | (lat == SEI)).any(axis=1))
+                assert np.array_equal(has_gap, (lat == GAP).any(axis=1))
