@@ -58,3 +58,27 @@ def test_classification_counts_the_active_clusters_as_the_root_pass_does():
         assert counts[4] == want_nuclei > 0
         discriminating += counts[3] > want_nuclei
     assert discriminating >= 2
+
+
+def test_derived_values_are_kept_with_the_lattice_and_dropped_when_it_changes():
+    """``ClusterClasses.derived``: computed once while the lattice is byte for byte the same (even as
+    another array), again after one voxel changes, and never handed out for a lattice it was not
+    computed on. Planted fault: the kept values not dropped on a new classification fails here."""
+    nx, ny, nz = 6, 5, 4
+    lattice = np.full(nx * ny * nz, GAP, dtype=np.uint8)
+    lattice[: nx * ny] = SE
+    lattice[nx * ny: nx * ny + 7] = NA
+    classes, calls = ClusterClasses(), []
+
+    def na_count(lat):
+        calls.append(1)
+        return int((lat == NA).sum())
+
+    assert classes.derived(lattice, nx, ny, nz, "na", lambda: na_count(lattice)) == 7
+    same = lattice.copy()
+    assert classes.derived(same, nx, ny, nz, "na", lambda: na_count(same)) == 7
+    assert len(calls) == 1
+    same[-1] = NA
+    assert classes.derived(same, nx, ny, nz, "na", lambda: na_count(same)) == 8
+    assert len(calls) == 2
+    assert classes.derived(lattice, nx, ny, nz, "na", lambda: na_count(lattice)) == 7

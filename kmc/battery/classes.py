@@ -7,7 +7,9 @@ running, and the labelling would be redone on the same voxels. So the last class
 beside a copy of the lattice it was computed from, and handed out again only when the lattice is
 byte for byte that copy. It is a function of the lattice alone, so what is handed out is what a new
 labelling gives: the recount stays a recount of the lattice as it is, not a reading of anything the
-kernels maintain.
+kernels maintain. Other functions of the lattice alone that a solve and the samples after it both
+want (the bands, the columns' support, the electrolyte's faces) are kept with it the same way
+(``derived``).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class ClusterClasses:
         self._site_class = None
         self._counts = np.zeros(5, dtype=np.int64)  # active, trapped, dead voxels; clusters at the SE; active ones
         self._nuclei = 0
+        self._derived = {}  # functions of the kept lattice (``derived``), by key
 
     def of(self, lattice, nx: int, ny: int, nz: int):
         """(site_class, counts, nuclei) of ``lattice``: every site's ``CLUSTER_*`` (−1 off Na, int8), the Na
@@ -43,9 +46,21 @@ class ClusterClasses:
         elif self._nuclei >= 0 and lattices_equal(self._lattice, lattice):
             return self._site_class, self._counts[:4], self._nuclei
         self._nuclei = -1  # not valid until the classification below is complete
+        self._derived.clear()
         parent = np.empty(lattice.size, dtype=parent_dtype(lattice.size))
         label_na_clusters(lattice, nx, ny, nz, parent)
         classify_na(lattice, nx, ny, nz, parent, self._site_class, self._counts)  # counts[4]: the nuclei
         self._lattice[:] = lattice
         self._nuclei = int(self._counts[4])
         return self._site_class, self._counts[:4], self._nuclei
+
+    def derived(self, lattice, nx: int, ny: int, nz: int, key, compute):
+        """``compute()``, a function of ``lattice`` alone (and of its classification), kept under ``key``
+        with the classification: computed again only when the lattice is no longer byte for byte the one
+        the classification came from. ``of`` is called first (a comparison of the lattices, or a new
+        classification if it changed), so call this where the classification is wanted anyway. What is
+        returned is this object's: read it, do not write it."""
+        self.of(lattice, nx, ny, nz)
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]

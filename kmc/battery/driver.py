@@ -87,7 +87,8 @@ class Driver:
         n_cc, n_na = self._load_columns(run)
         if self.p.face_state:
             self._press(run)
-        face_band, move_band = bands(run.lattice, self.p)
+        face_band, move_band = self.classes.derived(run.lattice, self.p.nx, self.p.ny, self.p.nz, "bands",
+                                                    lambda: bands(run.lattice, self.p))
         # No GAP layer at all (no move band): the next batch of this run may skip the search for an
         # insertion site, as long as no event has run since (the events counter tells).
         self._gap_free_at = (run.lattice, run.count("events")) if move_band[1] == 0 else None
@@ -154,7 +155,9 @@ class Driver:
         lat2 = run.lattice.reshape(p.nz, p.n_cols)
         b = run.cc_bottom
         run.under_cc_voxels = float((lat2[np.maximum(b - 1, 0), np.arange(p.n_cols)] == NA)[b > 0].sum())
-        n_cc, n_na = column_support(run.lattice, p.nx, p.ny, p.nz, run.col_support, p.refill_law)
+        support, n_cc, n_na = self.classes.derived(run.lattice, p.nx, p.ny, p.nz, ("column_support", p.refill_law),
+                                                   lambda: support_of_columns(run.lattice, p, p.refill_law))
+        run.col_support[:] = support
         if p.refill_law:
             # The refill law's bearing stress (E4): the load over the supports and the columns it thinned by
             # one voxel at their collector side (sub-voxel, they still bear; ``interface.COLUMN_THINNED``).
@@ -529,6 +532,13 @@ class Driver:
         run.voltage_v = v
         run.voltage_min_v = min(run.voltage_min_v, v)
         run.voltage_max_v = max(run.voltage_max_v, v)
+
+
+def support_of_columns(lattice, p, thinned: bool):
+    """(kind of every column, CC-contact columns, Na-support columns): ``kmc.kernels.interface.column_support``."""
+    support = np.empty(p.n_cols, dtype=np.int64)
+    n_cc, n_na = column_support(lattice, p.nx, p.ny, p.nz, support, thinned)
+    return support, n_cc, n_na
 
 
 def bands(lattice, p):

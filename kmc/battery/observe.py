@@ -14,7 +14,7 @@ import numpy as np
 
 from kmc.battery import alloy
 from kmc.battery.classes import ClusterClasses, parent_dtype
-from kmc.battery.driver import bands
+from kmc.battery.driver import bands, support_of_columns
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, FLAG_MEANINGS, FLAG_VALUES, NA, SE, SEI
 from kmc.kernels.clusters import (
@@ -25,7 +25,7 @@ from kmc.kernels.clusters import (
     label_na_clusters,
 )
 from kmc.kernels.heights import na_height_um
-from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_support, electrolyte_face_counts
+from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, electrolyte_face_counts
 
 #: Per-sample variables: name, dtype, units, long_name.
 SAMPLE_VARS = (
@@ -178,7 +178,7 @@ class Observer:
         parent = np.empty(run.state.n_sites, dtype=parent_dtype(run.state.n_sites))
         label_na_clusters(run.lattice, p.nx, p.ny, p.nz, parent)
         return int(kf.count_unloaded_na(run.lattice, site_class, parent, run.col_support, run.deposit_stress_mpa,
-                                        run.na_contact, run.kinetics, p.nx, p.ny, p.nz, *bands(run.lattice, p)[0]))
+                                        run.na_contact, run.kinetics, p.nx, p.ny, p.nz, *self._bands(run)[0]))
 
     def check_bookkeeping(self, run, rc) -> None:
         """Charge by events vs charge by lattice recount, and charge passed vs faradaic + double layer."""
@@ -203,6 +203,19 @@ class Observer:
             raise RuntimeError(f"charge bookkeeping broken: {passed:.1f} voxels passed, {faradaic_dl:.1f} accounted")
 
     # -- observables ---------------------------------------------------------------------------------
+    def _electrolyte_faces(self, run, site_class) -> np.ndarray:
+        """The electrolyte's faces: all, on a conductor, on Na, on a gap
+        (``kmc.kernels.interface.electrolyte_face_counts``)."""
+        p = self.p
+        counts = np.zeros(4, dtype=np.int64)
+        electrolyte_face_counts(run.lattice, site_class, p.nx, p.ny, p.nz, *self._bands(run)[0], counts)
+        return counts
+
+    def _bands(self, run):
+        """The face and move bands (``kmc.battery.driver.bands``), kept with the classification."""
+        p = self.p
+        return self.classes.derived(run.lattice, p.nx, p.ny, p.nz, "bands", lambda: bands(run.lattice, p))
+
     def thickness_um(self, run) -> np.ndarray:
         """Na thickness per column (µm): the height of the Na top above the electrolyte's continuous
         surface (``kmc.kernels.heights``), 0 where a column holds no Na; a sealed layer's pending
@@ -218,12 +231,14 @@ class Observer:
         p = self.p
         rc = self.recount(run)
         self.check_bookkeeping(run, rc)
-        counts = np.zeros(4, dtype=np.int64)
-        electrolyte_face_counts(run.lattice, rc["site_class"], p.nx, p.ny, p.nz, *bands(run.lattice, p)[0], counts)
+        # Functions of the lattice alone, kept with its classification: a sample right after a solve, or
+        # after another sample on the same lattice (a sealed layer thickening), reads them again.
+        counts = self.classes.derived(run.lattice, p.nx, p.ny, p.nz, "electrolyte_faces",
+                                      lambda: self._electrolyte_faces(run, rc["site_class"]))
         surface, contact, na_contact, void = (int(c) for c in counts)
         surface = max(surface, 1)
-        support = np.empty(p.n_cols, dtype=np.int64)
-        column_support(run.lattice, p.nx, p.ny, p.nz, support)
+        support = self.classes.derived(run.lattice, p.nx, p.ny, p.nz, ("column_support", False),
+                                       lambda: support_of_columns(run.lattice, p, False))[0]
         thickness = self.thickness_um(run)
         mean_t = float(thickness.mean())
         vox = p.voxel_mah_cm2 / p.n_cols
