@@ -127,12 +127,7 @@ def test_pay_one_voxel_matches_the_numpy_definition(becomes, seed):
     nx, ny, nz = 7, 5, 6
     lattice = rng.choice(np.array([NA, SE, GAP], dtype=np.uint8), nx * ny * nz, p=[0.6, 0.25, 0.15])
     debt = rng.random(nx * ny) * 0.8
-    want_lat, want_debt = lattice.copy(), debt.copy()
-    want = reference_take(want_lat, nx, ny, nz, want_debt, becomes)
-    got = _pay_while_owed(lattice, nx, ny, nz, debt, becomes)
-    assert got == want > 0
-    assert np.array_equal(lattice, want_lat)
-    assert debt.tobytes() == want_debt.tobytes()
+    assert _pays_alike(reference_take, _pay_while_owed, lattice, nx, ny, nz, debt, becomes) > 0
 
 
 def test_a_continuous_interphase_eats_down_a_column_voxel_by_voxel():
@@ -162,12 +157,7 @@ def test_many_voxels_in_one_call_pay_what_one_at_a_time_pays(becomes, seed):
     lattice = rng.choice(np.array([NA, SE, GAP], dtype=np.uint8), nx * ny * nz, p=[0.6, 0.25, 0.15])
     debt = rng.integers(0, 5, nx * ny) * 0.25  # ties, exact in binary
     debt[rng.integers(0, nx * ny, 10)] = rng.random(10) * 2.0
-    want_lat, want_debt = lattice.copy(), debt.copy()
-    want = _pay_while_owed(want_lat, nx, ny, nz, want_debt, becomes)
-    got = _pay_in_one_call(lattice, nx, ny, nz, debt, becomes)
-    assert got == want > 10
-    assert np.array_equal(lattice, want_lat)
-    assert debt.tobytes() == want_debt.tobytes()
+    assert _pays_alike(_pay_while_owed, _pay_in_one_call, lattice, nx, ny, nz, debt, becomes) > 10
 
 
 @pytest.mark.parametrize("becomes", [GAP, SEI])
@@ -188,12 +178,7 @@ def test_one_call_through_the_queue_pays_what_one_at_a_time_pays(becomes, seed):
     debt[rng.integers(0, nx * ny, 8)] = 0.0
     debt[rng.integers(0, nx * ny, 4)] = -0.01
     debt[rng.integers(0, nx * ny, 6)] = 0.75 + rng.random(6)  # owed most: some with no metal at all
-    want_lat, want_debt = lattice.copy(), debt.copy()
-    want = _pay_while_owed(want_lat, nx, ny, nz, want_debt, becomes)
-    got = _pay_in_one_call(lattice, nx, ny, nz, debt, becomes)
-    assert got == want > 5
-    assert np.array_equal(lattice, want_lat)
-    assert debt.tobytes() == want_debt.tobytes()
+    assert _pays_alike(_pay_while_owed, _pay_in_one_call, lattice, nx, ny, nz, debt, becomes) > 5
 
 
 def test_the_queue_goes_back_to_a_column_new_sei_exposes_and_hands_over_at_zero():
@@ -223,6 +208,18 @@ def test_the_queue_goes_back_to_a_column_new_sei_exposes_and_hands_over_at_zero(
     assert want_lat[nx] == SEI and want_lat[2 * nx] == SEI and want_lat[nx + 1] == NA  # A twice, not B
     _pay_in_one_call(lattice, nx, 1, 3, debt, SEI)
     assert np.array_equal(lattice, want_lat) and debt.tobytes() == want_debt.tobytes()
+
+
+def _pays_alike(reference, payment, lattice, nx, ny, nz, debt, becomes):
+    """Pay ``debt`` from ``lattice`` by ``payment`` and, on copies, by ``reference``: the same voxels taken
+    (the same lattice after) and the same bits of debt left. Returns how many were paid."""
+    want_lat, want_debt = lattice.copy(), debt.copy()
+    want = reference(want_lat, nx, ny, nz, want_debt, becomes)
+    got = payment(lattice, nx, ny, nz, debt, becomes)
+    assert got == want
+    assert np.array_equal(lattice, want_lat)
+    assert debt.tobytes() == want_debt.tobytes()
+    return got
 
 
 def _pay_in_one_call(lattice, nx, ny, nz, debt, becomes):
