@@ -17,9 +17,11 @@ and four float64 sum trees, 8/7 of a word per site each; ~450 bytes per column).
   copies; per pixel: the FFT planes, the Green's function and the Newton–CG vectors);
 - observe (``observe.Observer.observe``): the scratch and the classification's temporaries;
 - from the first solve on, the last classification kept with the lattice it came from
-  (``kmc.battery.classes``: a uint8 copy of the lattice and an int8 class per site);
+  (``kmc.battery.classes``: a uint8 copy of the lattice and an int8 class per site, and two int64
+  column-support arrays kept with them);
 - losses (``losses.take_from_metal``): a uint8 layer of the lattice (the metal touching the
-  electrolyte), a count per column and the columns' queue (the sort and a heap, int64 each);
+  electrolyte), a count per column, the columns' queue (the sort and a heap) and the payment's search
+  of it (a stack, and each column's place in the sort), int64 each;
 - checkpoint and snapshot writes (``kmc.store.RunWriter``): Zarr's copies of the largest array and of
   the lattice; a resume reads the checkpoint back array by array.
 
@@ -89,13 +91,14 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
     classify = 4 * n + n
     bands = 3 * n
     field_solve = int(SOLVE_BYTES_PER_FACE * faces) + SOLVE_BYTES_PER_COLUMN * c
-    run = {"state": state, "event-loop scratch": scratch, "Green's function": green, "cluster classes": 2 * n}
+    # the kept classification and lattice copy, and what is kept with them (two column-support arrays)
+    run = {"state": state, "event-loop scratch": scratch, "Green's function": green, "cluster classes": 2 * n + 16 * c}
     return {
         "building the geometry": geometry,
         "building the State": {"state": state, "geometry": geometry_kept, "temporaries": n},
         "a field solve": {**run, "solve temporaries": max(classify, bands, field_solve)},
         "observing a sample": {**run, "observables": classify + 64 * c},
-        "taking losses from the metal": {**run, "metal masks": n + 32 * c},
+        "taking losses from the metal": {**run, "metal masks": n + 48 * c},
         "writing a checkpoint": {**run, "checkpoint write": memory.checkpoint_write_bytes(spec)},
         "writing a snapshot": {**run, "snapshot write": memory.zarr_write_bytes(n, 1) if snapshots else 0,
                                "map write": 40 * c if maps else 0},
