@@ -71,6 +71,13 @@ def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa,
     ``model.flaw_mouth = "trace"``): deeper flaws fill but vent, and do not crack."""
     n_bins = weights.size
     by_threshold = fill_thresholds.size > 0
+    # Where the need falls with depth (K_IC/(1.12 √(π c)) does), a pixel whose overpotential's pressure
+    # is below the need of its deepest full bin cracks none of its full bins: every shallower bin needs
+    # more, and min(p_η, p_flow) ≤ p_η. Its critical bin (a bisection and a power per pixel, the larger
+    # part of this pass while nothing cracks) is then not wanted: the test below is the same decision.
+    need_falls = True
+    for b in range(1, n_bins):
+        need_falls &= need_mpa[b] <= need_mpa[b - 1]
     added = 0.0
     for k in range(pixels.size):
         i = pixels[k]
@@ -84,6 +91,8 @@ def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa,
         top = min(top, sealed_bin[k])
         if top < 0:
             continue
+        if need_falls and base_eta_mpa + p_per_volt * eta_abs_v[k] < need_mpa[top]:
+            continue  # critical_bin would give a bin deeper than top (its bisection lands only where it cracks)
         cb = critical_bin(eta_abs_v[k], j_a_cm2[k], p_per_volt, need_mpa, flow_mpa, inv_n, base_eta_mpa, mouth_mpa[k])
         if cb > top:
             continue
