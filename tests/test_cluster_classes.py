@@ -61,9 +61,9 @@ def test_classification_counts_the_active_clusters_as_the_root_pass_does():
 
 
 def test_derived_values_are_kept_with_the_lattice_and_dropped_when_it_changes():
-    """``ClusterClasses.derived``: computed once while the lattice is byte for byte the same (even as
-    another array), again after one voxel changes, and never handed out for a lattice it was not
-    computed on. Planted fault: the kept values not dropped on a new classification fails here."""
+    """``ClusterClasses.derived``: computed once while ``of`` finds the lattice byte for byte the same (even
+    as another array), again after one voxel changes, and refused before any classification. Planted
+    fault: the kept values not dropped on a new classification fails here."""
     nx, ny, nz = 6, 5, 4
     lattice = np.full(nx * ny * nz, GAP, dtype=np.uint8)
     lattice[: nx * ny] = SE
@@ -74,11 +74,17 @@ def test_derived_values_are_kept_with_the_lattice_and_dropped_when_it_changes():
         calls.append(1)
         return int((lat == NA).sum())
 
-    assert classes.derived(lattice, nx, ny, nz, "na", lambda: na_count(lattice)) == 7
+    def kept(lat):
+        classes.of(lat, nx, ny, nz)
+        return classes.derived("na", lambda: na_count(lat))
+
+    with pytest.raises(RuntimeError, match="of"):
+        classes.derived("na", lambda: na_count(lattice))
+    assert kept(lattice) == 7
     same = lattice.copy()
-    assert classes.derived(same, nx, ny, nz, "na", lambda: na_count(same)) == 7
+    assert kept(same) == 7
     assert len(calls) == 1
     same[-1] = NA
-    assert classes.derived(same, nx, ny, nz, "na", lambda: na_count(same)) == 8
+    assert kept(same) == 8
     assert len(calls) == 2
-    assert classes.derived(lattice, nx, ny, nz, "na", lambda: na_count(lattice)) == 7
+    assert kept(lattice) == 7

@@ -54,13 +54,15 @@ class ClusterClasses:
         self._nuclei = int(self._counts[4])
         return self._site_class, self._counts[:4], self._nuclei
 
-    def derived(self, lattice, nx: int, ny: int, nz: int, key, compute):
-        """``compute()``, a function of ``lattice`` alone (and of its classification), kept under ``key``
-        with the classification: computed again only when the lattice is no longer byte for byte the one
-        the classification came from. ``of`` is called first (a comparison of the lattices, or a new
-        classification if it changed), so call this where the classification is wanted anyway. What is
-        returned is this object's: read it, do not write it."""
-        self.of(lattice, nx, ny, nz)
+    def derived(self, key, compute):
+        """``compute()``, a function of the lattice alone (and of its classification), kept under ``key``
+        with the classification: for the lattice the last ``of`` was given, so call it after ``of`` with
+        nothing written to the lattice in between (the solve and the sample each call ``of`` first). It is
+        computed again once ``of`` finds the lattice no longer byte for byte the one classified. (It does
+        not compare the lattices itself: at 512² columns a comparison costs 3 ms, as much as some of what
+        is kept.) What is returned is this object's: read it, do not write it."""
+        if self._lattice is None or self._nuclei < 0:
+            raise RuntimeError("ClusterClasses.derived before any classification: call of(lattice) first")
         if key not in self._derived:
             self._derived[key] = compute()
         return self._derived[key]

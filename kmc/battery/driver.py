@@ -87,8 +87,7 @@ class Driver:
         n_cc, n_na = self._load_columns(run)
         if self.p.face_state:
             self._press(run)
-        face_band, move_band = self.classes.derived(run.lattice, self.p.nx, self.p.ny, self.p.nz, "bands",
-                                                    lambda: bands(run.lattice, self.p))
+        face_band, move_band = self.classes.derived("bands", lambda: bands(run.lattice, self.p))  # (of() above)
         # No GAP layer at all (no move band): the next batch of this run may skip the search for an
         # insertion site, as long as no event has run since (the events counter tells).
         self._gap_free_at = (run.lattice, run.count("events")) if move_band[1] == 0 else None
@@ -155,7 +154,7 @@ class Driver:
         lat2 = run.lattice.reshape(p.nz, p.n_cols)
         b = run.cc_bottom
         run.under_cc_voxels = float((lat2[np.maximum(b - 1, 0), np.arange(p.n_cols)] == NA)[b > 0].sum())
-        support, n_cc, n_na = self.classes.derived(run.lattice, p.nx, p.ny, p.nz, ("column_support", p.refill_law),
+        support, n_cc, n_na = self.classes.derived(("column_support", p.refill_law),  # classified just before
                                                    lambda: support_of_columns(run.lattice, p, p.refill_law))
         run.col_support[:] = support
         if p.refill_law:

@@ -171,7 +171,8 @@ class Observer:
         solve (``kmc.kernels.faradaic.count_unloaded_na``), cluster by cluster: the clusters' union-find
         parents are labelled here (the kept classification holds no parents: 8 bytes per site). Under
         ``model.contact_quality = "floor"`` with a floor above 0 every face has χ > 0, so there is none,
-        and no pass is made."""
+        and no pass is made. ``site_class``: this lattice's, from ``classes.of`` just before (the bands
+        are kept with it)."""
         p = self.p
         if not p.face_state and p.kinetics[kf.P_CHI_FLOOR] > 0.0:
             return 0
@@ -214,7 +215,7 @@ class Observer:
     def _bands(self, run):
         """The face and move bands (``kmc.battery.driver.bands``), kept with the classification."""
         p = self.p
-        return self.classes.derived(run.lattice, p.nx, p.ny, p.nz, "bands", lambda: bands(run.lattice, p))
+        return self.classes.derived("bands", lambda: bands(run.lattice, p))
 
     def thickness_um(self, run) -> np.ndarray:
         """Na thickness per column (µm): the height of the Na top above the electrolyte's continuous
@@ -231,14 +232,13 @@ class Observer:
         p = self.p
         rc = self.recount(run)
         self.check_bookkeeping(run, rc)
-        # Functions of the lattice alone, kept with its classification: a sample right after a solve, or
-        # after another sample on the same lattice (a sealed layer thickening), reads them again.
-        counts = self.classes.derived(run.lattice, p.nx, p.ny, p.nz, "electrolyte_faces",
-                                      lambda: self._electrolyte_faces(run, rc["site_class"]))
+        # Functions of the lattice alone, kept with its classification (recount() has just classified this
+        # lattice): a sample right after a solve, or after another sample on the same lattice (a sealed
+        # layer thickening), reads them again.
+        counts = self.classes.derived("electrolyte_faces", lambda: self._electrolyte_faces(run, rc["site_class"]))
         surface, contact, na_contact, void = (int(c) for c in counts)
         surface = max(surface, 1)
-        support = self.classes.derived(run.lattice, p.nx, p.ny, p.nz, ("column_support", False),
-                                       lambda: support_of_columns(run.lattice, p, False))[0]
+        support = self.classes.derived(("column_support", False), lambda: support_of_columns(run.lattice, p, False))[0]
         thickness = self.thickness_um(run)
         mean_t = float(thickness.mean())
         vox = p.voxel_mah_cm2 / p.n_cols
