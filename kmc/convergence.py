@@ -34,7 +34,10 @@ of the interface and has the smaller IQR, which would judge the base by a scatte
 move of exactly 0 passes even when that IQR is 0 (replicas that all agree, and variants that agree with
 them). A quantity without a value in a variant cannot be judged: the row does not converge; nor can a
 move against an unbounded IQR (a short charge or CCD whose base runs do not short in a quarter or more
-of the replicas: Q75 is "no short"), which only a move of 0 passes.
+of the replicas: Q75 is "no short"), which only a move of 0 passes. A protocol cut-off every run stops at
+(``Metric.cutoff``: T4's final voltage) is judged by whether its median reaches the accepted range in the
+variant as in the base: its scatter is the last batch's overshoot past the cut-off (T4: 0.05 mV), and its
+moves (0.1–0.25 mV) said "not converged" of runs that all ended at the cut-off.
 """
 from __future__ import annotations
 
@@ -250,6 +253,11 @@ class QuantityResult:
         return move(self.spreads[variant].statistic, self.spreads["base"].statistic)
 
     def passes(self, variant: str) -> bool:
+        if self.metric.cutoff:  # reached in the variant as in the base (both medians accepted, or neither)
+            base, other = self.spreads["base"].statistic, self.spreads[variant].statistic
+            if math.isnan(base) or math.isnan(other):
+                return False
+            return self.metric.accepts(base) == self.metric.accepts(other)
         return within(self.moved(variant), self.spreads["base"].iqr)
 
     @property
@@ -280,6 +288,11 @@ class QuantityResult:
         fmt = (lambda x: f"{x:.3f}") if self.metric.share else self.fmt
         if moved == 0:
             return "moved 0"
+        if self.metric.cutoff:
+            reached = "reaches" if self.metric.accepts(self.spreads[variant].statistic) else "does not reach"
+            return (f"moved {fmt(moved)}, a cut-off: the median {reached} it"
+                    f"{' as in the base' if self.passes(variant) else ', unlike the base'} (the IQR, the "
+                    f"overshoot past it, is not the measure)")
         if math.isinf(iqr):
             return f"moved {fmt(moved)}, not judged: the base's IQR is unbounded ({fmt(iqr)})"
         return f"moved {fmt(moved)} {'<' if moved < iqr else '>='} {fmt(iqr)}"

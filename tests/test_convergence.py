@@ -131,6 +131,28 @@ def test_a_move_against_an_unbounded_iqr_is_not_judged_converged():
     assert not charge.converged and "not judged" in charge.move_text("half_voxel")
 
 
+def test_a_cutoff_is_judged_by_whether_it_is_reached_not_by_its_overshoot():
+    """T4's final voltage: every run ends at the 1.5 V cut-off, a fraction of a mV past it (base IQR
+    0.05 mV), and variants whose medians overshoot 0.2 mV more are converged — they reach it as the base
+    does. A variant whose median stops short of it (a run that shorted) is not, nor one without values.
+    Planted fault seen to fail it: the cut-off judged against the IQR like any other quantity."""
+    row = next(r for r in val.ROWS if r.id == "T4")
+    (metric,) = [m for m in row.metrics if m.cutoff]
+
+    def t4(base, half, double):
+        return {v: {"T4": summary(voltage=x)} for v, x in zip(cv.VARIANTS, (base, half, double))}
+
+    base = [1.50010, 1.50012, 1.50015, 1.50017, 1.50020]
+    q = next(q for q in cv.judge(row, t4(base, [1.50035] * 5, [1.50040] * 5)) if q.metric is metric)
+    assert q.moved("half_voxel") > q.spreads["base"].iqr  # a move the IQR would fail
+    assert q.converged and "reaches it as in the base" in q.move_text("half_voxel")
+    q = next(q for q in cv.judge(row, t4(base, [0.0] * 5, [1.5004] * 5)) if q.metric is metric)
+    assert not q.passes("half_voxel") and q.passes("double_domain") and not q.converged
+    assert "unlike the base" in q.move_text("half_voxel")
+    q = next(q for q in cv.judge(row, t4(base, [math.nan] * 5, [1.5004] * 5)) if q.metric is metric)
+    assert not q.converged
+
+
 # ---------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------
