@@ -8,11 +8,13 @@ or a lattice-sized temporary per voxel: the most indebted columns come off a bin
 debt, the lower column first on a tie: the order of a stable sort of −debt) when a voxel's worth
 takes few of them, in the order of that sort when it takes nearly all; the columns still touching
 the electrolyte are kept as a count per column. A payment of many voxels sorts the columns once
-(``DebtQueue``, then ``pay_one_voxel``): E7's debt is spread thinly over every column, so each voxel
-clears thousands of columns, and a heap of every column cost a sort per voxel. A column a voxel clears
-is left at zero, where taking from it again changes nothing, and is not seen again; the one it leaves
-partly paid goes to a small heap, merged with the sorted columns by the same order (debt, then
-column: total), so the columns come in the order a fresh sort of the debts would give at each voxel.
+(``order_by_debt``; the payment's queue, ``clear_debt_queued``): E7's debt is spread thinly over every
+column, so each voxel clears thousands of columns, and a heap of every column cost a sort per voxel. A
+column a voxel clears is left at zero, where taking from it again changes nothing, and is not seen
+again; the one it leaves partly paid goes to a small heap, merged with the sorted columns by the same
+order (debt, then column: total), so the columns come in the order a fresh sort of the debts would
+give at each voxel. The same queue says which column each voxel is taken from (``pay_voxels``): the
+first in it with metal touching the electrolyte.
 """
 import numpy as np
 from numba import njit
