@@ -200,6 +200,15 @@ def touching_electrolyte(lattice, nx, ny, nz, touching, count):
 
 
 @njit(cache=True, inline="always")
+def _lowest_flagged(flagged, col):
+    """The lowest layer z whose site of column col is flagged (``flagged[z, col]``; the column has one)."""
+    z = 0
+    while flagged[z, col] == 0:
+        z += 1
+    return z
+
+
+@njit(cache=True, inline="always")
 def _lowest_in_column_owed_most(flagged, count, owed, nxy):
     """(column, z) of the lowest flagged site (``flagged[z, col]``) in the column owed most among those
     with one (``count`` per column; the lower column on a tie), or (−1, −1) when none is."""
@@ -209,10 +218,7 @@ def _lowest_in_column_owed_most(flagged, count, owed, nxy):
             col = c
     if col < 0:
         return -1, -1
-    z = 0
-    while flagged[z, col] == 0:
-        z += 1
-    return col, z
+    return col, _lowest_flagged(flagged, col)
 
 
 @njit(cache=True, inline="always")
@@ -340,9 +346,7 @@ def pay_voxels(lattice, nx, ny, nz, touching, count, debt, order, heap, sizes, b
             col = partial
         if col < 0 or not debt[col] > 0.0:
             break  # the columns cleared to zero tie with it: the heap of every column with metal decides
-        z = 0
-        while touching[z, col] == 0:
-            z += 1
+        z = _lowest_flagged(touching, col)
         for i in range(_pay_at(lattice, nx, ny, nz, touching, count, col, z, becomes, exposed)):
             k = position[exposed[i]]
             if sizes[0] <= k < scan:
@@ -419,9 +423,7 @@ def _pay_voxels_by_heap(lattice, nx, ny, nz, touching, count, debt, order, heap,
             break
         if col < 0:
             break
-        z = 0
-        while touching[z, col] == 0:
-            z += 1
+        z = _lowest_flagged(touching, col)
         for i in range(_pay_at(lattice, nx, ny, nz, touching, count, col, z, becomes, exposed)):
             m = _owing_push(keys, cols, m, debt[exposed[i]], exposed[i])
         clear_debt_queued(debt, order, heap, sizes, 1.0)
