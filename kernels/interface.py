@@ -404,7 +404,7 @@ def layer_holds(lattice, words, i, end, want_electrolyte, want_gap):
     gap_p = np.uint64(GAP) * _ONES
     while i < end and (i % 8 != 0 or words.size == 0) and not (el and gap):  # up to a word's start
         s = lattice[i]
-        el |= s == SE or s == SEI
+        el |= _is_electrolyte(s)
         gap |= s == GAP
         i += 1
     while i + 8 <= end and not (el and gap):  # whole words
@@ -421,7 +421,7 @@ def layer_holds(lattice, words, i, end, want_electrolyte, want_gap):
         i = 8 * k1
     while i < end and not (el and gap):  # the last bytes
         s = lattice[i]
-        el |= s == SE or s == SEI
+        el |= _is_electrolyte(s)
         gap |= s == GAP
         i += 1
     return el and want_electrolyte, gap and want_gap
