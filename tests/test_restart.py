@@ -104,11 +104,15 @@ def test_second_process_loads_kernels_from_cache(tmp_path):
     assert all(hits >= 1 and misses == 0 for hits, misses in second["counts"].values()), second
 
 
-def test_second_process_loads_the_battery_loop_from_the_cache(tmp_path):
+def test_second_process_loads_the_battery_loop_from_the_cache():
     """The battery's batch loop takes a named tuple of arrays (``kernels.battery_arrays.Cell``): a second
     process loads it, and every kernel it calls, from the on-disk cache instead of compiling it again.
-    Shown to fail with ``cache=True`` taken off ``run_batch`` (the second process compiles it again)."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    Shown to fail with ``cache=True`` taken off ``run_batch`` (the second process compiles it again).
+
+    Both processes use the suite's own cache (``NUMBA_CACHE_DIR`` as the suite runs with): the first
+    loads or compiles the kernels (run alone on a new cache, it compiles them), the second must load
+    them all. A cache of its own would compile every battery kernel once more, a minute of the suite."""
+    env = dict(os.environ)
     code = """
         import json
         import kmc
@@ -125,7 +129,7 @@ def test_second_process_loads_the_battery_loop_from_the_cache(tmp_path):
         print(json.dumps([sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()), state.events]))
     """ % os.path.join(os.path.dirname(__file__), "..", "scenarios", "validation", "T2.toml")
     first = json.loads(_python(code, env).strip().splitlines()[-1])
-    assert first[1] >= 1 and first[2] > 0, first  # compiled, and events ran
+    assert first[0] + first[1] >= 1 and first[2] > 0, first  # loaded or compiled, and events ran
     second = json.loads(_python(code, env).strip().splitlines()[-1])
     assert second[0] >= 1 and second[1] == 0, second  # loaded, not compiled
     assert second[2] == first[2]  # the same run
