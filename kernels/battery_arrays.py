@@ -50,6 +50,7 @@ Cell = namedtuple("Cell", [
     "keep",          # int64[4, max(STENCIL_SIZE, nz)]: the leaves a refresh changed, per tree (``battery_update``)
     "gap_dist",      # uint16 per site: the insertion search's distance labels (``gap_distance``; scratch)
     "gap_search",    # int64: their bookkeeping (``gap_distance.S_*``)
+    "gap_cols",      # uint8 per column: 0 where no gap at the interface is (``plating.nearest_interface_gap``; scratch)
     "deposit_stress",  # float64 per column: σ of a deposit pixel at the last solve (MPa; ``deposit_stress``)
     "insertion_target",  # int64 per column: where a deposit pixel's plated volume goes (``deposit_stress``)
     "side_face_weight",  # float64 per column: area of a side face of the electrolyte's column / a² (``faradaic``)

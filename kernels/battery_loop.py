@@ -243,7 +243,7 @@ def _reduce(w, u, plating, r_p, r_a, r_nuc, c_au, stop_on_nucleus, gap_free):
                                        int(w.limits[L_PORE_DEPTH]), w.insertion_target, nbr, w.nbr2)
         elif not gap_free:
             g = insertion_site_guided(c, e, lattice, w.au_column, nx, ny, nz, w.eps, w.queue, w.visited, w.cc_bottom,
-                                      int(w.limits[L_PORE_DEPTH]), w.gap_dist, w.gap_search)
+                                      int(w.limits[L_PORE_DEPTH]), w.gap_dist, w.gap_search, w.gap_cols)
     counters[C_PLATE if plating else C_NUCLEATE] += 1
     if not plating:
         refresh_column(c % nxy, w)
@@ -466,6 +466,7 @@ def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift, g
     tested = False  # the re-solve test has passed on the lattice as it is
     r_p = r_a = r_nuc = r_m = 0.0
     w.gap_search[S_VALID] = 0  # the lattice may have changed since the last batch: relabel when needed
+    w.gap_cols[:] = 1  # and any column may hold a gap at the interface (``battery_update.changed`` marks them after)
     while done < max_events:
         if not rates_current:
             r_p, r_a, r_nuc, r_m = _class_rates(w, i_far_a, q_v_c, c_au, stop_on_nucleus)

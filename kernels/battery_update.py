@@ -32,6 +32,7 @@ from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, column_k
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.leaf import leaf
 from kmc.kernels.moves import M_REFILL_LAW, move_propensity
+from kmc.kernels.plating import mark_gap_columns
 from kmc.kernels.solver import tree_update_many
 
 
@@ -150,9 +151,13 @@ def refresh_column(col, w):
 
 @leaf
 def changed(s, t, w):
-    """After sites s and t changed state: columns, and the trees over the stencil (``refresh_near``)."""
+    """After sites s and t changed state: columns, the columns that may hold a gap at the interface
+    (``plating.mark_gap_columns``; every lattice change in a batch comes through here), and the trees
+    over the stencil (``refresh_near``)."""
     nxy = w.nx * w.ny
     stencil, seen = w.stencil, w.seen
+    mark_gap_columns(s, w.nx, w.ny, w.gap_cols)  # for the search of the interface's gaps
+    mark_gap_columns(t, w.nx, w.ny, w.gap_cols)
     n_near, n = stencil_near_first(s, t, w.nx, w.ny, w.nz, stencil, w.nbr, w.nbr2, seen)
     for a in range(n):
         seen[stencil[a]] = 0

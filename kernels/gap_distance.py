@@ -248,9 +248,10 @@ def nearest_gap_guided(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, p
 
 @njit(cache=True)
 def insertion_site_guided(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc_bottom, pore_depth, dist,
-                          search):
+                          search, gap_cols):
     """``plating.insertion_site`` (the same site), its rule 3 searched through the distance labels
-    ``dist`` (``search``: their bookkeeping)."""
+    ``dist`` (``search``: their bookkeeping), and the interface's gaps, where c is confined, through the
+    columns that may hold one (``gap_cols``: ``plating.nearest_interface_gap``)."""
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr2 = np.empty(N_NEIGHBORS, dtype=np.int64)
     best = local_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom, pore_depth, nbr, nbr2)
@@ -259,4 +260,4 @@ def insertion_site_guided(c, e, lattice, au_column, nx, ny, nz, eps, queue, visi
     g = nearest_gap_guided(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist, search)
     if g >= 0:
         return g
-    return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth)
+    return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth, gap_cols)

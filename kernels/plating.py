@@ -107,16 +107,24 @@ def _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bott
 
 
 @njit(cache=True)
-def nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth):
+def nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth, gap_cols):
     """The GAP nearest to c's column (rings of increasing Chebyshev distance) that touches both an
     electrolyte voxel and a conductor, or −1: is any gap left at the interface at all?
 
     The local rules fail for a face that is itself confined — a collector face inside a patch of
     asperity contacts, a Na pocket with no free surface — while gaps remain elsewhere; PHYSICS E1
     rule 4 lifts the collector only when no gap is reachable anywhere at the interface.
+
+    ``gap_cols`` (uint8 per column, or empty: every column is searched) marks the columns that may
+    hold such a gap: a column marked 0 is passed over, and a marked column found to hold none is
+    marked 0. The caller marks a column again whenever it may have gained one (``mark_gap_columns``);
+    then the answer is the one searching every column gives, and searching is ~1 byte a column for
+    the columns already found empty (before a layer seals, the last gaps are far apart and the
+    searches many).
     """
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     nxy = nx * ny
+    marked = gap_cols.size > 0
     col = c % nxy
     cy = col // nx
     cx = col - cy * nx
@@ -130,6 +138,8 @@ def nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth):
                 x = (cx + dx) % nx
                 y = (cy + dy) % ny
                 col2 = x + nx * y
+                if marked and gap_cols[col2] == 0:
+                    continue
                 for z in range(nz):
                     g = col2 + z * nxy
                     st = lattice[g]
@@ -138,7 +148,24 @@ def nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth):
                     if (st == GAP and _touches_interface(g, lattice, nx, ny, nz, nbr)
                             and admissible(g, cc_bottom, nxy, pore_depth)):
                         return g
+                if marked:
+                    gap_cols[col2] = 0
     return -1
+
+
+@njit(cache=True, inline="always")
+def mark_gap_columns(s, nx, ny, gap_cols):
+    """Site s changed state: its column and the four beside it may now hold a gap at the interface
+    (whether a GAP is one depends on it and its six neighbours), for ``nearest_interface_gap``."""
+    col = s % (nx * ny)
+    y = col // nx
+    x = col - y * nx
+    row = y * nx
+    gap_cols[col] = 1
+    gap_cols[row + (x - 1 if x > 0 else nx - 1)] = 1
+    gap_cols[row + (x + 1 if x < nx - 1 else 0)] = 1
+    gap_cols[(row - nx if y > 0 else row + (ny - 1) * nx) + x] = 1
+    gap_cols[(row + nx if y < ny - 1 else 0) + x] = 1
 
 
 @leaf
@@ -182,7 +209,7 @@ def insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, queue, visited, cc
     g = _nearest_gap_through_na(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth)
     if g >= 0:
         return g
-    return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth)
+    return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth, np.empty(0, dtype=np.uint8))
 
 
 @njit(cache=True)
@@ -219,8 +246,8 @@ def deposit_insertion_site(c, e, lattice, au_column, nx, ny, nz, eps, cc_bottom,
     if t == LIFT:
         return LIFT
     if t < 0:  # a column that was a contact at the solve (a nucleus' first voxels): nearest gap
-        return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth)
+        return nearest_interface_gap(c, lattice, nx, ny, nz, cc_bottom, pore_depth, np.empty(0, dtype=np.uint8))
     g = receiving_gap(t, lattice, nxy, cc_bottom)
     if g >= 0:
         return g
-    return nearest_interface_gap(t, lattice, nx, ny, nz, cc_bottom, pore_depth)
+    return nearest_interface_gap(t, lattice, nx, ny, nz, cc_bottom, pore_depth, np.empty(0, dtype=np.uint8))

@@ -15,19 +15,25 @@ from kmc.kernels import gap_distance as gd
 from kmc.kernels.capillary import EPS_SIZE
 from kmc.kernels.cell import CC, GAP, NA, SE
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
-from kmc.kernels.plating import _nearest_gap_through_na, admissible, insertion_site
+from kmc.kernels.plating import (
+    _nearest_gap_through_na,
+    admissible,
+    insertion_site,
+    mark_gap_columns,
+    nearest_interface_gap,
+)
 
 
-def _random_cell(seed, nx=11, ny=9, nz=8):
+def _random_cell(seed, nx=11, ny=9, nz=8, gap_fraction=0.12):
     """Electrolyte below, a collector above at a random lower face, and between them Na with gaps
-    scattered through it (~12 %), some in pores of the collector body."""
+    scattered through it (``gap_fraction``), some in pores of the collector body."""
     rng = np.random.default_rng(seed)
     lat = np.empty((nz, ny, nx), dtype=np.uint8)
     cc_bottom = rng.integers(nz - 3, nz, size=(ny, nx))
     se_top = rng.integers(0, 2, size=(ny, nx))
     for z in range(nz):
         lat[z] = np.where(z <= se_top, SE, np.where(z >= cc_bottom, CC, NA))
-    between = (lat == NA) & (rng.random(lat.shape) < 0.12)
+    between = (lat == NA) & (rng.random(lat.shape) < gap_fraction)
     lat[between] = GAP
     pores = (lat == CC) & (rng.random(lat.shape) < 0.15)
     lat[pores] = GAP
@@ -140,7 +146,8 @@ def test_guided_insertion_site_is_the_plain_one():
         for e in nbr:
             if e >= 0 and lat[e] == SE:
                 a = insertion_site(c, e, lat, au, nx, ny, nz, eps, queue, visited, cc_bottom, 99)
-                b = gd.insertion_site_guided(c, e, lat, au, nx, ny, nz, eps, queue, visited, cc_bottom, 99, dist, search)
+                b = gd.insertion_site_guided(c, e, lat, au, nx, ny, nz, eps, queue, visited, cc_bottom, 99, dist, search,
+                                             np.ones(nx * ny, dtype=np.uint8))
                 assert a == b
                 faces += 1
     assert faces > 50
@@ -180,3 +187,32 @@ def test_a_refilled_gap_does_not_keep_the_label_it_had_as_na():
     assert min(int(dist[row + 6]), gd._opened_distance(row + 6, search, nx, ny)) <= 1
     plain = _nearest_gap_through_na(row + 5, lat, nx, ny, nz, queue, visited, nbr, cc_bottom, 99)
     assert plain == row + 7 and guided(row + 5) == plain
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_interface_gap_search_through_marked_columns_gives_the_search_of_every_column(seed):
+    """``plating.nearest_interface_gap`` keeping the columns that may hold a gap at the interface (those
+    it finds empty are cleared; ``plating.mark_gap_columns`` marks a changed site's column and the four
+    beside it, as ``battery_update.changed`` does at every change in a batch) against the search of every
+    column: the same gap from random voxels, through 300 random changes (a gap filled with Na, a Na
+    voxel opened, a collector or electrolyte voxel turned into a gap or back). Fails when a change marks
+    its own column only (a gap beside it that the change makes touch a conductor or the electrolyte is
+    missed), and when a column is cleared without being searched."""
+    lat, nx, ny, nz, cc_bottom = _random_cell(300 + seed, gap_fraction=0.45)
+    rng = np.random.default_rng(seed)
+    cols = np.ones(nx * ny, dtype=np.uint8)
+    every = np.empty(0, dtype=np.uint8)
+    cleared = found = 0
+    for step in range(300):
+        for c in rng.integers(0, lat.size, size=4):
+            want = nearest_interface_gap(int(c), lat, nx, ny, nz, cc_bottom, 99, every)
+            assert nearest_interface_gap(int(c), lat, nx, ny, nz, cc_bottom, 99, cols) == want, step
+            found += want >= 0
+        cleared = max(cleared, int((cols == 0).sum()))
+        s = int(rng.integers(0, lat.size))
+        if lat[s] == GAP:
+            lat[s] = (NA, NA, SE, CC)[rng.integers(0, 4)]
+        elif lat[s] in (NA, SE, CC):
+            lat[s] = GAP
+        mark_gap_columns(s, nx, ny, cols)
+    assert found > 200 and cleared > nx * ny // 4  # the searches found gaps, and passed over cleared columns

@@ -433,7 +433,7 @@ class Driver:
                              np.empty(STENCIL_SIZE, dtype=np.int64), np.empty(max(STENCIL_SIZE, p.nz), dtype=np.int64),
                              np.empty(p.nz, dtype=np.int64), np.empty((4, max(STENCIL_SIZE, p.nz)), dtype=np.int64),
                              np.zeros(state.n_sites, dtype=np.uint16),
-                             np.zeros(N_SEARCH, dtype=np.int64))
+                             np.zeros(N_SEARCH, dtype=np.int64), np.ones(p.n_cols, dtype=np.uint8))
         return ka.Cell(run.lattice, run.site_class, run.na_contact, run.col_state, run.col_support, run.cc_bottom, run.au_column,
                        run.phi, run.kinetics, p.eps, run.moves, *run.trees, state.tree_offsets, state.clock,
                        state.counters, run.tally, run.limits, run.state_counts, *self._scratch,

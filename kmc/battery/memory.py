@@ -84,8 +84,9 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
         geometry["pores"] = PORES_BYTES_PER_SITE * n + n  # the field, and the collector-body mask
     geometry_kept = n + GEOMETRY_KEPT_BYTES_PER_COLUMN * c
 
-    # Driver._cell: int64, two uint8 and the uint16 distance labels per site, uint8 per tree node
-    scratch = 8 * n + 2 * n + 2 * n + tree_nodes
+    # Driver._cell: int64, two uint8 and the uint16 distance labels per site, uint8 per tree node, and
+    # uint8 per column (the columns that may hold a gap at the interface)
+    scratch = 8 * n + 2 * n + 2 * n + tree_nodes + c
     green = 8 * p.ny * (p.nx // 2 + 1)  # field.Plane.green, computed at the first solve and kept
     # int32 parents (classes.parent_dtype); one uint8 per site inside kernels.clusters.classify_na
     classify = 4 * n + n
