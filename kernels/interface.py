@@ -383,6 +383,32 @@ def layer_contents(lattice, nxy, nz, has_electrolyte, has_gap):
         has_gap[z] = gap
 
 
+@njit(cache=True)
+def holds_state(lattice, words, i, end, state):
+    """Whether the sites i..end−1 hold a voxel of ``state``, read eight voxels at a time (``words``:
+    ``lattice_words``) with the zero-byte test, 32 words between tests; the reading stops at the first
+    one seen."""
+    pattern = np.uint64(state) * _ONES
+    while i < end and (i % 8 != 0 or words.size == 0):  # up to a word's start
+        if lattice[i] == state:
+            return True
+        i += 1
+    while i + 8 <= end:  # whole words
+        k0 = i // 8
+        k1 = min(k0 + 32, end // 8)
+        bits = np.uint64(0)
+        for k in range(k0, k1):
+            bits |= _zero_bytes(words[k] ^ pattern)
+        if bits != 0:
+            return True
+        i = 8 * k1
+    while i < end:  # the last bytes
+        if lattice[i] == state:
+            return True
+        i += 1
+    return False
+
+
 @njit(cache=True, inline="always")
 def lattice_words(lattice):
     """The lattice as 64-bit words for ``layer_holds`` (empty when its size is not a multiple of 8: then

@@ -7,6 +7,8 @@ from kmc.kernels.capillary import EPS_AU, EPS_SIZE
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.interface import (
+    holds_state,
+    lattice_words,
     layer_contents,
     COLUMN_CC_CONTACT,
     COLUMN_NA_SUPPORT,
@@ -209,6 +211,28 @@ def test_domain_full_is_reported():
     code = plate_voxel(4, 0, flat, np.zeros(4, dtype=np.uint8), 2, 2, 4, eps, bottom,
                        np.empty(16, dtype=np.int64), np.zeros(16, dtype=np.uint8), np.zeros(1, dtype=np.int64), 4)
     assert code == DOMAIN_FULL
+
+
+@pytest.mark.parametrize("nx, ny, nz", [(8, 8, 6), (6, 2, 4), (5, 5, 8), (7, 5, 9), (3, 3, 5), (16, 4, 3)])
+@pytest.mark.parametrize("seed", range(3))
+def test_holds_state_matches_numpy(nx, ny, nz, seed):
+    """Whether a layer holds a voxel of a state (``holds_state``, which the insertion search's labelling
+    uses to pass over the layers without Na), read eight voxels at a time, against NumPy: layers of one
+    kind with the odd voxel at every position of a word, sizes that are and are not multiples of 8.
+    Planted fault: testing the pattern of another state (GAP's for NA) fails here."""
+    rng = np.random.default_rng(seed)
+    nxy = nx * ny
+    for base in (SE, CC, GAP):
+        for kind in (NA, GAP, SEI):
+            for where in sorted({0, 1, 7, 8, nxy // 2, nxy - 1}):
+                if where >= nxy:
+                    continue
+                lattice = np.full(nz * nxy, base, dtype=np.uint8)
+                lattice[rng.integers(0, nz) * nxy + where] = kind
+                words = lattice_words(lattice)
+                for state in (NA, GAP, SE):
+                    got = [holds_state(lattice, words, z * nxy, (z + 1) * nxy, state) for z in range(nz)]
+                    assert got == list((lattice.reshape(nz, nxy) == state).any(axis=1)), (base, kind, where, state)
 
 
 @pytest.mark.parametrize("nx, ny, nz", [(8, 8, 6), (6, 2, 4), (5, 5, 8), (7, 5, 9), (3, 3, 5), (16, 4, 3)])
