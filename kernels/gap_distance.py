@@ -162,7 +162,7 @@ def gap_distance(lattice, nx, ny, nz, cc_bottom, pore_depth, dist, queue):
     tail = 0
     for z in range(nz):
         # Only the layers that hold Na, found eight voxels at a time: before a layer seals, Na is in a
-        # few layers of many (T2 at 512²: a pass a voxel at a time had cost ~10 ms a labelling).
+        # few layers of many (at 512² columns of T2's shape a labelling took 46–65 ms, and 40–57 after).
         if holds_state(lattice, words, z * nxy, (z + 1) * nxy, NA):
             tail = _seed_layer(lattice, z * nxy, (z + 1) * nxy, nx, ny, nz, cc_bottom, pore_depth, dist, queue, tail,
                                nbr)
