@@ -28,7 +28,7 @@ from kmc.kernels.capillary import _eps_of
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
 from kmc.kernels.deposit_stress import LIFT, receiving_gap
 from kmc.kernels.interface import lift_collector
-from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, site_xyz, walled_neighbor
 from kmc.kernels.leaf import leaf
 
 PLATED = 0  #: a voxel was inserted
@@ -158,14 +158,10 @@ def mark_gap_columns(s, nx, ny, gap_cols):
     """Site s changed state: its column and the four beside it may now hold a gap at the interface
     (whether a GAP is one depends on it and its six neighbours), for ``nearest_interface_gap``."""
     col = s % (nx * ny)
-    y = col // nx
-    x = col - y * nx
-    row = y * nx
+    x, y, _ = site_xyz(col, nx, ny)
     gap_cols[col] = 1
-    gap_cols[row + (x - 1 if x > 0 else nx - 1)] = 1
-    gap_cols[row + (x + 1 if x < nx - 1 else 0)] = 1
-    gap_cols[(row - nx if y > 0 else row + (ny - 1) * nx) + x] = 1
-    gap_cols[(row + nx if y < ny - 1 else 0) + x] = 1
+    for d in range(4):  # the lateral directions: a column's index is its site in layer 0, beside the columns beside it
+        gap_cols[walled_neighbor(col, d, x, y, 0, nx, ny, 1)] = 1
 
 
 @leaf
