@@ -30,7 +30,7 @@ and any Na hanging from it) drops one voxel; the top layer is refilled with soli
 import numpy as np
 from numba import njit
 
-from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.cell import _ONES, CC, GAP, NA, SE, SEI, _zero_bytes, holds_state, lattice_words  # noqa: F401
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.leaf import leaf
@@ -359,18 +359,6 @@ def lower_collector_into_layer(lattice, nx, ny, nz, cc_bottom):
     return removed
 
 
-#: Every byte of a 64-bit word set to 0x01, and to 0x80: the bytes of a word tested at once (``_zero_bytes``).
-_ONES = np.uint64(0x0101010101010101)
-_HIGHS = np.uint64(0x8080808080808080)
-
-
-@njit(cache=True, inline="always")
-def _zero_bytes(x):
-    """Nonzero iff some byte of the 64-bit word x is zero: (x − 0x01…01) & ~x & 0x80…80, exact (no byte is
-    flagged that is not zero). On x = word ^ (b · 0x01…01): whether some byte of word is b."""
-    return (x - _ONES) & ~x & _HIGHS
-
-
 @njit(cache=True)
 def layer_contents(lattice, nxy, nz, has_electrolyte, has_gap):
     """Per layer z (uint8): whether it holds an electrolyte voxel (SE or SEI), and a gap. One pass
@@ -381,39 +369,6 @@ def layer_contents(lattice, nxy, nz, has_electrolyte, has_gap):
         el, gap = layer_holds(lattice, words, z * nxy, (z + 1) * nxy, True, True)
         has_electrolyte[z] = el
         has_gap[z] = gap
-
-
-@njit(cache=True)
-def holds_state(lattice, words, i, end, state):
-    """Whether the sites i..end−1 hold a voxel of ``state``, read eight voxels at a time (``words``:
-    ``lattice_words``) with the zero-byte test, 32 words between tests; the reading stops at the first
-    one seen."""
-    pattern = np.uint64(state) * _ONES
-    while i < end and (i % 8 != 0 or words.size == 0):  # up to a word's start
-        if lattice[i] == state:
-            return True
-        i += 1
-    while i + 8 <= end:  # whole words
-        k0 = i // 8
-        k1 = min(k0 + 32, end // 8)
-        bits = np.uint64(0)
-        for k in range(k0, k1):
-            bits |= _zero_bytes(words[k] ^ pattern)
-        if bits != 0:
-            return True
-        i = 8 * k1
-    while i < end:  # the last bytes
-        if lattice[i] == state:
-            return True
-        i += 1
-    return False
-
-
-@njit(cache=True, inline="always")
-def lattice_words(lattice):
-    """The lattice as 64-bit words for ``layer_holds`` (empty when its size is not a multiple of 8: then
-    every voxel is read on its own)."""
-    return lattice.view(np.uint64) if lattice.size % 8 == 0 else lattice[:0].view(np.uint64)
 
 
 @njit(cache=True)
