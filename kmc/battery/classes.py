@@ -9,14 +9,19 @@ byte for byte that copy. It is a function of the lattice alone, so what is hande
 labelling gives: the recount stays a recount of the lattice as it is, not a reading of anything the
 kernels maintain. Other functions of the lattice alone that a solve and the samples after it both
 want (the bands, the columns' support, the electrolyte's faces) are kept with it the same way
-(``derived``).
+(``derived``). The labelling joins runs of Na along x (``classify_na_runs``), not single voxels.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from kmc.kernels.clusters import classify_na, label_na_clusters
+from kmc.kernels.clusters import classify_na, classify_na_runs, label_na_clusters
 from kmc.kernels.lattice import lattices_equal
+
+
+#: Lattices below this many sites are classified over runs of Na (``classify_na_runs``: int32 parents per
+#: run, at most one run per site); larger ones site by site.
+RUNS_MAX_SITES = 2**31
 
 
 def parent_dtype(n_sites: int):
@@ -47,9 +52,12 @@ class ClusterClasses:
             return self._site_class, self._counts[:4], self._nuclei
         self._nuclei = -1  # not valid until the classification below is complete
         self._derived.clear()
-        parent = np.empty(lattice.size, dtype=parent_dtype(lattice.size))
-        label_na_clusters(lattice, nx, ny, nz, parent)
-        classify_na(lattice, nx, ny, nz, parent, self._site_class, self._counts)  # counts[4]: the nuclei
+        if lattice.size < RUNS_MAX_SITES:  # the runs' parents are int32
+            classify_na_runs(lattice, nx, ny, nz, self._site_class, self._counts)  # counts[4]: the nuclei
+        else:
+            parent = np.empty(lattice.size, dtype=parent_dtype(lattice.size))
+            label_na_clusters(lattice, nx, ny, nz, parent)
+            classify_na(lattice, nx, ny, nz, parent, self._site_class, self._counts)
         self._lattice[:] = lattice
         self._nuclei = int(self._counts[4])
         return self._site_class, self._counts[:4], self._nuclei

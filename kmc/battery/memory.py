@@ -12,10 +12,11 @@ and four float64 sum trees, 8/7 of a word per site each; ~450 bytes per column).
   State, and a boolean temporary;
 - solve (``driver.Driver.solve``): the event loop's scratch (kept from the first batch on: an int64,
   two uint8 and a uint16 per site, a uint8 per tree node) and then the largest of: the cluster classification
-  (int32 parents, and two uint8 per site in the kernel), the bands (three boolean layers of the
+  (per run of Na along x, at most half a run per site: its ends, its parent and its flags, 13 bytes), the bands (three boolean layers of the
   lattice), or the field solve (per contact face: the face table, ``field.Faces`` and the solver's
   copies; per pixel: the FFT planes, the Green's function and the Newton–CG vectors);
-- observe (``observe.Observer.observe``): the scratch and the classification's temporaries;
+- observe (``observe.Observer.observe``): the scratch and the classification's temporaries, or the per-site
+  parents of the count of unloaded Na (``observe.Observer.unloaded_na_voxels``), whichever is larger;
 - from the first solve on, the last classification kept with the lattice it came from
   (``kmc.battery.classes``: a uint8 copy of the lattice and an int8 class per site, and two int64
   column-support arrays kept with them);
@@ -88,8 +89,11 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
     # uint8 per column (the columns that may hold a gap at the interface)
     scratch = 8 * n + 2 * n + 2 * n + tree_nodes + c
     green = 8 * p.ny * (p.nx // 2 + 1)  # field.Plane.green, computed at the first solve and kept
-    # int32 parents (classes.parent_dtype); one uint8 per site inside kernels.clusters.classify_na
-    classify = 4 * n + n
+    # kernels.clusters.classify_na_runs: per run of Na along x two int32 ends, an int32 parent and a uint8,
+    # at most ceil(nx/2) runs a row, and an int64 per row. The samples' count of unloaded Na (face_state)
+    # labels site by site: int32 parents (classes.parent_dtype).
+    classify = 13 * p.ny * p.nz * ((p.nx + 1) // 2) + 8 * p.ny * p.nz
+    unloaded_labels = 4 * n
     bands = 3 * n
     field_solve = int(SOLVE_BYTES_PER_FACE * faces) + SOLVE_BYTES_PER_COLUMN * c
     # the kept classification and lattice copy, and what is kept with them (two column-support arrays)
@@ -98,7 +102,7 @@ def phases(scenario, p, spec, snapshots: bool, maps: bool) -> dict[str, dict[str
         "building the geometry": geometry,
         "building the State": {"state": state, "geometry": geometry_kept, "temporaries": n},
         "a field solve": {**run, "solve temporaries": max(classify, bands, field_solve)},
-        "observing a sample": {**run, "observables": classify + 64 * c},
+        "observing a sample": {**run, "observables": max(classify, unloaded_labels) + 64 * c},
         "taking losses from the metal": {**run, "metal masks": n + 48 * c},
         "writing a checkpoint": {**run, "checkpoint write": memory.checkpoint_write_bytes(spec)},
         "writing a snapshot": {**run, "snapshot write": memory.zarr_write_bytes(n, 1) if snapshots else 0,

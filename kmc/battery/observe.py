@@ -158,7 +158,8 @@ class Observer:
                                f"{run.flaw_paid_voxels} taken + {run.flaw_debt.sum()} owed")
         # Connected Na with no electrolyte face: in the collector's pores (at or above its lower face in
         # the column) it is trapped; below it, in gaps the collector re-landed on, it is stranded.
-        in_pores = count_trapped_in_pores(site_class, run.cc_bottom, p.n_cols)  # a compiled pass, no mask
+        # (a compiled pass, no mask; none when the classification found no trapped Na at all)
+        in_pores = count_trapped_in_pores(site_class, run.cc_bottom, p.n_cols) if counts[CLUSTER_TRAPPED] else 0
         return {"na": na, "active": int(counts[CLUSTER_ACTIVE]), "trapped": in_pores,
                 "unloaded": self.unloaded_na_voxels(run, site_class),
                 "stranded": int(counts[CLUSTER_TRAPPED]) - in_pores,
