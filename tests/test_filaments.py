@@ -398,6 +398,28 @@ def test_pareto_depth_weights_give_the_strength_law_tail():
         c0 * (1 + math.log(40 / c0)), rel=1e-12)
 
 
+@pytest.mark.parametrize("shape", [1.0, 0.7, 3.0])
+def test_mean_fill_of_the_weibull_law_is_the_integral_of_its_survival(shape):
+    """``DepthGrid.mean_fill_um`` (the v3 law, P(c > x) = exp(−(x/c0)^m)) against ∫₀^d P(c > x) dx by
+    quadrature, at depths from far below to far beyond c0, for m = 1 (its closed form c0 (1 − e^(−d/c0)))
+    and two other shapes (the incomplete gamma function); and m = 1's closed form against the incomplete
+    gamma function's value to 1e-14. Planted fault: the closed form without its scale
+    (1 − e^(−d/c0)) fails here."""
+    from scipy.integrate import quad
+    from scipy.special import gammainc
+
+    c0 = 15.0
+    grid = flaws.DepthGrid(c0, shape)
+    depths = np.array([0.0, 1e-9, 0.3, 5.0, 15.0, 40.0, 400.0, np.inf])
+    got = grid.mean_fill_um(depths)
+    for d, g in zip(depths, got):
+        want = quad(lambda x: math.exp(-((x / c0) ** shape)), 0, d, limit=200)[0]
+        assert g == pytest.approx(want, rel=1e-9, abs=1e-12), d
+    if shape == 1.0:
+        x = np.geomspace(1e-12, 1e3, 400)
+        np.testing.assert_allclose(grid.mean_fill_um(c0 * x), c0 * gammainc(1.0, x), rtol=1e-14)
+
+
 @pytest.mark.parametrize("factor,shorts", [(0.6, False), (1.6, True)])
 def test_slot_flaws_of_one_depth_short_at_the_slot_fill_time(tmp_path, factor, shorts):
     """Slot law, flaws of one depth c = 20 µm (a Pareto tail of m_σ = 2000 puts all but 1e-10 of them in
