@@ -80,6 +80,6 @@ def holds_state(lattice, words, i, end, state):
 
 @njit(cache=True, inline="always")
 def lattice_words(lattice):
-    """The lattice as 64-bit words for ``holds_state`` and ``interface.layer_holds`` (empty when its size is not a multiple of 8: then
-    every voxel is read on its own)."""
+    """The lattice as 64-bit words for ``holds_state`` and ``interface.layer_holds`` (empty when its size is
+    not a multiple of 8: then every voxel is read on its own)."""
     return lattice.view(np.uint64) if lattice.size % 8 == 0 else lattice[:0].view(np.uint64)

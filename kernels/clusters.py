@@ -231,7 +231,7 @@ def classify_na_runs(lattice, nx, ny, nz, site_class, counts):
     """``label_na_clusters`` then ``classify_na``, over runs of Na along x: the same ``site_class`` (CLUSTER_*
     per Na site, −1 elsewhere) and ``counts`` (active, trapped, dead voxels; clusters touching the
     electrolyte; and, if ``counts`` has a fifth entry, the active clusters). x and y periodic, z walled.
-    Scratch: the runs' x range, parent and flags (9 bytes a run, at most half a run per site), allocated
+    Scratch: the runs' x range, parent and flags (13 bytes a run, at most half a run per site), allocated
     here once counted."""
     nxy = nx * ny
     n_rows = ny * nz

@@ -233,9 +233,9 @@ class DepthGrid:
 
         d = np.asarray(depth_um, dtype=float)
         if self.shape == 1.0:
-            # m = 1, an exponential tail (every shipped electrolyte's): ∫₀^d e^(−c/c0) dc = c0 (1 − e^(−d/c0)),
-            # closed. gammainc(1, ·) gives the same to a few ULP by a series or a continued fraction per pixel:
-            # 16 ms against 4 ms at 512² columns, once a sample and once a solve.
+            # m = 1, an exponential tail (every shipped electrolyte's): ∫₀^d e^(−c/c0) dc = c0 (1 − e^(−d/c0)).
+            # gammainc(1, ·) gives the same to a few ULP by a series or a continued fraction per pixel: 16 ms
+            # against 4 ms at 512² columns, once a sample and once a solve.
             return -self.scale_um * np.expm1(-d / self.scale_um)
         a = 1.0 / self.shape
         with np.errstate(over="ignore", under="ignore"):  # far past the scale: x = inf, P(a, inf) = 1

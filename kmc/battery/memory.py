@@ -12,9 +12,10 @@ and four float64 sum trees, 8/7 of a word per site each; ~450 bytes per column).
   State, and a boolean temporary;
 - solve (``driver.Driver.solve``): the event loop's scratch (kept from the first batch on: an int64,
   two uint8 and a uint16 per site, a uint8 per tree node) and then the largest of: the cluster classification
-  (per run of Na along x, at most half a run per site: its ends, its parent and its flags, 13 bytes), the bands (three boolean layers of the
-  lattice), or the field solve (per contact face: the face table, ``field.Faces`` and the solver's
-  copies; per pixel: the FFT planes, the Green's function and the Newton–CG vectors);
+  (per run of Na along x, at most half a run per site: its ends, its parent and its flags, 13 bytes), the
+  bands (three boolean layers of the lattice), or the field solve (per contact face: the face table,
+  ``field.Faces`` and the solver's copies; per pixel: the FFT planes, the Green's function and the
+  Newton–CG vectors);
 - observe (``observe.Observer.observe``): the scratch and the classification's temporaries, or the per-site
   parents of the count of unloaded Na (``observe.Observer.unloaded_na_voxels``), whichever is larger;
 - from the first solve on, the last classification kept with the lattice it came from
