@@ -37,7 +37,7 @@ from numba import njit
 
 from kmc.kernels.cell import GAP, NA
 from kmc.kernels.interface import holds_state, lattice_words
-from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, next_site_xyz, site_xyz, walled_neighbor
 from kmc.kernels.plating import admissible, local_insertion_site, nearest_interface_gap
 
 # The searches' and the labelling's neighbours, inlined rather than a call per voxel visited (a saved T2 batch at
@@ -131,22 +131,22 @@ def _opened_distance(v, search, nx, ny):
 
 
 @njit(cache=True, inline="always")
-def _seed_layer(lattice, lo, hi, nx, ny, nz, cc_bottom, pore_depth, dist, queue, tail, nbr):
+def _seed_layer(lattice, lo, hi, nx, ny, nz, cc_bottom, pore_depth, dist, queue, tail):
     """``gap_distance``'s first pass over the sites lo..hi−1: each Na voxel UNREACHABLE, or 1 and queued
     if it touches an admissible gap. Returns the queue's new length."""
     nxy = nx * ny
+    x, y, z = site_xyz(lo, nx, ny)  # the neighbours from the loop's coordinates, not decoded per voxel
     for v in range(lo, hi):
-        if lattice[v] != NA:
-            continue
-        dist[v] = UNREACHABLE
-        _neighbors6(v, nx, ny, nz, False, nbr)
-        for d in range(N_NEIGHBORS):
-            k = nbr[d]
-            if k >= 0 and lattice[k] == GAP and admissible(k, cc_bottom, nxy, pore_depth):
-                dist[v] = 1
-                queue[tail] = v
-                tail += 1
-                break
+        if lattice[v] == NA:
+            dist[v] = UNREACHABLE
+            for d in range(N_NEIGHBORS):
+                k = walled_neighbor(v, d, x, y, z, nx, ny, nz)
+                if k >= 0 and lattice[k] == GAP and admissible(k, cc_bottom, nxy, pore_depth):
+                    dist[v] = 1
+                    queue[tail] = v
+                    tail += 1
+                    break
+        x, y, z = next_site_xyz(x, y, z, nx, ny)
     return tail
 
 
@@ -164,8 +164,7 @@ def gap_distance(lattice, nx, ny, nz, cc_bottom, pore_depth, dist, queue):
         # Only the layers that hold Na, found eight voxels at a time: before a layer seals, Na is in a
         # few layers of many (at 512² columns of T2's shape a labelling took 46–65 ms, and 40–57 after).
         if holds_state(lattice, words, z * nxy, (z + 1) * nxy, NA):
-            tail = _seed_layer(lattice, z * nxy, (z + 1) * nxy, nx, ny, nz, cc_bottom, pore_depth, dist, queue, tail,
-                               nbr)
+            tail = _seed_layer(lattice, z * nxy, (z + 1) * nxy, nx, ny, nz, cc_bottom, pore_depth, dist, queue, tail)
     head = 0
     while head < tail:
         s = queue[head]

@@ -32,7 +32,7 @@ from numba import njit
 
 from kmc.kernels.cell import _ONES, CC, GAP, NA, SE, SEI, _zero_bytes, holds_state, lattice_words  # noqa: F401
 from kmc.kernels.clusters import CLUSTER_ACTIVE
-from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
+from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, next_site_xyz, site_xyz, walled_neighbor
 from kmc.kernels.leaf import leaf
 
 FACE_NA = 0
@@ -58,17 +58,18 @@ def _is_electrolyte(state):
 
 @njit(cache=True)
 def count_contact_faces(lattice, site_class, nx, ny, nz, site_lo, site_hi):
-    """Number of contact faces (first pass of ``contact_faces``) of the sites in [site_lo, site_hi)."""
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    """Number of contact faces (first pass of ``contact_faces``) of the sites in [site_lo, site_hi). The
+    neighbours come from the loop's coordinates: the band's collector layer is conductor at every site."""
     n = 0
+    x, y, z = site_xyz(site_lo, nx, ny)
     for c in range(site_lo, site_hi):
         st = lattice[c]
         if st == CC or (st == NA and site_class[c] == CLUSTER_ACTIVE):
-            neighbors6(c, nx, ny, nz, False, nbr)
             for d in range(N_NEIGHBORS):
-                e = nbr[d]
+                e = walled_neighbor(c, d, x, y, z, nx, ny, nz)
                 if e >= 0 and _is_electrolyte(lattice[e]):
                     n += 1
+        x, y, z = next_site_xyz(x, y, z, nx, ny)
     return n
 
 
@@ -81,11 +82,12 @@ def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
     ``site_class`` comes from ``clusters.classify_na``; ``au_present``/``au_alloyed`` are uint8 per
     column. Faces are listed in site order, directions in ``DIRECTIONS`` order.
     """
-    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     nxy = nx * ny
     n = 0
+    x, y, z = site_xyz(site_lo, nx, ny)
     for c in range(site_lo, site_hi):
         st = lattice[c]
+        kind = -1
         if st == CC:
             col = c % nxy
             if au_present[col]:
@@ -94,17 +96,16 @@ def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
                 kind = FACE_BARE
         elif st == NA and site_class[c] == CLUSTER_ACTIVE:
             kind = FACE_NA
-        else:
-            continue
-        neighbors6(c, nx, ny, nz, False, nbr)
-        for d in range(N_NEIGHBORS):
-            e = nbr[d]
-            if e >= 0 and _is_electrolyte(lattice[e]):
-                face_conductor[n] = c
-                face_electrolyte[n] = e
-                face_pixel[n] = e % nxy
-                face_kind[n] = kind
-                n += 1
+        if kind >= 0:
+            for d in range(N_NEIGHBORS):
+                e = walled_neighbor(c, d, x, y, z, nx, ny, nz)
+                if e >= 0 and _is_electrolyte(lattice[e]):
+                    face_conductor[n] = c
+                    face_electrolyte[n] = e
+                    face_pixel[n] = e % nxy
+                    face_kind[n] = kind
+                    n += 1
+        x, y, z = next_site_xyz(x, y, z, nx, ny)
     return n
 
 
