@@ -16,6 +16,7 @@ import numpy as np
 from kmc.flaws import covered_radius_um, deepest_sealed_bin, slot_fill_charge_c_cm2, slot_full_depth_um
 from kmc.kernels import debt as kdebt
 from kmc.kernels import flaws as kfl
+from kmc.kernels import interphase as kint
 from kmc.kernels.cell import GAP, NA, SEI
 
 
@@ -34,19 +35,10 @@ class Losses:
         p = self.p
         if dt <= 0 or p.sei_nm_per_s <= 0:
             return
-        n = run.na_faces_col
-        on = n > 0
-        if not on.any():
+        # one compiled pass over the columns (``kmc.kernels.interphase``); none with Na faces: nothing grows
+        if not kint.grow_sei_columns(run.na_faces_col, run.sei_nm, run.sei_debt, p.sei_nm_per_s * dt, p.sei_limit_nm,
+                                     p.sei_continuous, p.voxel_nm):
             return
-        d0 = run.sei_nm[on]
-        k_dt = p.sei_nm_per_s * dt
-        if p.sei_continuous:
-            d1 = d0 + k_dt
-        else:
-            lim = p.sei_limit_nm
-            d1 = np.sqrt((lim + d0) ** 2 + 2.0 * lim * k_dt) - lim
-        run.sei_nm[on] = d1
-        run.sei_debt[on] += n[on] * (d1 - d0) / p.voxel_nm
         owed = np.floor(run.sei_debt.sum())
         if owed >= 1:
             if not p.sei_continuous and run.sealed and run.pending_voxels >= owed:
