@@ -27,6 +27,12 @@ _TOUCHES_CC = 1
 _TOUCHES_EL = 2
 
 
+@njit(cache=True, inline="always")
+def _touch_flag(s):
+    """What a neighbour of state ``s`` gives a cluster: TOUCHES_CC if it is CC, TOUCHES_EL if SE or SEI."""
+    return (s == CC) * _TOUCHES_CC | ((s == SE) | (s == SEI)) * _TOUCHES_EL
+
+
 @njit(cache=True)
 def _find(parent, i):
     while parent[i] != i:
@@ -119,11 +125,7 @@ def classify_na(lattice, nx, ny, nz, parent, site_class, counts):
                         if z == nz - 1:
                             continue
                         k = i + nxy
-                    s = lattice[k]
-                    if s == CC:
-                        touches[r] |= _TOUCHES_CC
-                    elif s == SE or s == SEI:
-                        touches[r] |= _TOUCHES_EL
+                    touches[r] |= _touch_flag(lattice[k])
     for c in range(counts.size):
         counts[c] = 0
     for i in range(n):
@@ -179,24 +181,6 @@ def count_trapped_in_pores(site_class, cc_bottom, nxy):
 # voxel the union-find makes its root.
 
 
-@njit(cache=True, inline="always")
-def _run_find(parent, k):
-    while parent[k] != k:
-        parent[k] = parent[parent[k]]  # path halving
-        k = parent[k]
-    return k
-
-
-@njit(cache=True, inline="always")
-def _run_union(parent, a, b):
-    ra = _run_find(parent, a)
-    rb = _run_find(parent, b)
-    if ra < rb:
-        parent[rb] = ra
-    elif rb < ra:
-        parent[ra] = rb
-
-
 @njit(cache=True)
 def _join_rows(parent, row_first, run_x0, run_x1, ra, rb):
     """Union every pair of runs of rows ``ra`` and ``rb`` that overlap in x (both lists sorted, disjoint)."""
@@ -208,7 +192,7 @@ def _join_rows(parent, row_first, run_x0, run_x1, ra, rb):
         elif run_x1[j] < run_x0[i]:
             j += 1
         else:
-            _run_union(parent, i, j)
+            _union(parent, i, j)
             if run_x1[i] < run_x1[j]:
                 i += 1
             else:
@@ -217,12 +201,11 @@ def _join_rows(parent, row_first, run_x0, run_x1, ra, rb):
 
 @njit(cache=True, inline="always")
 def _touch_flags(lattice, base, x0, x1):
-    """What the voxels ``base + x0 … base + x1`` of a neighbouring row are: TOUCHES_CC if one is CC,
-    TOUCHES_EL if one is SE or SEI (a reduction without an early exit, so the loop vectorizes)."""
+    """``_touch_flag`` of the voxels ``base + x0 … base + x1`` of a neighbouring row, OR-ed (a reduction
+    without an early exit, so the loop vectorizes)."""
     f = 0
     for x in range(x0, x1 + 1):
-        s = lattice[base + x]
-        f |= (s == CC) * _TOUCHES_CC | ((s == SE) | (s == SEI)) * _TOUCHES_EL
+        f |= _touch_flag(lattice[base + x])
     return f
 
 
@@ -281,7 +264,7 @@ def classify_na_runs(lattice, nx, ny, nz, site_class, counts):
             r = z * ny + y
             a, b = row_first[r], row_first[r + 1]
             if b - a >= 2 and run_x0[a] == 0 and run_x1[b - 1] == nx - 1:
-                _run_union(parent, a, b - 1)
+                _union(parent, a, b - 1)
             if y > 0:
                 _join_rows(parent, row_first, run_x0, run_x1, r, r - 1)
             if z > 0:
@@ -299,15 +282,14 @@ def classify_na_runs(lattice, nx, ny, nz, site_class, counts):
                 x0, x1 = run_x0[k], run_x1[k]
                 f = 0
                 for x in (x0 - 1 if x0 > 0 else nx - 1, x1 + 1 if x1 < nx - 1 else 0):
-                    s = lattice[base + x]
-                    f |= (s == CC) * _TOUCHES_CC | ((s == SE) | (s == SEI)) * _TOUCHES_EL
+                    f |= _touch_flag(lattice[base + x])
                 f |= _touch_flags(lattice, (z * ny + y_down) * nx, x0, x1)
                 f |= _touch_flags(lattice, (z * ny + y_up) * nx, x0, x1)
                 if z > 0:
                     f |= _touch_flags(lattice, base - nxy, x0, x1)
                 if z < nz - 1:
                     f |= _touch_flags(lattice, base + nxy, x0, x1)
-                touches[_run_find(parent, k)] |= f
+                touches[_find(parent, k)] |= f
     # 4. Classes and counts, row by row.
     for c in range(counts.size):
         counts[c] = 0
@@ -321,7 +303,7 @@ def classify_na_runs(lattice, nx, ny, nz, site_class, counts):
         for x in range(nx):
             site_class[base + x] = -1
         for k in range(row_first[r], row_first[r + 1]):
-            root = _run_find(parent, k)
+            root = _find(parent, k)
             t = touches[root]
             if t & _TOUCHES_CC == 0:
                 cls = CLUSTER_DEAD

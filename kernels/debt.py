@@ -19,9 +19,9 @@ first in it with metal touching the electrolyte.
 import numpy as np
 from numba import njit
 
-from kmc.kernels.cell import GAP, NA, SE, SEI
+from kmc.kernels.cell import GAP, NA, SE, SEI, lattice_words
 from kmc.kernels.clusters import CLUSTER_ACTIVE
-from kmc.kernels.interface import lattice_words, layer_holds
+from kmc.kernels.interface import layer_holds
 
 
 @njit(cache=True)

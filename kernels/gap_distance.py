@@ -35,8 +35,7 @@ pruning loosens as gaps fill) are renewed as often as the searches can afford.
 import numpy as np
 from numba import njit
 
-from kmc.kernels.cell import GAP, NA
-from kmc.kernels.interface import holds_state, lattice_words
+from kmc.kernels.cell import GAP, NA, holds_state, lattice_words
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, next_site_xyz, site_xyz, walled_neighbor
 from kmc.kernels.plating import admissible, local_insertion_site, nearest_interface_gap
 

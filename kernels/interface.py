@@ -30,7 +30,7 @@ and any Na hanging from it) drops one voxel; the top layer is refilled with soli
 import numpy as np
 from numba import njit
 
-from kmc.kernels.cell import _ONES, CC, GAP, NA, SE, SEI, _zero_bytes, holds_state, lattice_words  # noqa: F401
+from kmc.kernels.cell import _ONES, CC, GAP, NA, SE, SEI, _zero_bytes, lattice_words
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, next_site_xyz, site_xyz, walled_neighbor
 from kmc.kernels.leaf import leaf

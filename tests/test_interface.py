@@ -4,11 +4,9 @@ import pytest
 
 from kmc.geometry import build
 from kmc.kernels.capillary import EPS_AU, EPS_SIZE
-from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.cell import CC, GAP, NA, SE, SEI, holds_state, lattice_words
 from kmc.kernels.clusters import classify_na, label_na_clusters
 from kmc.kernels.interface import (
-    holds_state,
-    lattice_words,
     layer_contents,
     COLUMN_CC_CONTACT,
     COLUMN_NA_SUPPORT,
