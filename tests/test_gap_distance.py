@@ -189,6 +189,45 @@ def test_a_refilled_gap_does_not_keep_the_label_it_had_as_na():
     assert plain == row + 7 and guided(row + 5) == plain
 
 
+def test_a_search_with_no_gap_left_stops_after_one_pass_through_the_na():
+    """A slab of Na with gaps along one edge, labelled; every gap then filled (the labels go stale: the
+    slab's far side still says it is 12 steps from a gap). The search from the far side must say −1,
+    as the plain search does. Its bound grows from the stale label, doubling its slack, until a search
+    the bound turns no voxel away from: that one was the plain search, through all the connected Na,
+    and ends it. The voxels queued are then at most a few passes through the slab's Na (recounted from
+    the lattice): the pruned searches before the last hold fewer voxels each. Fails if the bound goes
+    on doubling to the lattice's size (~8 passes more), or if every search is taken as the plain one
+    (the sites of ``test_guided_search_gives_the_plain_search_site_through_fills_and_openings`` then
+    differ)."""
+    nx, ny, nz = 24, 24, 4
+    lat = np.full((nz, ny, nx), NA, dtype=np.uint8)
+    lat[0] = SE
+    lat[3] = CC
+    lat[1:3, :, 0] = GAP  # the only gaps: the slab's edge at x = 0
+    lat = lat.ravel()
+    cc_bottom = np.full(nx * ny, 3, dtype=np.int64)
+    n = lat.size
+    queue, visited = np.empty(n, dtype=np.int64), np.zeros(n, dtype=np.uint8)
+    nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
+    dist, search = _fresh(n)
+    far = nx * ny + 12  # (x, y, z) = (12, 0, 1): 12 steps from the edge either way round
+
+    def guided(c):
+        return gd.nearest_gap_guided(c, lat, nx, ny, nz, queue, visited, nbr, cc_bottom, 99, dist, search)
+
+    assert guided(far) >= 0 and search[gd.S_LABELLINGS] == 1
+    search[gd.S_COST] = 1 << 40  # no relabelling: the labels stay as they are, stale
+    for g in np.flatnonzero(lat == GAP):
+        lat[g] = NA
+        gd.gap_filled(g, dist)
+    na = int(np.count_nonzero(lat == NA))
+    work = search[gd.S_WORK]
+    assert _nearest_gap_through_na(far, lat, nx, ny, nz, queue, visited, nbr, cc_bottom, 99) == -1
+    assert guided(far) == -1
+    assert na <= search[gd.S_WORK] - work <= 3 * na
+    assert not visited.any()
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_interface_gap_search_through_marked_columns_gives_the_search_of_every_column(seed):
     """``plating.nearest_interface_gap`` keeping the columns that may hold a gap at the interface (those
