@@ -120,7 +120,7 @@ from kmc.kernels.moves import (
     void_under_na,
 )
 from kmc.kernels.deposit_stress import CANNOT_RISE, LIFT, WAIT, lift_deposits
-from kmc.kernels.gap_distance import S_VALID, gap_filled, gap_opened, insertion_site_guided
+from kmc.kernels.gap_distance import S_GAPS_SEEN, S_VALID, gap_filled, gap_opened, insertion_site_guided
 from kmc.kernels.plating import admissible, deposit_insertion_site
 from kmc.kernels.solver import EVENT, STOP_EVENTS, next_event, tree_select, tree_total
 
@@ -466,6 +466,7 @@ def run_batch(w, rng, i_far_a, q_v_c, c_au, max_events, t_end, capacity_drift, g
     tested = False  # the re-solve test has passed on the lattice as it is
     r_p = r_a = r_nuc = r_m = 0.0
     w.gap_search[S_VALID] = 0  # the lattice may have changed since the last batch: relabel when needed
+    w.gap_search[S_GAPS_SEEN] = 0  # and a long search may read it for a GAP again (``gap_distance``)
     w.gap_cols[:] = 1  # and any column may hold a gap at the interface (``battery_update.changed`` marks them after)
     while done < max_events:
         if not rates_current:

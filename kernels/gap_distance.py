@@ -50,6 +50,10 @@ SATURATED = 65534
 
 #: A bound no search reaches: the plain, unpruned search (every label passes it).
 UNPRUNED = 1 << 62
+#: A search that has queued this fraction of the lattice's sites reads the lattice for any GAP (eight voxels at
+#: a time, ``cell.holds_state``: ~1/30 of the cost of searching as many voxels as the lattice has) before it
+#: goes on, and answers −1 at once if there is none.
+SCAN_FRACTION = 256
 
 # slots of the int64 ``search`` array
 S_VALID = 0  #: 1 while ``dist`` is a lower bound of every Na voxel's distance (see module docstring)
@@ -57,7 +61,10 @@ S_WORK = 1  #: voxels the searches have visited since the last labelling (or sin
 S_COST = 2  #: the last labelling's cost in searched voxels (the lattice pass, ~1/16 of one each, + Na labelled)
 S_LABELLINGS = 3  #: labellings done (diagnostics)
 S_OPENED = 4  #: gaps opened since the labelling (a Na voxel moved or removed): x, y, z from S_FIRST_OPENED
-S_FIRST_OPENED = 5
+#: 1 once a search has read the lattice for any GAP and found one (cleared with S_VALID at each batch): no
+#: search reads it again until then (``_pruned_search``'s ``scan_at``)
+S_GAPS_SEEN = 5
+S_FIRST_OPENED = 6
 #: Gaps opened since the labelling that the bound tracks before it gives the labels up.
 MAX_OPENED = 1024
 N_SEARCH = S_FIRST_OPENED + 3 * MAX_OPENED
@@ -180,12 +187,18 @@ def gap_distance(lattice, nx, ny, nz, cc_bottom, pore_depth, dist, queue):
 
 
 @njit(cache=True)
-def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist, search):
+def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist, search, scan_at):
     """The plain breadth-first search from the Na voxel c (``plating._nearest_gap_through_na``), keeping
     only the Na voxels v met at level k with k + (a lower bound of v's distance) ≤ bound: its label, or
     its lattice distance to a gap opened since (``_opened_distance``). Returns (gap, its level, voxels
-    queued, whether the bound turned a Na voxel away); gap −1 if none was met."""
+    queued, whether the bound turned a Na voxel away, scan); gap −1 if none was met.
+
+    Once ``scan_at`` voxels are queued the lattice is read for any GAP (``scan``: 0 not read, 1 a GAP
+    found, the search goes on; 2 none, the search stops with gap −1, the plain search's answer). A
+    sealed layer whose last gaps a payment's voxels were has none left once plating has filled them,
+    and the search that finds so would cross all its Na: 8 M voxels at 512²."""
     nxy = nx * ny
+    scan = 0
     head = 0
     tail = 1
     queue[0] = c
@@ -200,7 +213,10 @@ def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom
         near, m = _opened_within(c, bound, search, nx, ny)
     else:  # every voxel is kept by its label: the opened gaps are not needed
         near, m = np.empty((0, 3), dtype=np.int64), 0
-    while head < tail and found < 0:
+    while head < tail and found < 0 and scan != 2:
+        if tail >= scan_at and scan == 0:
+            scan = 1 if holds_state(lattice, lattice_words(lattice), 0, lattice.size, GAP) else 2
+            continue
         if head == level_end:
             level += 1
             level_end = tail
@@ -225,7 +241,7 @@ def _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom
                     pruned = True
     for i in range(tail):
         visited[queue[i]] = 0
-    return found, level + 1, tail, pruned
+    return found, level + 1, tail, pruned, scan
 
 
 @njit(cache=True)
@@ -240,19 +256,28 @@ def nearest_gap_guided(c, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, p
         search[S_OPENED] = 0
         search[S_WORK] = 0
         search[S_LABELLINGS] += 1
+    # Read the lattice for a GAP in a long search, until one has been seen (module constant SCAN_FRACTION)
+    scan_at = UNPRUNED if search[S_GAPS_SEEN] else max(lattice.size // SCAN_FRACTION, 1024)
     if search[S_VALID] == 0:
-        g, _, cost, _ = _pruned_search(c, UNPRUNED, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth, dist,
-                                     search)
+        g, _, cost, _, scan = _pruned_search(c, UNPRUNED, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom,
+                                             pore_depth, dist, search, scan_at)
         search[S_WORK] += cost
+        if scan == 1:
+            search[S_GAPS_SEEN] = 1
         return g
     d0 = min(np.int64(dist[c]), _opened_distance(c, search, nx, ny))
     if d0 == UNREACHABLE:
         return -1  # no gap was reachable at the labelling, and filling gaps connects nothing new
     bound = d0
     while True:
-        g, level, cost, pruned = _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom, pore_depth,
-                                        dist, search)
+        g, level, cost, pruned, scan = _pruned_search(c, bound, lattice, nx, ny, nz, queue, visited, nbr, cc_bottom,
+                                                      pore_depth, dist, search, scan_at)
         search[S_WORK] += cost
+        if scan == 2:
+            return -1  # no GAP in the whole lattice
+        if scan == 1:
+            search[S_GAPS_SEEN] = 1
+            scan_at = UNPRUNED
         if g >= 0 and level <= bound:
             dist[c] = min(level, SATURATED)  # exact now, so a lower bound from now on
             return g

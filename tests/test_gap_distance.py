@@ -189,28 +189,23 @@ def test_a_refilled_gap_does_not_keep_the_label_it_had_as_na():
     assert plain == row + 7 and guided(row + 5) == plain
 
 
-def test_a_search_with_no_gap_left_stops_after_one_pass_through_the_na():
-    """A slab of Na with gaps along one edge, labelled; every gap then filled (the labels go stale: the
-    slab's far side still says it is 12 steps from a gap). The search from the far side must say −1,
-    as the plain search does. Its bound grows from the stale label, doubling its slack, until a search
-    the bound turns no voxel away from: that one was the plain search, through all the connected Na,
-    and ends it. The voxels queued are then at most a few passes through the slab's Na (recounted from
-    the lattice): the pruned searches before the last hold fewer voxels each. Fails if the bound goes
-    on doubling to the lattice's size (~8 passes more), or if every search is taken as the plain one
-    (the sites of ``test_guided_search_gives_the_plain_search_site_through_fills_and_openings`` then
-    differ)."""
-    nx, ny, nz = 24, 24, 4
+def _slab_with_gaps_filled(nx, ny):
+    """A slab of Na two voxels thick between electrolyte and a collector two thick, with gaps along its edge at
+    x = 0; labelled by a search from the far side (x = nx/2), then every gap filled, so that the
+    labels are stale (the far side still says it is nx/2 steps from a gap) and no gap is left.
+    Returns (lattice, sizes, collector bottom, the far voxel, a search from it, its bookkeeping)."""
+    nz = 5
     lat = np.full((nz, ny, nx), NA, dtype=np.uint8)
     lat[0] = SE
-    lat[3] = CC
-    lat[1:3, :, 0] = GAP  # the only gaps: the slab's edge at x = 0
+    lat[3:] = CC
+    lat[1:3, :, 0] = GAP
     lat = lat.ravel()
     cc_bottom = np.full(nx * ny, 3, dtype=np.int64)
     n = lat.size
     queue, visited = np.empty(n, dtype=np.int64), np.zeros(n, dtype=np.uint8)
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     dist, search = _fresh(n)
-    far = nx * ny + 12  # (x, y, z) = (12, 0, 1): 12 steps from the edge either way round
+    far = nx * ny + nx // 2
 
     def guided(c):
         return gd.nearest_gap_guided(c, lat, nx, ny, nz, queue, visited, nbr, cc_bottom, 99, dist, search)
@@ -220,12 +215,57 @@ def test_a_search_with_no_gap_left_stops_after_one_pass_through_the_na():
     for g in np.flatnonzero(lat == GAP):
         lat[g] = NA
         gd.gap_filled(g, dist)
+    assert _nearest_gap_through_na(far, lat, nx, ny, nz, queue, visited, nbr, cc_bottom, 99) == -1
+    return lat, (nx, ny, nz), cc_bottom, far, guided, search, visited
+
+
+def test_a_search_with_no_gap_left_stops_after_one_pass_through_the_na():
+    """The slab above, the lattice not read for gaps (``S_GAPS_SEEN`` set, as after a read that found
+    one). The search from the far side must say −1, as the plain search does. Its bound grows from the
+    stale label, doubling its slack, until a search the bound turns no voxel away from: that one was
+    the plain search, through all the connected Na, and ends it. The voxels queued are then at most a
+    few passes through the slab's Na (recounted from the lattice): the pruned searches before the last
+    hold fewer voxels each. Fails if the bound goes on doubling to the lattice's size (~8 passes more),
+    or if every search is taken as the plain one (the sites of
+    ``test_guided_search_gives_the_plain_search_site_through_fills_and_openings`` then differ)."""
+    lat, _, _, far, guided, search, visited = _slab_with_gaps_filled(24, 24)
+    search[gd.S_GAPS_SEEN] = 1
     na = int(np.count_nonzero(lat == NA))
     work = search[gd.S_WORK]
-    assert _nearest_gap_through_na(far, lat, nx, ny, nz, queue, visited, nbr, cc_bottom, 99) == -1
     assert guided(far) == -1
     assert na <= search[gd.S_WORK] - work <= 3 * na
     assert not visited.any()
+
+
+def test_a_long_search_in_a_lattice_without_gaps_stops_when_it_reads_so():
+    """The slab above (64² columns: 8192 Na voxels), the lattice read for gaps once a search has queued
+    1/256 of the sites (at least 1024): with no GAP anywhere the search must say −1 once a round of it
+    (the bound grows from the stale label, doubling its slack) has queued 1024 voxels, not after a pass
+    through all the Na; the rounds before hold fewer each, so it queues at most ~3 × 1024 in all. With one GAP left where no Na reaches it (in the collector, above the
+    slab) the read finds it: the search goes on through all the Na to the same −1, and the lattice is not
+    read again (``S_GAPS_SEEN``) until the next batch clears it. And with a gap Na reaches 64 steps
+    away, the long search reads the lattice and goes on to the plain search's gap. Fails if the read is
+    skipped, or says there is no GAP where there is one."""
+    lat, (nx, ny, nz), _, far, guided, search, visited = _slab_with_gaps_filled(64, 64)
+    na = int(np.count_nonzero(lat == NA))
+    assert na == 8192 and not (lat == GAP).any()
+    work = search[gd.S_WORK]
+    assert guided(far) == -1
+    assert 1024 <= search[gd.S_WORK] - work <= 3 * 1024 + N_NEIGHBORS
+    assert search[gd.S_GAPS_SEEN] == 0 and not visited.any()
+    lat[4 * nx * ny + 5] = GAP  # in the collector's top layer: no Na voxel touches it
+    work = search[gd.S_WORK]
+    assert guided(far) == -1
+    assert search[gd.S_WORK] - work >= na and search[gd.S_GAPS_SEEN] == 1
+    assert not visited.any()
+    # A gap Na reaches, 64 steps away: a long search, which reads the lattice and goes on to it.
+    search[gd.S_GAPS_SEEN] = 0
+    g = nx * ny + nx * (ny // 2)  # (0, ny/2, 1)
+    lat[g] = GAP
+    queue, nbr = np.empty(lat.size, dtype=np.int64), np.empty(N_NEIGHBORS, dtype=np.int64)
+    assert _nearest_gap_through_na(far, lat, nx, ny, nz, queue, visited, nbr, np.full(nx * ny, 3), 99) == g
+    work = search[gd.S_WORK]
+    assert guided(far) == g and search[gd.S_WORK] - work > 1024 and search[gd.S_GAPS_SEEN] == 1
 
 
 @pytest.mark.parametrize("seed", range(8))
