@@ -54,7 +54,7 @@ def run_once(path, n, seed, capacity=None, extra=()):
 
 
 #: ``--record``: lateral sizes (columns per side) and plated capacities (mAh/cm²) of the runs it fits.
-RECORD_SIZES = (64, 128)
+RECORD_SIZES = (128, 256)
 RECORD_CAPACITIES_MAH_CM2 = (0.5, 1.0)
 
 

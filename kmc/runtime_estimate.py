@@ -25,10 +25,14 @@ scenario asks for, read from the model built for the dry run (no lattice):
   second times the mean rate multiplier. For ``hop-random`` the total rate falls as particles settle
   on slow sites, so the estimate is an upper bound.
 
-Checked against whole runs in memory on the machine that recorded the shipped benchmark: T2 at 128²
-(2 mAh/cm²) estimated 16 s, measured 16 s; T6 at 64² (40 mAh/cm² cycled) 31 vs 29 s; D4 at 128² 14 vs
-45 s — a bare collector nucleates and its contact changes more, 650 field solves against T2's 150,
-and the solves are most of the time. The estimate gives the order, not more.
+Checked against whole runs on the machine that recorded the shipped benchmark (2026-12-07, T2 at 128²
+and 256²): T2 (2 mAh/cm², in memory) at 128² estimated 6 s, measured 5.5–7 s; at 256² 24 vs 22–30 s; at
+512² 97 vs 130–167 s — before the layer seals, rule 3's searches carry each plated voxel farther through
+the Na the larger the domain, so the cost per column grows with it (~1.3–1.5× from 256² to 512²), which a
+cost per column measured at 128² and 256² does not see; T6 at 128² (`kmc run`, store and start-up
+included) 30 vs 35 s; D4 at 128² 5 vs 10 s — a bare collector nucleates and its contact changes more,
+655 field solves against T2's 214, and the solves are most of its time. The estimate gives the order,
+not more.
 
 A model with no coefficients in the benchmark gets no estimate (``seconds_per_run`` returns None).
 
