@@ -241,9 +241,10 @@ def test_a_long_search_in_a_lattice_without_gaps_stops_when_it_reads_so():
     """The slab above (64² columns: 8192 Na voxels), the lattice read for gaps once a search has queued
     1/256 of the sites (at least 1024): with no GAP anywhere the search must say −1 once a round of it
     (the bound grows from the stale label, doubling its slack) has queued 1024 voxels, not after a pass
-    through all the Na; the rounds before hold fewer each, so it queues at most ~3 × 1024 in all. With one GAP left where no Na reaches it (in the collector, above the
-    slab) the read finds it: the search goes on through all the Na to the same −1, and the lattice is not
-    read again (``S_GAPS_SEEN``) until the next batch clears it. And with a gap Na reaches 64 steps
+    through all the Na; the rounds before hold fewer each, so it queues at most ~3 × 1024 in all. With
+    one GAP left where no Na reaches it (in the collector, above the slab) the read finds it: the search
+    goes on through all the Na to the same −1, and the lattice is not read again (``S_GAPS_SEEN``) until
+    the next batch clears it. And with a gap Na reaches 64 steps
     away, the long search reads the lattice and goes on to the plain search's gap. Fails if the read is
     skipped, or says there is no GAP where there is one."""
     lat, (nx, ny, nz), _, far, guided, search, visited = _slab_with_gaps_filled(64, 64)
