@@ -72,6 +72,8 @@ class Benchmark:
     cpu: str  #: the CPU's name, as the operating system gives it
     costs: dict[str, dict[str, float]]  #: model -> coefficient name -> seconds per unit
     path: str = ""  #: the file it was read from
+    #: the most columns (nx·ny) of the battery runs the coefficients were fitted on (0: not recorded)
+    battery_columns_max: int = 0
 
     def source(self) -> str:
         """``benchmark of 2026-11-24 on Intel(R) Xeon(R) Processor``."""
@@ -172,9 +174,11 @@ def load(path=None) -> Benchmark | None:
             values = {name: float(coeffs[name]) for name in names if name in coeffs}
             if len(values) == len(names) and all(math.isfinite(v) and v >= 0 for v in values.values()):
                 costs[kind] = values
+        runs = (data.get("details") or {}).get("battery_runs") or []
+        columns_max = max((int(run["columns"]) for run in runs), default=0)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return Benchmark(date, cpu, costs, str(path))
+    return Benchmark(date, cpu, costs, str(path), columns_max)
 
 
 def cpu_name() -> str:
@@ -219,10 +223,18 @@ def format_duration(seconds: float) -> str:
 
 def describe(model, n_runs: int, bench: Benchmark | None = None) -> str | None:
     """The dry run's line, ``expected run time ≈ 3 min per run (8 runs: 24 min on one core; benchmark of
-    <date> on <cpu>)``, or None where no benchmark applies to the model (or none can be read)."""
+    <date> on <cpu>)``, or None where no benchmark applies to the model (or none can be read). A battery
+    domain larger than the benchmark's largest run is said to be likely longer."""
     bench = load() if bench is None else bench
     seconds = seconds_per_run(model, bench)
     if seconds is None:
         return None
     runs = f"{n_runs} runs: {format_duration(n_runs * seconds)} on one core; " if n_runs > 1 else ""
-    return f"expected run time ≈ {format_duration(seconds)} per run ({runs}{bench.source()})"
+    beyond = ""
+    if model.kind == "battery" and 0 < bench.battery_columns_max < battery_work(model)["columns"]:
+        # The cost per column grows with the domain (module docstring: T2 at 512² took 1.3–1.7× the
+        # estimate from 128² and 256²), so a larger domain than the benchmark's is said to be so.
+        side = math.isqrt(bench.battery_columns_max)
+        beyond = (f"; measured up to {side}² columns, and larger domains have cost more per column: "
+                  "likely longer")
+    return f"expected run time ≈ {format_duration(seconds)} per run ({runs}{bench.source()}{beyond})"

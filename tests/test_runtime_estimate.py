@@ -6,7 +6,8 @@
   duration × 6·N·f·(1−f) × the mean multiplier;
 - the coefficients fitted from benchmark runs are the ones that made them;
 - a recorded file reads back; a missing, corrupt or incomplete one gives no estimate and no error;
-- the dry run prints the line (or none), and still writes nothing.
+- the dry run prints the line (or none), and still writes nothing; for a battery domain larger than the
+  benchmark's runs it says the run is likely longer.
 """
 from __future__ import annotations
 
@@ -209,3 +210,26 @@ def test_dry_run_without_a_benchmark_for_the_model_says_nothing_of_time(tmp_path
     assert "# memory: " in result.output
     assert "run time" not in result.output
     assert written == []
+
+
+def test_a_domain_larger_than_the_benchmarks_runs_is_said_to_be_likely_longer(tmp_path, monkeypatch):
+    """The benchmark's battery runs went up to 32² columns: T2 at 60² says it was measured up to 32² and is
+    likely longer; at 32² and at 16² it says nothing of it. A file without runs (``details`` empty) says
+    nothing either.
+
+    Planted faults: the comparison reversed (16² flagged, 60² not); the side taken as the columns: fail."""
+    runs = [{"size": 16, "columns": 256}, {"size": 32, "columns": 1024}]
+    text = json.dumps({"date": "2026-01-02", "cpu": "Test CPU 9000", "models": COSTS,
+                       "details": {"battery_runs": runs}})
+    for n, flagged in ((60, True), (32, False), (16, False)):
+        (tmp_path / str(n)).mkdir()
+        result, _ = dry_run(tmp_path / str(n), monkeypatch, text, T2, "--set", f"lattice.nx={n}", "--set",
+                            f"lattice.ny={n}")
+        assert result.exit_code == 0, result.output
+        line = next(x for x in result.output.splitlines() if x.startswith("# expected run time"))
+        assert ("measured up to 32² columns, and larger domains have cost more per column: likely longer)"
+                in line) == flagged, line
+    bare = json.dumps({"date": "2026-01-02", "cpu": "Test CPU 9000", "models": COSTS})
+    (tmp_path / "bare").mkdir()
+    result, _ = dry_run(tmp_path / "bare", monkeypatch, bare, T2, "--set", "lattice.nx=60", "--set", "lattice.ny=60")
+    assert "measured up to" not in result.output
