@@ -174,11 +174,18 @@ def load(path=None) -> Benchmark | None:
             values = {name: float(coeffs[name]) for name in names if name in coeffs}
             if len(values) == len(names) and all(math.isfinite(v) and v >= 0 for v in values.values()):
                 costs[kind] = values
-        runs = (data.get("details") or {}).get("battery_runs") or []
-        columns_max = max((int(run["columns"]) for run in runs), default=0)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return Benchmark(date, cpu, costs, str(path), columns_max)
+    return Benchmark(date, cpu, costs, str(path), _largest_battery_run(data))
+
+
+def _largest_battery_run(data) -> int:
+    """The most columns of the battery runs a benchmark file lists in its details (``record``), or 0 when
+    it lists none it can be read from: the coefficients are good without them."""
+    try:
+        return max((int(run["columns"]) for run in data["details"]["battery_runs"]), default=0)
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def cpu_name() -> str:

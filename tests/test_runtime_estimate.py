@@ -214,8 +214,8 @@ def test_dry_run_without_a_benchmark_for_the_model_says_nothing_of_time(tmp_path
 
 def test_a_domain_larger_than_the_benchmarks_runs_is_said_to_be_likely_longer(tmp_path, monkeypatch):
     """The benchmark's battery runs went up to 32² columns: T2 at 60² says it was measured up to 32² and is
-    likely longer; at 32² and at 16² it says nothing of it. A file without runs (``details`` empty) says
-    nothing either.
+    likely longer; at 32² and at 16² it says nothing of it. A file without runs, or with runs it cannot
+    read, still gives the estimate and says nothing of it.
 
     Planted faults: the comparison reversed (16² flagged, 60² not); the side taken as the columns: fail."""
     runs = [{"size": 16, "columns": 256}, {"size": 32, "columns": 1024}]
@@ -229,7 +229,11 @@ def test_a_domain_larger_than_the_benchmarks_runs_is_said_to_be_likely_longer(tm
         line = next(x for x in result.output.splitlines() if x.startswith("# expected run time"))
         assert ("measured up to 32² columns, and larger domains have cost more per column: likely longer)"
                 in line) == flagged, line
-    bare = json.dumps({"date": "2026-01-02", "cpu": "Test CPU 9000", "models": COSTS})
-    (tmp_path / "bare").mkdir()
-    result, _ = dry_run(tmp_path / "bare", monkeypatch, bare, T2, "--set", "lattice.nx=60", "--set", "lattice.ny=60")
-    assert "measured up to" not in result.output
+    for name, details in (("bare", None), ("broken", {"battery_runs": [{"size": 32}]}), ("odd", [1, 2])):
+        data = {"date": "2026-01-02", "cpu": "Test CPU 9000", "models": COSTS}
+        if details is not None:
+            data["details"] = details
+        (tmp_path / name).mkdir()
+        result, _ = dry_run(tmp_path / name, monkeypatch, json.dumps(data), T2, "--set", "lattice.nx=60", "--set",
+                            "lattice.ny=60")
+        assert "# expected run time" in result.output and "measured up to" not in result.output, name
