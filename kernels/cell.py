@@ -40,16 +40,16 @@ def count_states(lattice: np.ndarray) -> np.ndarray:
     return np.bincount(lattice.ravel(), minlength=5)[:5]
 
 
-#: Every byte of a 64-bit word set to 0x01, and to 0x80: the bytes of a word tested at once (``_zero_bytes``).
-_ONES = np.uint64(0x0101010101010101)
+#: Every byte of a 64-bit word set to 0x01, and to 0x80: the bytes of a word tested at once (``zero_bytes``).
+BYTE_ONES = np.uint64(0x0101010101010101)
 _HIGHS = np.uint64(0x8080808080808080)
 
 
 @njit(cache=True, inline="always")
-def _zero_bytes(x):
+def zero_bytes(x):
     """Nonzero iff some byte of the 64-bit word x is zero: (x − 0x01…01) & ~x & 0x80…80, exact (no byte is
     flagged that is not zero). On x = word ^ (b · 0x01…01): whether some byte of word is b."""
-    return (x - _ONES) & ~x & _HIGHS
+    return (x - BYTE_ONES) & ~x & _HIGHS
 
 
 @njit(cache=True)
@@ -57,7 +57,7 @@ def holds_state(lattice, words, i, end, state):
     """Whether the sites i..end−1 hold a voxel of ``state``, read eight voxels at a time (``words``:
     ``lattice_words``) with the zero-byte test, 32 words between tests; the reading stops at the first
     one seen."""
-    pattern = np.uint64(state) * _ONES
+    pattern = np.uint64(state) * BYTE_ONES
     while i < end and (i % 8 != 0 or words.size == 0):  # up to a word's start
         if lattice[i] == state:
             return True
@@ -67,7 +67,7 @@ def holds_state(lattice, words, i, end, state):
         k1 = min(k0 + 32, end // 8)
         bits = np.uint64(0)
         for k in range(k0, k1):
-            bits |= _zero_bytes(words[k] ^ pattern)
+            bits |= zero_bytes(words[k] ^ pattern)
         if bits != 0:
             return True
         i = 8 * k1

@@ -30,7 +30,7 @@ and any Na hanging from it) drops one voxel; the top layer is refilled with soli
 import numpy as np
 from numba import njit
 
-from kmc.kernels.cell import _ONES, CC, GAP, NA, SE, SEI, _zero_bytes, lattice_words
+from kmc.kernels.cell import BYTE_ONES, CC, GAP, NA, SE, SEI, lattice_words, zero_bytes
 from kmc.kernels.clusters import CLUSTER_ACTIVE
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6, next_site_xyz, site_xyz, walled_neighbor
 from kmc.kernels.leaf import leaf
@@ -381,9 +381,9 @@ def layer_holds(lattice, words, i, end, want_electrolyte, want_gap):
     pass at 512² columns of T2."""
     el = not want_electrolyte
     gap = not want_gap
-    se_p = np.uint64(SE) * _ONES
-    sei_p = np.uint64(SEI) * _ONES
-    gap_p = np.uint64(GAP) * _ONES
+    se_p = np.uint64(SE) * BYTE_ONES
+    sei_p = np.uint64(SEI) * BYTE_ONES
+    gap_p = np.uint64(GAP) * BYTE_ONES
     while i < end and (i % 8 != 0 or words.size == 0) and not (el and gap):  # up to a word's start
         s = lattice[i]
         el |= _is_electrolyte(s)
@@ -396,8 +396,8 @@ def layer_holds(lattice, words, i, end, want_electrolyte, want_gap):
         gap_bits = np.uint64(0)
         for k in range(k0, k1):
             w = words[k]
-            el_bits |= _zero_bytes(w ^ se_p) | _zero_bytes(w ^ sei_p)
-            gap_bits |= _zero_bytes(w ^ gap_p)
+            el_bits |= zero_bytes(w ^ se_p) | zero_bytes(w ^ sei_p)
+            gap_bits |= zero_bytes(w ^ gap_p)
         el |= el_bits != 0
         gap |= gap_bits != 0
         i = 8 * k1
