@@ -1,10 +1,13 @@
-"""The solve's band fill of the faradaic trees (``faradaic.fill_band_weights``) against the per-site
-definition (``faradaic.site_weights``), bit for bit, on random lattices with every face kind."""
+"""The solve's band fill of the faradaic trees against the per-site definition (``faradaic.site_weights``),
+bit for bit, on random lattices with every face kind: the band's faces (``interface.contact_faces``), their
+kinetics (``faradaic.face_table``) and the leaves summed from them (``faradaic.fill_face_weights``), the
+path the driver takes at every solve."""
 import numpy as np
 import pytest
 
 from kmc.kernels import faradaic as kf
 from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.interface import contact_faces, count_contact_faces
 from kmc.kernels.lattice import N_NEIGHBORS
 
 
@@ -23,8 +26,10 @@ def _params(direction):
 @pytest.mark.parametrize("seed", range(3))
 def test_band_fill_equals_the_sum_over_each_sites_faces(direction, seed):
     """Every leaf of the band (which starts and ends mid-layer) has the bits of ``site_weights``, the
-    leaves outside it are untouched. Planted faults: the −x neighbour not wrapped at x = 0 (``c − 1``
-    there), and the +z neighbour taken across the top wall, each fail here."""
+    leaves outside it are untouched; leaves of the band that held weights before are cleared. Planted
+    faults: the −x neighbour not wrapped at x = 0 (``c − 1`` there) in the faces' list, the +z neighbour
+    taken across the top wall, a face's weight written over its site's instead of added, and the band
+    not cleared first, each fail here."""
     rng = np.random.default_rng(seed)
     nx, ny, nz = 5, 4, 6
     n = nx * ny * nz
@@ -40,8 +45,17 @@ def test_band_fill_equals_the_sum_over_each_sites_faces(direction, seed):
     params[kf.P_FACE_STATE] = float(seed % 2)  # χ from the contact state on every other lattice
     lo, hi = 3, n - 2
     trees = [np.full(n, -7.0) for _ in range(3)]
-    kf.fill_band_weights(lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi, params, nx,
-                         ny, nz, *trees, lo, hi)
+    for t in trees:
+        t[lo:hi] = rng.random(hi - lo)  # the last solve's leaves
+    n_faces = count_contact_faces(lattice, site_class, nx, ny, nz, lo, hi)
+    cond, elec, pix, kind = (np.empty(n_faces, dtype=np.int64) for _ in range(4))
+    au_present = rng.integers(0, 2, nx * ny).astype(np.uint8)
+    assert contact_faces(lattice, site_class, au_present, (col_state == kf.CC_AU_ALLOYED).astype(np.uint8), nx, ny,
+                         nz, cond, elec, pix, kind, lo, hi) == n_faces
+    fk, j0, u, area = np.empty(n_faces, dtype=np.int64), np.empty(n_faces), np.empty(n_faces), np.empty(n_faces)
+    kf.face_table(cond, elec, n_faces, lattice, col_state, col_support, col_sigma, na_contact, side_w, params, nx, ny,
+                  fk, j0, u, area)
+    kf.fill_face_weights(cond, elec, n_faces, fk, j0, u, area, phi, params, nx * ny, *trees, lo, hi)
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     for c in range(n):
         want = (kf.site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi,

@@ -66,8 +66,8 @@ def chi_by_pixel(model, run, current_a=0.0):
     """A field solve at ``current_a`` (A); the contact quality of the Na faces it used, by pixel (every
     Na voxel here has one electrolyte face, its bottom one)."""
     model.driver.solve(run, current_a)
-    faces, _, kind = model.driver._faces(run, bands(run.lattice, model.params)[0])
-    is_na = kind == FACE_NA
+    faces, table = model.driver._faces(run, bands(run.lattice, model.params)[0])
+    is_na = table.kind == FACE_NA
     j0 = np.broadcast_to(faces.j0_a_cm2, faces.pixel.shape)
     return dict(zip(faces.pixel[is_na].tolist(), (j0[is_na] / run.kinetics[kf.P_J0_NA]).tolist()))
 

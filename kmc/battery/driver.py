@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,6 +55,22 @@ from kmc.battery.classes import ClusterClasses
 from kmc.battery import alloy
 from kmc.battery.losses import Losses, take_from_metal
 from kmc.errors import KmcError
+
+
+class FaceTable(NamedTuple):
+    """The band's contact faces at a solve (``interface.contact_faces``: site order, each site's in
+    direction order) and their kinetics (``faradaic.face_table``): the solve's faces, and the faradaic
+    leaves' weights from the same numbers (``faradaic.fill_face_weights``)."""
+
+    n: int
+    conductor: np.ndarray
+    electrolyte: np.ndarray
+    pixel: np.ndarray
+    kind: np.ndarray  #: ``interface.FACE_*``
+    kinetic_kind: np.ndarray  #: ``faradaic.KIND_*``
+    j0_a_cm2: np.ndarray  #: χ included
+    u_v: np.ndarray
+    area_factor: np.ndarray  #: in units of a² (``faradaic.face_area_factor``)
 
 
 class Driver:
@@ -93,17 +110,17 @@ class Driver:
         self._gap_free_at = (run.lattice, run.count("events")) if move_band[1] == 0 else None
         plating = run.direction > 0 and (current_a != 0 or voltage_v is not None)
         if self.p.least_stress and plating:
-            sol, faces, n_faces, face_kind = self._coupled_stress_solve(run, n_na, face_band, current_a, voltage_v, guess)
+            sol, faces, table = self._coupled_stress_solve(run, n_na, face_band, current_a, voltage_v, guess)
         else:
             if self.p.least_stress:
                 self._load_share_stress(run)
-            faces, n_faces, face_kind, sol = self._plain_solve(run, face_band, current_a, voltage_v, guess)
-        carried = self._store_solution(run, sol, faces, face_kind, current_a, voltage_v)
-        self._rebuild_trees(run, face_band, move_band)
-        run.set_counts(n_faces, n_na, n_cc)
+            faces, table, sol = self._plain_solve(run, face_band, current_a, voltage_v, guess)
+        carried = self._store_solution(run, sol, faces, table.kind, current_a, voltage_v)
+        self._rebuild_trees(run, face_band, move_band, table)
+        run.set_counts(table.n, n_na, n_cc)
         run.sealed = 0.0  # the lattice may have changed: search again
         capacity = float(run.plate_tree[-1] + run.alloy_tree[-1])
-        run.freeze_limits(n_faces, n_na, self.p.resolve_fraction, 0.0 if carried else 1.0, self.p.n_cols,
+        run.freeze_limits(table.n, n_na, self.p.resolve_fraction, 0.0 if carried else 1.0, self.p.n_cols,
                           capacity)
         run.need_solve = 0.0
         self.timing["solve_s"] += time.perf_counter() - t_start
@@ -118,7 +135,7 @@ class Driver:
         Na faces alone would need even more), so the switch is consistent with the solve it gives."""
         p = self.p
         run.kinetics[kf.P_DEALLOY_ON] = 0.0
-        faces, n_faces, face_kind = self._faces(run, band)
+        faces, table = self._faces(run, band)
         sol = self._field_solve(faces, current_a, voltage_v, guess)
         if p.alloy_phases and run.direction < 0 and (current_a != 0 or voltage_v is not None):
             if voltage_v is not None:
@@ -127,9 +144,9 @@ class Driver:
                 above = (not getattr(sol, "carried", True)) or sol.voltage_v + p.u_ce_v > p.dealloying_potential_v
             if above and (alloy.steps_by_column(run.col_state) > 0).any():
                 run.kinetics[kf.P_DEALLOY_ON] = 1.0
-                faces, n_faces, face_kind = self._faces(run, band)
+                faces, table = self._faces(run, band)
                 sol = self._field_solve(faces, current_a, voltage_v, guess)
-        return faces, n_faces, face_kind, sol
+        return faces, table, sol
 
     def _set_direction(self, run, current_a, voltage_v):
         """The current's direction for the kinetics, and the warm start (None after a reversal: the old
@@ -209,7 +226,7 @@ class Driver:
         stop moving (``STRESS_CURRENT_RTOL``). The solution returned is the last solve's, made at the last σ, so the
         frozen σ and φ are one state, not one lagged behind the other. A solve that reaches
         ``STRESS_MAX_SOLVES`` is counted (``stress_unconverged``), never silent. Returns the solution,
-        the faces, their number and which are Na faces."""
+        the faces and their ``FaceTable``."""
         p = self.p
         h_um = np.empty(p.n_cols)
         gap_height_um(run.cc_bottom, run.se_surface_um, p.voxel_um, h_um)
@@ -243,12 +260,12 @@ class Driver:
             # The deposits carry their share of the stack load while plating too (σ_Na, 0 when the
             # collector's contacts carry it all): pushing volume out adds to it where the path costs more.
             np.maximum(run.deposit_stress_mpa, run.na_stress_mpa, out=run.deposit_stress_mpa)
-            faces, n_faces, face_kind = self._faces(run, band, geometry)
+            faces, table = self._faces(run, band, geometry)
             sol = self._field_solve(faces, current_a, voltage_v, guess)
             run.stress_iterations += 1
             if not n_na:
                 break
-            na_j = self._face_current(sol, faces, face_kind == FACE_NA)
+            na_j = self._face_current(sol, faces, table.kind == FACE_NA)
             if previous is not None:
                 change = np.abs(na_j - previous).max()
                 if change <= self.STRESS_CURRENT_RTOL * np.abs(na_j).max():
@@ -265,7 +282,7 @@ class Driver:
             solved = np.where(deposit, (strain_rate / p.creep_rate_ref_s) ** (1.0 / p.creep_n), 1.0)
             rate_factor = rate_factor ** (1.0 - weight) * solved ** weight
             guess = sol if getattr(sol, "carried", True) else guess
-        return sol, faces, n_faces, face_kind
+        return sol, faces, table
 
     def _face_current(self, sol, faces, which):
         """What each pixel's faces selected by the mask ``which`` carry in a solution (A/cm² of pixel,
@@ -300,9 +317,8 @@ class Driver:
                            run.na_contact)
 
     def _faces(self, run, band, geometry=None):
-        """The contact faces of the band (a ``field.Faces``), their number, and each face's kind
-        (``kmc.kernels.interface.FACE_*``); the faces' geometry (``_face_geometry``) may be passed in when
-        only their kinetics changed."""
+        """The contact faces of the band: a ``field.Faces`` and their ``FaceTable``; the faces' geometry
+        (``_face_geometry``) may be passed in when only their kinetics changed."""
         p = self.p
         n, cond, elec, pix, kind = self._face_geometry(run, band) if geometry is None else geometry
         fk = np.empty(n, dtype=np.int64)
@@ -313,7 +329,8 @@ class Driver:
                       run.side_face_weight, run.kinetics, p.nx, p.ny, fk, j0, u, area)
         is_na = kind == FACE_NA
         run.na_faces_col[:] = np.bincount(pix[is_na], weights=area[is_na], minlength=p.n_cols)
-        return field.Faces(pix, p.face_area_cm2 * area, j0, p.kinetics[kf.P_ALPHA], u), n, kind
+        faces = field.Faces(pix, p.face_area_cm2 * area, j0, p.kinetics[kf.P_ALPHA], u)
+        return faces, FaceTable(n, cond, elec, pix, kind, fk, j0, u, area)
 
     def _face_geometry(self, run, band):
         """The band's contact faces: their number, conductor and electrolyte sites, pixel and kind."""
@@ -355,8 +372,10 @@ class Driver:
         run.vt_v = run.voltage_v + p.u_ce_v
         return carried
 
-    def _rebuild_trees(self, run, face_band, move_band) -> None:
-        """Every event class's propensities at the frozen fields, and the sum trees over them.
+    def _rebuild_trees(self, run, face_band, move_band, table) -> None:
+        """Every event class's propensities at the frozen fields, and the sum trees over them; the
+        faradaic ones from the solve's ``FaceTable`` (the faces of ``face_band`` at this lattice, classes
+        and stresses: their kinetics are not computed again).
 
         Only the leaves of the bands are written, and only the few leaves outside them that are not
         zero (found from the trees themselves) are cleared; then only the nodes above those leaves are
@@ -366,9 +385,9 @@ class Driver:
         offsets = run.state.tree_offsets
         spans = [tree_clear_outside(tree, offsets, *band)
                  for tree, band in zip(run.trees, (face_band, face_band, face_band, move_band))]
-        kf.fill_band_weights(run.lattice, run.site_class, run.col_state, run.col_support, run.deposit_stress_mpa,
-                             run.na_contact, run.side_face_weight, run.phi, run.kinetics, p.nx, p.ny, p.nz, run.plate_tree, run.alloy_tree, run.nucleate_tree,
-                             *face_band)
+        kf.fill_face_weights(table.conductor, table.electrolyte, table.n, table.kinetic_kind, table.j0_a_cm2, table.u_v,
+                             table.area_factor, run.phi, run.kinetics, p.n_cols, run.plate_tree, run.alloy_tree,
+                             run.nucleate_tree, *face_band)
         km.fill_move_band(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
                           int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
         for tree, span in zip(run.trees, spans):
