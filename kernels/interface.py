@@ -57,32 +57,18 @@ def _is_electrolyte(state):
 
 
 @njit(cache=True)
-def count_contact_faces(lattice, site_class, nx, ny, nz, site_lo, site_hi):
-    """Number of contact faces (first pass of ``contact_faces``) of the sites in [site_lo, site_hi). The
-    neighbours come from the loop's coordinates: the band's collector layer is conductor at every site."""
-    n = 0
-    x, y, z = site_xyz(site_lo, nx, ny)
-    for c in range(site_lo, site_hi):
-        st = lattice[c]
-        if st == CC or (st == NA and site_class[c] == CLUSTER_ACTIVE):
-            for d in range(N_NEIGHBORS):
-                e = walled_neighbor(c, d, x, y, z, nx, ny, nz)
-                if e >= 0 and _is_electrolyte(lattice[e]):
-                    n += 1
-        x, y, z = next_site_xyz(x, y, z, nx, ny)
-    return n
-
-
-@njit(cache=True)
 def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
                   face_conductor, face_electrolyte, face_pixel, face_kind, site_lo, site_hi):
-    """Fill the face arrays (sized by ``count_contact_faces``) with the faces of the sites in
-    [site_lo, site_hi) (pass 0, lattice.size for all); returns the number of faces.
+    """Fill the face arrays with the faces of the sites in [site_lo, site_hi) (pass 0, lattice.size for
+    all); returns the number of faces. Arrays shorter than that take the first faces that fit, and the
+    count is still the whole one: a caller sizes them from the last call and calls again, with arrays
+    of that size, only when they were too short (no counting pass first).
 
     ``site_class`` comes from ``clusters.classify_na``; ``au_present``/``au_alloyed`` are uint8 per
     column. Faces are listed in site order, directions in ``DIRECTIONS`` order.
     """
     nxy = nx * ny
+    capacity = min(face_conductor.size, face_electrolyte.size, face_pixel.size, face_kind.size)
     n = 0
     x, y, z = site_xyz(site_lo, nx, ny)
     for c in range(site_lo, site_hi):
@@ -100,10 +86,11 @@ def contact_faces(lattice, site_class, au_present, au_alloyed, nx, ny, nz,
             for d in range(N_NEIGHBORS):
                 e = walled_neighbor(c, d, x, y, z, nx, ny, nz)
                 if e >= 0 and _is_electrolyte(lattice[e]):
-                    face_conductor[n] = c
-                    face_electrolyte[n] = e
-                    face_pixel[n] = e % nxy
-                    face_kind[n] = kind
+                    if n < capacity:
+                        face_conductor[n] = c
+                        face_electrolyte[n] = e
+                        face_pixel[n] = e % nxy
+                        face_kind[n] = kind
                     n += 1
         x, y, z = next_site_xyz(x, y, z, nx, ny)
     return n

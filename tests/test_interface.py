@@ -16,7 +16,6 @@ from kmc.kernels.interface import (
     FACE_NA,
     column_support,
     contact_faces,
-    count_contact_faces,
     lift_collector,
     na_stress_mpa,
     settle_collector,
@@ -56,9 +55,14 @@ def test_contact_faces_match_a_brute_force_enumeration(seed):
     cls = _classes(flat, nx, ny, nz)
     au_present = (rng.random(nx * ny) < 0.5).astype(np.uint8)
     au_alloyed = (rng.random(nx * ny) < 0.5).astype(np.uint8)
-    n = count_contact_faces(flat, cls, nx, ny, nz, 0, flat.size)
+    none = [np.empty(0, dtype=np.int64) for _ in range(4)]
+    n = contact_faces(flat, cls, au_present, au_alloyed, nx, ny, nz, *none, 0, flat.size)  # counts only
     arrays = [np.empty(n, dtype=np.int64) for _ in range(4)]
     assert contact_faces(flat, cls, au_present, au_alloyed, nx, ny, nz, *arrays, 0, flat.size) == n
+    # Lists too short take the first faces, and the count is still the whole one.
+    short = [np.full(n // 2, -1, dtype=np.int64) for _ in range(4)]
+    assert contact_faces(flat, cls, au_present, au_alloyed, nx, ny, nz, *short, 0, flat.size) == n
+    assert all((s == a[:n // 2]).all() for s, a in zip(short, arrays))
     got = set(zip(*[a.tolist() for a in arrays]))
     expected = set()
     for c in range(flat.size):
@@ -173,9 +177,8 @@ def test_plating_conserves_volume_and_lifts_only_when_sealed():
     lifts = 0
     for i in range(2500):
         cls = _classes(flat, nx, ny, nz)
-        n = count_contact_faces(flat, cls, nx, ny, nz, 0, flat.size)
-        faces = [np.empty(n, dtype=np.int64) for _ in range(4)]
-        contact_faces(flat, cls, au, au, nx, ny, nz, *faces, 0, flat.size)
+        faces = [np.empty(flat.size * 6, dtype=np.int64) for _ in range(4)]
+        n = contact_faces(flat, cls, au, au, nx, ny, nz, *faces, 0, flat.size)
         k = rng.integers(n)
         na_before = (flat == NA).sum()
         before = flat.copy()

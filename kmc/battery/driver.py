@@ -45,7 +45,6 @@ from kmc.kernels.interface import (
     FACE_NA,
     column_support,
     contact_faces,
-    count_contact_faces,
     layer_contents,
     na_stress_mpa,
 )
@@ -91,6 +90,7 @@ class Driver:
         self.timing = {"solve_s": 0.0, "kernel_s": 0.0, "observe_s": 0.0, "solves": 0, "batches": 0}
         self._scratch = None  # the event loop's scratch arrays (zero between calls), kept across batches
         self._gap_free_at = None  # (lattice, events counter) when the last solve found no GAP in it
+        self._face_capacity = 0  # the contact-face lists' length (``_face_geometry``)
 
     # -- the solve: each sub-step a function ---------------------------------------------------------
     def solve(self, run, current_a: float, voltage_v: float | None = None) -> None:
@@ -332,14 +332,23 @@ class Driver:
         faces = field.Faces(pix, p.face_area_cm2 * area, j0, p.kinetics[kf.P_ALPHA], u)
         return faces, FaceTable(n, cond, elec, pix, kind, fk, j0, u, area)
 
+    #: Room the face lists are allocated with beyond the count of the solve that last outgrew them: the
+    #: contact faces change by a few per cent between solves, so the next solves fill them in one pass.
+    FACE_ROOM = 1.125
+
     def _face_geometry(self, run, band):
-        """The band's contact faces: their number, conductor and electrolyte sites, pixel and kind."""
+        """The band's contact faces: their number, conductor and electrolyte sites, pixel and kind.
+        The lists are allocated at the last count (with ``FACE_ROOM``) and listed again, larger, only
+        when the faces have outgrown them (``contact_faces`` counts past its arrays' end)."""
         p = self.p
-        n = count_contact_faces(run.lattice, run.site_class, p.nx, p.ny, p.nz, *band)
-        cond, elec, pix, kind = (np.empty(n, dtype=np.int64) for _ in range(4))
-        contact_faces(run.lattice, run.site_class, run.au_column, (run.col_state == kf.CC_AU_ALLOYED).astype(np.uint8),
-                      p.nx, p.ny, p.nz, cond, elec, pix, kind, *band)
-        return n, cond, elec, pix, kind
+        alloyed = (run.col_state == kf.CC_AU_ALLOYED).astype(np.uint8)
+        while True:
+            cond, elec, pix, kind = (np.empty(self._face_capacity, dtype=np.int64) for _ in range(4))
+            n = contact_faces(run.lattice, run.site_class, run.au_column, alloyed, p.nx, p.ny, p.nz, cond, elec, pix,
+                              kind, *band)
+            if n <= self._face_capacity:
+                return n, cond[:n], elec[:n], pix[:n], kind[:n]
+            self._face_capacity = int(n * self.FACE_ROOM) + 64
 
     def _field_solve(self, faces, current_a, voltage_v, guess):
         p = self.p
