@@ -278,3 +278,32 @@ def test_one_call_eats_down_columns_as_one_voxel_at_a_time_does():
                            np.empty(2, dtype=np.int64), np.zeros(2, dtype=np.int64), SEI, 3)
     assert got == 3  # A's two voxels, then B's, which A's second SEI voxel exposed
     assert list(lattice) == [SE, SE, SEI, GAP, SEI, SEI, GAP, NA]
+
+
+@pytest.mark.parametrize("becomes", [GAP, SEI])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_kept_metal_surface_is_the_recount_after_a_payment(becomes, seed):
+    """The driver pays E7's and then E8's debts with one ``MetalSurface``: after the first payment the
+    flags and counts it keeps must be those a fresh pass over the lattice finds (a recount), and the
+    second payment must pay what it would with a fresh surface. Planted fault: new SEI not exposing
+    the Na beside it (``_pay_at``) fails here."""
+    from types import SimpleNamespace
+
+    from kmc.battery.losses import MetalSurface, take_from_metal
+
+    rng = np.random.default_rng(20 + seed)
+    nx, ny, nz = 9, 8, 7
+    lattice = rng.choice(np.array([NA, SE, GAP], dtype=np.uint8), nx * ny * nz, p=[0.6, 0.25, 0.15])
+    p = SimpleNamespace(nx=nx, ny=ny, nz=nz, n_cols=nx * ny)
+    run = SimpleNamespace(lattice=lattice, sealed=1.0)
+    surface = MetalSurface()
+    assert take_from_metal(run, p, rng.random(nx * ny) * 0.4, becomes, surface) > 10
+    touching, count = np.empty((nz, nx * ny), dtype=np.uint8), np.empty(nx * ny, dtype=np.int64)
+    kdebt.touching_electrolyte(lattice, nx, ny, nz, touching, count)
+    kept_touching, kept_count = surface.arrays(run, p)
+    assert np.array_equal(kept_touching, touching) and np.array_equal(kept_count, count)
+    second = rng.random(nx * ny) * 0.2
+    fresh_lattice, fresh_debt = lattice.copy(), second.copy()
+    want = take_from_metal(SimpleNamespace(lattice=fresh_lattice, sealed=1.0), p, fresh_debt, GAP)
+    assert take_from_metal(run, p, second, GAP, surface) == want > 5
+    assert np.array_equal(lattice, fresh_lattice) and second.tobytes() == fresh_debt.tobytes()

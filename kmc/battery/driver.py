@@ -52,7 +52,7 @@ from kmc.kernels.lattice import N_NEIGHBORS
 from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build_range, tree_clear_outside
 from kmc.battery.classes import ClusterClasses
 from kmc.battery import alloy
-from kmc.battery.losses import Losses, take_from_metal
+from kmc.battery.losses import Losses, MetalSurface, take_from_metal
 from kmc.errors import KmcError
 
 
@@ -160,9 +160,11 @@ class Driver:
     def _pay_debts(self, run) -> None:
         """Whether loaded flow may still take volume, and E7/E8's debts taken from the metal."""
         run.loaded_flow = 1.0 if self._collector_can_settle(run) else 0.0
-        self.losses.pay_sei_debt(run)
-        self.losses.sync_flaw_debt(run)
-        run.flaw_paid_voxels += take_from_metal(run, self.p, run.flaw_debt, GAP)
+        surface = MetalSurface()  # the metal at the electrolyte, found once for both payments
+        self.losses.pay_sei_debt(run, surface)
+        if self.losses.sync_flaw_debt(run):
+            surface.forget()  # Na given back to the metal: the lattice changed outside the payments
+        run.flaw_paid_voxels += take_from_metal(run, self.p, run.flaw_debt, GAP, surface)
 
     def _load_columns(self, run):
         """Na under the collector, the load-bearing columns and the stress of the Na supports; returns

@@ -49,7 +49,7 @@ class Losses:
             else:
                 run.need_solve = 1.0  # the next solve takes it from the metal
 
-    def pay_sei_debt(self, run) -> None:
+    def pay_sei_debt(self, run, surface=None) -> None:
         """Take whole voxels of E7 debt from the metal, so the Na the interphase consumed is not left to
         strip. A continuous interphase (Na3PS4 → Na3P, Na2S) grows µm thick: the voxel becomes SEI,
         the reduced electrolyte growing into the metal. A self-limiting one stays nm thin (``sei_nm``,
@@ -58,9 +58,11 @@ class Losses:
 
         The interphase grows on the faces of the last solve for the time a batch took, so near the end of
         a strip it can owe more than the metal still holds; it cannot consume Na that is not there, and
-        what the metal cannot pay is not owed (``cap_to_metal``)."""
+        what the metal cannot pay is not owed (``cap_to_metal``). ``surface``: a ``MetalSurface`` kept
+        for the payments of the solve."""
         cap_to_metal(run, run.sei_debt)
-        run.sei_paid_voxels += take_from_metal(run, self.p, run.sei_debt, SEI if self.p.sei_continuous else GAP)
+        run.sei_paid_voxels += take_from_metal(run, self.p, run.sei_debt, SEI if self.p.sei_continuous else GAP,
+                                               surface)
 
     # -- E8: flaws and shorts ----------------------------------------------------------------------
     def plating_pixels(self, run):
@@ -211,15 +213,17 @@ class Losses:
         if float((run.flaw_fill - self.flaw_na_voxels(run)).sum() - run.flaw_debt.sum()) >= 1.0:
             run.need_solve = 1.0  # a voxel or more to give back: the next solve returns it to the metal
 
-    def sync_flaw_debt(self, run) -> None:
+    def sync_flaw_debt(self, run) -> bool:
         """What the flaws took since the last sync becomes a debt of the metal (paid at the next solve);
         what they gave back (slot law: ``strip_flaws``) a debt below zero, returned to the metal here in
-        whole voxels once the columns are owed one in all (``give_to_metal``)."""
+        whole voxels once the columns are owed one in all (``give_to_metal``). Returns whether it gave
+        any back (the lattice may have changed)."""
         now = self.flaw_na_voxels(run)
         run.flaw_debt[:] += now - run.flaw_fill
         run.flaw_fill[:] = now
-        if self.p.slot_law:
-            run.flaw_paid_voxels -= give_to_metal(run, self.p, run.flaw_debt)
+        given = give_to_metal(run, self.p, run.flaw_debt) if self.p.slot_law else 0
+        run.flaw_paid_voxels -= given
+        return given > 0
 
     def advance_flaws(self, run, dt: float) -> bool:
         """The flaw population over a batch of ``dt`` at the frozen fields; True if the cell has shorted
@@ -244,17 +248,39 @@ def cap_to_metal(run, debt) -> None:
         clear_debt(debt, owed - max(metal, 0.0))
 
 
-def take_from_metal(run, p, debt, becomes) -> int:
+class MetalSurface:
+    """The Na voxels touching the electrolyte (``debt.touching_electrolyte``: a flag per site of the
+    layers, a count per column), found when a payment first wants them and kept through a solve's
+    payments: a payment keeps them exact as it takes voxels (``debt.pay_voxels``), so E8's payment
+    after E7's in the same solve reads what E7's left instead of a pass over the lattice's layers
+    again. Whoever changes the lattice otherwise in between calls ``forget``."""
+
+    def __init__(self):
+        self._arrays = None
+
+    def arrays(self, run, p):
+        """(touching, count) of ``run.lattice``."""
+        if self._arrays is None:
+            touching = np.empty((p.nz, p.n_cols), dtype=np.uint8)
+            count = np.empty(p.n_cols, dtype=np.int64)
+            kdebt.touching_electrolyte(run.lattice, p.nx, p.ny, p.nz, touching, count)
+            self._arrays = touching, count
+        return self._arrays
+
+    def forget(self) -> None:
+        self._arrays = None
+
+
+def take_from_metal(run, p, debt, becomes, surface=None) -> int:
     """Pay whole voxels of a per-column debt (voxels of Na owed by the metal) from the lattice;
     returns how many. The debt is summed over columns (it may be far below a voxel per column);
     each whole voxel takes the Na voxel touching the electrolyte lowest in the column owing most
     (it ``becomes`` GAP or SEI), and clears that much debt from the most indebted columns first
-    (``kmc.kernels.debt``)."""
+    (``kmc.kernels.debt``). ``surface``: the ``MetalSurface`` of the lattice as it is, when the caller
+    keeps one across payments."""
     if debt.sum() < 1.0:
         return 0
-    touching = np.empty((p.nz, p.n_cols), dtype=np.uint8)
-    count = np.empty(p.n_cols, dtype=np.int64)
-    kdebt.touching_electrolyte(run.lattice, p.nx, p.ny, p.nz, touching, count)
+    touching, count = (MetalSurface() if surface is None else surface).arrays(run, p)
     # The payment's queue of columns (``kmc.kernels.debt``): sorted once, not once per voxel.
     order = kdebt.order_by_debt(debt)
     heap = np.empty(p.n_cols, dtype=np.int64)
