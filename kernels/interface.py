@@ -157,12 +157,26 @@ def lift_collector(lattice, nx, ny, nz, cc_bottom):
         # collector body), which would otherwise vanish.
         if cc_bottom[col] >= nz - 1 or lattice[col + (nz - 1) * nxy] == NA:
             return False
+    # Layer by layer from the top, each from the layer below as it was (not yet shifted): whole layers
+    # above every column's bottom are one block copy, and the lattice is read in its memory order (a
+    # column's walk up strides a layer at a time: at 512² columns a lift took ~0.1 s that way).
+    b_lo = nz
+    b_hi = 0
     for col in range(nxy):
-        b = cc_bottom[col]
-        for z in range(nz - 1, b, -1):
-            lattice[col + z * nxy] = lattice[col + (z - 1) * nxy]
-        lattice[col + b * nxy] = GAP
-        cc_bottom[col] = b + 1
+        b_lo = min(b_lo, cc_bottom[col])
+        b_hi = max(b_hi, cc_bottom[col])
+    for z in range(nz - 1, b_lo, -1):
+        layer = lattice[z * nxy:(z + 1) * nxy]
+        below = lattice[(z - 1) * nxy:z * nxy]
+        if z > b_hi:
+            layer[:] = below
+        else:
+            for col in range(nxy):
+                if z > cc_bottom[col]:
+                    layer[col] = below[col]
+    for col in range(nxy):
+        lattice[col + cc_bottom[col] * nxy] = GAP
+        cc_bottom[col] += 1
     return True
 
 

@@ -119,6 +119,26 @@ def test_lift_then_settle_is_the_identity():
     assert flat.tobytes() == before.tobytes() and (bottom == b0).all()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_lift_shifts_each_column_above_its_bottom_up_one_voxel(seed):
+    """``lift_collector`` against the column-by-column definition, with bottoms spread over several
+    layers (the block copy of whole layers above every bottom, the per-column copy between the lowest
+    and the highest). Planted faults: the layers copied bottom-up (a layer from one already shifted),
+    and the block copy started at the lowest bottom instead of above the highest, each fail here."""
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = 6, 5, 12
+    lattice = rng.choice(np.array([NA, GAP, SE, CC], dtype=np.uint8), (nz, nx * ny))
+    bottom = rng.integers(2, 8, nx * ny).astype(np.int64)
+    lattice[nz - 1] = CC  # no Na in the top layer, which leaves the domain
+    want = lattice.copy()
+    for col in range(nx * ny):
+        want[bottom[col] + 1:, col] = lattice[bottom[col]:-1, col]
+        want[bottom[col], col] = GAP
+    flat, got_bottom = lattice.ravel().copy(), bottom.copy()
+    assert lift_collector(flat, nx, ny, nz, got_bottom)
+    assert flat.tobytes() == want.tobytes() and (got_bottom == bottom + 1).all()
+
+
 def test_settle_refuses_when_a_column_bears():
     geo = build(8, 8, 16, 0.5, form="foil", rq_um=0.8, xi_um=1.5, stack_pressure_mpa=5.6, hardness_mpa=400.0,
                 rng=np.random.default_rng(3))
