@@ -61,15 +61,24 @@ def deepest_full_bin_by_threshold(fill, thresholds):
 @njit(cache=True)
 def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa, flow_mpa, inv_n, weights,
                      first_um, log_ratio, fill, cracked, block_lo, block_hi, commit, base_eta_mpa, mouth_mpa,
-                     fill_thresholds, sealed_bin):
+                     fill_thresholds, sealed_bin, cracking, n_known):
     """Advance the plating ``pixels`` by ``dt`` at frozen fields: pixel k's fill clock grows by
     ``rate[k]·dt`` (µm/s of depth under the v3 law, with ``fill_thresholds`` empty; A/cm² of charge
     under the slot law, with its thresholds), and every full bin from the critical one cracks. Returns
-    the summed probability of the bins newly cracked (the rise of Σ_i P_i). With ``commit`` False nothing
-    is written: the rise the same advance would give. ``sealed_bin[k]``: the deepest bin of pixel k whose
-    flaws can hold pressure (``n_bins − 1`` for all of them; ``kmc.flaws.deepest_sealed_bin`` under
-    ``model.flaw_mouth = "trace"``): deeper flaws fill but vent, and do not crack."""
+    the summed probability of the bins newly cracked (the rise of Σ_i P_i) and how many pixels crack
+    (their positions k, in order, in ``cracking``, when it has room for them). With ``commit`` False
+    nothing is written: the rise the same advance would give. ``sealed_bin[k]``: the deepest bin of pixel k
+    whose flaws can hold pressure (``n_bins − 1`` for all of them; ``kmc.flaws.deepest_sealed_bin`` under
+    ``model.flaw_mouth = "trace"``): deeper flaws fill but vent, and do not crack.
+
+    ``n_known ≥ 0``: the cracking pixels are known, ``cracking[:n_known]``, from a call at the same
+    ``dt`` and state with ``commit`` False (a batch's outlook, ``Losses.short_time_s``, then its
+    booking): every clock is advanced, and only those pixels are looked at for cracks (a bisection
+    and a power per pixel otherwise, for the same answer: the others crack nothing). ``n_known < 0``:
+    every pixel is looked at."""
     n_bins = weights.size
+    n_cracking = 0
+    known = 0  # the next of the known cracking pixels
     by_threshold = fill_thresholds.size > 0
     # Where the need falls with depth (K_IC/(1.12 √(π c)) does), a pixel whose overpotential's pressure
     # is below the need of its deepest full bin cracks none of its full bins: every shallower bin needs
@@ -84,6 +93,10 @@ def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa,
         d = fill[i] + rate[k] * dt
         if commit:
             fill[i] = d
+        if n_known >= 0:
+            if known >= n_known or cracking[known] != k:
+                continue
+            known += 1
         if by_threshold:
             top = deepest_full_bin_by_threshold(d, fill_thresholds)
         else:
@@ -96,6 +109,9 @@ def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa,
         cb = critical_bin(eta_abs_v[k], j_a_cm2[k], p_per_volt, need_mpa, flow_mpa, inv_n, base_eta_mpa, mouth_mpa[k])
         if cb > top:
             continue
+        if n_known < 0 and n_cracking < cracking.size:
+            cracking[n_cracking] = k
+        n_cracking += 1
         base = i * n_bins
         lo, hi = block_lo[i], block_hi[i]
         if cb > hi + 1:  # apart from every bin cracked so far (or the first): a new run [c*, top]
@@ -119,4 +135,4 @@ def crack_population(pixels, rate, dt, eta_abs_v, j_a_cm2, p_per_volt, need_mpa,
                     cracked[base + b] = 1
         if commit and top + 1 >= lo:  # [c*, top] joins the run; a run below it leaves the highest as it is
             block_lo[i], block_hi[i] = min(lo, cb), max(hi, top)
-    return added
+    return added, n_cracking

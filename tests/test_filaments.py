@@ -268,7 +268,9 @@ def test_cracked_depths_are_the_union_of_the_intervals_over_time(law):
     kernel drops σ_mouth). Under the slot law the fill clock is the charge at the mouth, a bin full once
     it reaches the bin's Q(c_b), and δ_c is per bin (fails if the kernel reads the charge as a depth).
     Half the pixels' flaws hold pressure only up to a random depth bin, the rest vent (``model.flaw_mouth =
-    "trace"``; fails if the kernel ignores the cap)."""
+    "trace"``; fails if the kernel ignores the cap). Each advance is booked knowing its cracking pixels
+    from the prediction (as a batch books its outlook), bit for bit as without (fails if the clocks of the
+    other pixels are not advanced, or if a cracking pixel is skipped)."""
     from kmc.kernels import flaws as kfl
 
     rng = np.random.default_rng(7)
@@ -302,13 +304,22 @@ def test_cracked_depths_are_the_union_of_the_intervals_over_time(law):
         # Flaws deeper than a pixel's plating patch vent (model.flaw_mouth = "trace"): half the pixels
         # hold every bin, the others up to a random bin (−1: none).
         sealed = np.where(rng.random(pixels.size) < 0.5, n_bins - 1, rng.integers(-1, n_bins, pixels.size))
-        predicted = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
-                                         grid.first_um, grid.log_ratio, fill.copy(), cracked.copy(), lo.copy(),
-                                         hi.copy(), False, base_eta, mouth, thresholds, sealed)
-        rise = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
-                                    grid.first_um, grid.log_ratio, fill, cracked, lo, hi, True, base_eta, mouth,
-                                    thresholds, sealed)
+        cracking = np.empty(pixels.size, dtype=np.int64)
+        predicted, n_cracking = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2,
+                                                     grid.weights, grid.first_um, grid.log_ratio, fill.copy(),
+                                                     cracked.copy(), lo.copy(), hi.copy(), False, base_eta, mouth,
+                                                     thresholds, sealed, cracking, -1)
+        # Booked as a batch books its outlook (the cracking pixels known) and as without it: the same bits.
+        plain = [a.copy() for a in (fill, cracked, lo, hi)]
+        rise_plain, _ = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
+                                             grid.first_um, grid.log_ratio, *plain, True, base_eta, mouth, thresholds,
+                                             sealed, np.empty(0, dtype=np.int64), -1)
+        rise, n = kfl.crack_population(pixels, rate, dt, eta, j, p_per_volt, need, flow, 0.2, grid.weights,
+                                       grid.first_um, grid.log_ratio, fill, cracked, lo, hi, True, base_eta, mouth,
+                                       thresholds, sealed, cracking, n_cracking)
         assert rise == pytest.approx(predicted, abs=1e-15)
+        assert rise == rise_plain and n == n_cracking
+        assert all(a.tobytes() == b.tobytes() for a, b in zip((fill, cracked, lo, hi), plain))
         total += rise
         for k, i in enumerate(pixels):  # brute force: bins with centre in [c*, d] crack now
             crit = 1.12 * np.minimum(base_eta + p_per_volt * eta[k], mouth[k] + flow * j[k] ** 0.2) \
@@ -654,3 +665,28 @@ def test_flaws_wider_than_the_plating_patch_vent_and_do_not_crack(tmp_path, mout
         assert np.flatnonzero(rho >= 20.0).tolist() == list(range(45, 55))
         assert expected == pytest.approx(160 * per_pixel, rel=0.02)
     assert run.flaw_hazard == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_batch_that_ran_to_its_end_books_its_flaws_from_its_outlook(monkeypatch):
+    """A batch that ran to the ``t_end`` its flaws' outlook was made for books them knowing the cracking
+    pixels (``crack_population`` with ``n_known ≥ 0``); one that stopped earlier looks at every pixel.
+    Fails if the booking never finds its outlook valid (the run stays right, only slower: the golden
+    trajectories cannot see it)."""
+    from kmc.kernels import flaws as kfl
+
+    scenario = kmc.load_scenario(Path(__file__).resolve().parent.parent / "scenarios/validation/T2.toml",
+                                 overrides=["lattice.nx=16", "lattice.ny=16", "protocol.0.capacity_mah_cm2=0.1"])
+    model = BatteryModel(scenario)
+    known, unknown = [], []
+    real = kfl.crack_population
+
+    def spy(*args):
+        commit, n_known = args[16], args[-1]
+        if commit:
+            (known if n_known >= 0 else unknown).append(n_known)
+        return real(*args)
+
+    monkeypatch.setattr(kfl, "crack_population", spy)
+    state = model.new_state(1)
+    advance_all(model, state)
+    assert len(known) >= 10 and unknown  # (T2 at 128²: 240 of 429 batches book from their outlook)

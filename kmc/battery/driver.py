@@ -91,6 +91,7 @@ class Driver:
         self._scratch = None  # the event loop's scratch arrays (zero between calls), kept across batches
         self._gap_free_at = None  # (lattice, events counter) when the last solve found no GAP in it
         self._face_capacity = 0  # the contact-face lists' length (``_face_geometry``)
+        self._outlook = None  # the flaws' outlook of the batch under way (``batch_end``)
 
     # -- the solve: each sub-step a function ---------------------------------------------------------
     def solve(self, run, current_a: float, voltage_v: float | None = None) -> None:
@@ -471,18 +472,23 @@ class Driver:
 
     def batch_end(self, run, t_end: float) -> float:
         """Where a batch must stop: ``t_end``, or earlier when the cell would short (E8: wherever Na
-        plates, whatever the cell current)."""
-        return min(t_end, self.losses.short_time_s(run, t_end))
+        plates, whatever the cell current). The flaws' outlook to ``t_end`` is kept for the booking."""
+        t_short, self._outlook = self.losses.outlook(run, t_end)
+        return min(t_end, t_short)
 
     def book_batch(self, run, t0: float, charge_c: float) -> bool:
         """After a batch that began at ``t0``: the charge it passed (C), and the SEI and flaws over its
-        time; True if a flaw cracked (the cell has shorted)."""
+        time; True if a flaw cracked (the cell has shorted). A batch that ran from the outlook's ``t0`` to
+        its ``t_end`` (the fields stay frozen in a batch) books the flaws from it."""
+        outlook, self._outlook = self._outlook, None
+        if outlook is not None and not (outlook.t0 == t0 and outlook.t_end == run.time_s):
+            outlook = None
         self.pass_charge(run, charge_c)
         self.losses.grow_sei(run, run.time_s - t0)
-        return self._flaws(run, run.time_s - t0)
+        return self._flaws(run, run.time_s - t0, outlook)
 
-    def _flaws(self, run, dt: float) -> bool:
-        if self.losses.advance_flaws(run, dt):
+    def _flaws(self, run, dt: float, outlook=None) -> bool:
+        if self.losses.advance_flaws(run, dt, outlook):
             self.short(run)
             return True
         return False

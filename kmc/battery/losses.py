@@ -10,6 +10,7 @@ below zero, returned to the metal in whole voxels at the next solve (``give_to_m
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -112,27 +113,38 @@ class Losses:
             sealed = np.full(cols.size, p.depth_grid.n_bins - 1, dtype=np.int64)
         return cols, rate, eta, j, mouth, sealed
 
-    def crack(self, run, dt: float, commit: bool, plating=None) -> float:
-        """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields; written to the state if ``commit``
-        (under the slot law, with each pixel's full depth d_i = Q⁻¹(Q_i) in ``flaw_front_um``).
-        ``plating``: ``plating_pixels`` of these fields, when the caller has it already."""
+    def crack(self, run, dt: float, commit: bool, plating=None, outlook=None, cracking=None) -> tuple[float, int]:
+        """Rise of Σ_i P_i (kmc.flaws) over ``dt`` at the frozen fields, and how many pixels crack; written to
+        the state if ``commit`` (under the slot law, with each pixel's full depth d_i = Q⁻¹(Q_i) in
+        ``flaw_front_um``). ``plating``: ``plating_pixels`` of these fields, when the caller has it
+        already; ``cracking``: room for the positions of the pixels that crack. ``outlook``: a
+        ``CrackOutlook`` of this very advance (same fields, state and ``dt``), whose plating pixels and
+        cracking pixels are used instead of finding them again."""
         p = self.p
-        cols, rate, eta, j, mouth, sealed = self.plating_pixels(run) if plating is None else plating
+        if outlook is not None:
+            plating, cracking, n_known = outlook.plating, outlook.cracking, outlook.n_cracking
+        else:
+            n_known = -1
+            if plating is None:
+                plating = self.plating_pixels(run)
+            if cracking is None:
+                cracking = np.empty(0, dtype=np.int64)
+        cols, rate, eta, j, mouth, sealed = plating
         if cols.size == 0:
-            return 0.0
+            return 0.0, 0
         g = p.depth_grid
         block = run.flaw_block
         clock = run.flaw_charge_c_cm2 if p.slot_law else run.flaw_front_um
         # PHYSICS E8 v4 (deposit stress): p = min(P + F|η0|/V_m, σ_mouth + p_flow); v3: min(F|η|/V_m, p_flow).
         base_eta = p.pressure_mpa if p.least_stress else 0.0
-        rise = kfl.crack_population(cols, rate, dt, eta, j, p.mpa_per_volt, p.crack_need_mpa, p.crack_flow_mpa,
-                                    1.0 / p.creep_n, g.weights, g.first_um, g.log_ratio, clock, run.flaw_cracked,
-                                    block[:p.n_cols], block[p.n_cols:], commit, base_eta, mouth, p.flaw_fill_c_cm2,
-                                    sealed)
+        rise, n_cracking = kfl.crack_population(cols, rate, dt, eta, j, p.mpa_per_volt, p.crack_need_mpa,
+                                                p.crack_flow_mpa, 1.0 / p.creep_n, g.weights, g.first_um, g.log_ratio,
+                                                clock, run.flaw_cracked, block[:p.n_cols], block[p.n_cols:], commit,
+                                                base_eta, mouth, p.flaw_fill_c_cm2, sealed, cracking, n_known)
         if commit and p.slot_law:
             run.flaw_front_um[cols] = slot_full_depth_um(run.flaw_charge_c_cm2[cols], p.slot_opening_per_sqrt_um,
                                                          p.molar_volume_cm3_mol)
-        return rise
+        return rise, n_cracking
 
     def expected_cracks(self, run, rise: float = 0.0) -> float:
         """Λ: the expected number of cracked flaws in the cell (n_flaw A_cell ⟨P_i⟩)."""
@@ -140,20 +152,28 @@ class Losses:
 
     def short_time_s(self, run, t_end: float) -> float:
         """The time, up to ``t_end`` at the frozen fields, at which Λ reaches the cell's draw (inf if it
-        does not). Bisected on the batch's stop time itself, with the rise evaluated at ``t − t0``, the
-        very expression the batch books afterwards: so stopping there shorts (at a large clock, t0 + dt
-        would not round-trip to dt). A cell without flaws goes through the same arithmetic: its Λ stays
-        0, below any Exp(1) draw."""
+        does not): ``outlook``'s first."""
+        return self.outlook(run, t_end)[0]
+
+    def outlook(self, run, t_end: float):
+        """(t, outlook): the time, up to ``t_end`` at the frozen fields, at which Λ reaches the cell's draw
+        (inf if it does not), and when it does not, the ``CrackOutlook`` of the advance to ``t_end`` (else
+        None), which a batch that ran to ``t_end`` books with (``advance_flaws``). Bisected on the batch's
+        stop time itself, with the rise evaluated at ``t − t0``, the very expression the batch books
+        afterwards: so stopping there shorts (at a large clock, t0 + dt would not round-trip to dt). A cell
+        without flaws goes through the same arithmetic: its Λ stays 0, below any Exp(1) draw."""
         t0 = run.time_s
         plating = self.plating_pixels(run)  # frozen over the batch: once, not at every bisection step
 
         def reached(t):
-            return self.expected_cracks(run, self.crack(run, t - t0, False, plating)) >= run.short_draw
+            return self.expected_cracks(run, self.crack(run, t - t0, False, plating)[0]) >= run.short_draw
 
-        if not reached(t_end):
-            return math.inf
+        cracking = np.empty(plating[0].size, dtype=np.int64)
+        rise, n_cracking = self.crack(run, t_end - t0, False, plating, cracking=cracking)
+        if self.expected_cracks(run, rise) < run.short_draw:  # not reached(t_end)
+            return math.inf, CrackOutlook(t0, t_end, plating, cracking, n_cracking)
         if reached(t0):
-            return t0
+            return t0, None
         lo, hi = t0, t_end  # not reached at lo, reached at hi: Λ only grows with time
         for _ in range(200):
             mid = 0.5 * (lo + hi)
@@ -163,7 +183,7 @@ class Losses:
                 hi = mid
             else:
                 lo = mid
-        return hi
+        return hi, None
 
     def flaw_na_voxels(self, run):
         """Expected Na in each pixel's flaws (voxels): n_flaw a² ∫₀^{d_i} (1 − F) dc / a, d_i the depth of the
@@ -174,7 +194,7 @@ class Losses:
         p = self.p
         return p.flaws_per_pixel * p.depth_grid.mean_fill_um(run.flaw_front_um) / p.voxel_um
 
-    def strip_flaws(self, run, dt: float) -> None:
+    def strip_flaws(self, run, dt: float) -> bool:
         """Slot law (PHYSICS v4 E6, E8): flaw Na strips first where it is connected — pressed, its chemical
         potential is above the layer's. While the cell strips, a pixel whose mouth carries anodic current
         (only faces of Na connected to the collector strip) empties its flaws first with the charge it
@@ -189,13 +209,14 @@ class Losses:
         loses only what the flaws could not give. Done per batch on the pixels' frozen currents, as the fill
         is (no per-event work in the event loop, whose strip picks faces by their Butler–Volmer share):
         the return is exact in volume and off by the batch's Poisson noise in place. A pixel with no Na at
-        its mouth strips nothing, so flaws under dead or collector-capped Na keep theirs."""
+        its mouth strips nothing, so flaws under dead or collector-capped Na keep theirs. Returns whether it
+        emptied any."""
         p = self.p
         if not p.slot_law or dt <= 0 or run.current_a >= 0:
-            return
+            return False
         cols = np.flatnonzero((run.pixel_current < 0) & (run.flaw_front_um > 0))
         if cols.size == 0:
-            return
+            return False
         stripped_voxels = -run.pixel_current[cols] * dt * p.face_area_cm2 / p.q_v_c
         g = p.depth_grid
         held_um = g.mean_fill_um(run.flaw_front_um[cols])  # per flaw
@@ -212,6 +233,7 @@ class Losses:
         run.flaw_charge_c_cm2[cols] = charge
         if float((run.flaw_fill - self.flaw_na_voxels(run)).sum() - run.flaw_debt.sum()) >= 1.0:
             run.need_solve = 1.0  # a voxel or more to give back: the next solve returns it to the metal
+        return True
 
     def sync_flaw_debt(self, run) -> bool:
         """What the flaws took since the last sync becomes a debt of the metal (paid at the next solve);
@@ -225,11 +247,14 @@ class Losses:
         run.flaw_paid_voxels -= given
         return given > 0
 
-    def advance_flaws(self, run, dt: float) -> bool:
+    def advance_flaws(self, run, dt: float, outlook=None) -> bool:
         """The flaw population over a batch of ``dt`` at the frozen fields; True if the cell has shorted
-        (the caller records the short). Under the slot law a strip empties the flaws first (``strip_flaws``)."""
-        self.strip_flaws(run, dt)
-        run.flaw_hazard += self.crack(run, dt, True)
+        (the caller records the short). Under the slot law a strip empties the flaws first (``strip_flaws``).
+        ``outlook``: the ``CrackOutlook`` of this batch's advance (``outlook``), when the batch ran to its
+        ``t_end`` from its ``t0`` at the fields it was made at."""
+        if self.strip_flaws(run, dt):
+            outlook = None  # the flaws' clocks moved since it was made
+        run.flaw_hazard += self.crack(run, dt, True, outlook=outlook)[0]
         return self.expected_cracks(run) >= run.short_draw
 
 
@@ -246,6 +271,19 @@ def cap_to_metal(run, debt) -> None:
     metal = float(np.count_nonzero(run.lattice == NA)) + run.pending_voxels
     if owed > metal:
         clear_debt(debt, owed - max(metal, 0.0))
+
+
+class CrackOutlook(NamedTuple):
+    """What a batch's flaws do if it runs from ``t0`` to ``t_end`` at the frozen fields without a short
+    (``Losses.outlook``): the plating pixels (``plating_pixels``), and the positions among them of the
+    ones that crack (``cracking[:n_cracking]``). Booking that very advance (``advance_flaws``) reads them
+    instead of finding them again (for every pixel, its deepest full bin and its critical bin)."""
+
+    t0: float
+    t_end: float
+    plating: tuple
+    cracking: np.ndarray
+    n_cracking: int
 
 
 class MetalSurface:
