@@ -13,9 +13,9 @@ store) after a warm-up run that compiles the kernels, and prints one machine-rea
 solves with the classification and weight rebuilds around them, ``observe_s`` the observables with
 their recount from the lattice, ``other_s`` the rest (E7 and E8 between batches, the protocol).
 ``us_per_column`` is the wall time per column (µs): flat in the size when the cost grows with the area
-only. ``events_per_s`` is all KMC events over the kernel time. A 512 × 512 T2 run takes over two minutes
-(2026-12-07, a machine ~1.5× slower than the last, another run on the second core: wall 135–151 s, kernel
-63–71 s, solves 57–65 s, observables 6–7 s; 256²: 23–29 s; 128²: 5.5–6.5 s).
+only. ``events_per_s`` is all KMC events over the kernel time. A 512 × 512 T2 run takes about two minutes
+(2026-12-07, a machine ~1.5× slower than the last, another run on the second core: wall 116–128 s, kernel
+58–66 s, solves 46–48 s, observables 6–7 s; 256²: 23–25 s; 128²: 4.8–6.0 s).
 
 ``--record`` instead measures the costs ``kmc run --dry-run`` estimates run times from
 (``kmc.runtime_estimate``): the scenario at two sizes and two capacities (``record_costs``) and the hop
