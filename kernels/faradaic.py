@@ -272,18 +272,16 @@ def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_c
 def fill_face_weights(face_conductor, face_electrolyte, n, kind, j0, u, area_factor, phi, params, nxy, plate_tree,
                       alloy_tree, nuc_tree, site_lo, site_hi):
     """Write the weights (``site_weights``) of every site in ``[site_lo, site_hi)`` into the trees' leaves,
-    the other leaves left as they are (the driver clears the few that are not zero:
+    which must be zero on entry (the driver zeroes the few that are not: ``solver.tree_zero_leaves``), the
+    other leaves left as they are (the driver clears the few that are not zero:
     ``solver.tree_clear_outside``); ``tree_build_range`` over the band after.
 
     From the band's face table: ``interface.contact_faces`` of the same lattice and classes (every face
     of the band, in site order and each site's in direction order, the order ``site_weights`` sums
     them) with its kinetics and area factors from ``face_table`` at the same stresses and contact. The
     leaves are the same sums in the same order, so the same bits, without a pass over the band's sites
-    (mostly electrolyte) or the faces' kinetics a second time: the band's leaves are zeroed, then each
-    face adds its weights to its conductor's (at 512² columns a solve's fill took 29 ms from the sites)."""
-    plate_tree[site_lo:site_hi] = 0.0
-    alloy_tree[site_lo:site_hi] = 0.0
-    nuc_tree[site_lo:site_hi] = 0.0
+    (mostly electrolyte) or the faces' kinetics a second time: each face adds its weights to its
+    conductor's (at 512² columns a solve's fill took 29 ms from the sites)."""
     for i in range(n):
         c = face_conductor[i]
         wp, wa, kn = weights_of_face(kind[i], j0[i], u[i], area_factor[i], phi[face_electrolyte[i] % nxy], params)

@@ -67,7 +67,7 @@ import numpy as np
 from numba import njit
 
 from kmc.kernels.capillary import STENCIL_SIZE, move_energy, stencil_two_steps
-from kmc.kernels.cell import CC, GAP, NA, SE, SEI
+from kmc.kernels.cell import BYTE_ONES, CC, GAP, NA, SE, SEI, lattice_words, zero_bytes
 from kmc.kernels.interface import COLUMN_CC_CONTACT, COLUMN_NA_SUPPORT, COLUMN_THINNED
 from kmc.kernels.lattice import N_NEIGHBORS, neighbors6
 from kmc.kernels.leaf import leaf
@@ -313,8 +313,7 @@ def fill_move_leaves(tree, lattice, au_column, col_support, cc_bottom, pore_dept
     to a gap moves: sites outside ``[site_lo, site_hi)`` (the caller's band of layers around the
     gaps) get 0. ``cc_bottom`` (z of the collector's lower face per column) and ``pore_depth`` (the
     pore layers Na may fill, E9) bound the targets."""
-    tree[:site_lo] = 0.0
-    tree[site_hi:lattice.size] = 0.0
+    tree[:lattice.size] = 0.0
     fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
                    site_lo, site_hi)
 
@@ -322,23 +321,31 @@ def fill_move_leaves(tree, lattice, au_column, col_support, cc_bottom, pore_dept
 @njit(cache=True)
 def fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps, move_params,
                    site_lo, site_hi):
-    """``fill_move_leaves`` of the sites in ``[site_lo, site_hi)`` only, the other leaves left as they are
-    (the driver clears the few that are not zero: ``solver.tree_clear_outside``).
+    """``fill_move_leaves`` of the sites in ``[site_lo, site_hi)`` only, whose leaves must be zero on entry
+    (the driver zeroes the few that are not: ``solver.tree_zero_leaves``), the other leaves left as they
+    are (the driver clears the few that are not zero: ``solver.tree_clear_outside``).
 
-    Only Na next to a gap moves (and, under the refill law, only a gap refills), so the band's leaves
-    are zeroed and then only the gaps and their Na neighbours get ``move_propensity``: the gaps are
-    found by a scan of bytes, and a nearly sealed layer has few of them among millions of Na voxels
-    (the scan of every Na voxel's six neighbours cost ~0.1 µs a site). The gaps one layer outside the
-    band are looked at too, for the band's Na next to them. Each leaf is ``move_propensity``'s sum, in
+    Only Na next to a gap moves (and, under the refill law, only a gap refills), so only the gaps and
+    their Na neighbours get ``move_propensity``: the gaps are found by a scan of the lattice eight voxels
+    at a time (``cell.zero_bytes``), and a nearly sealed layer has few of them among millions of Na
+    voxels (the scan of every Na voxel's six neighbours cost ~0.1 µs a site). The gaps one layer outside
+    the band are looked at too, for the band's Na next to them. Each leaf is ``move_propensity``'s sum, in
     its order of neighbours, so the leaves have the bits of computing every site's."""
     nbr_g = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr_s = np.empty(N_NEIGHBORS, dtype=np.int64)
     nbr_tmp = np.empty(N_NEIGHBORS, dtype=np.int64)
     nxy = nx * ny
     refill_law = move_params[M_REFILL_LAW] > 0.0
-    tree[site_lo:site_hi] = 0.0
-    for g in range(max(site_lo - nxy, 0), min(site_hi + nxy, lattice.size)):
+    words = lattice_words(lattice)
+    no_gap = np.uint64(GAP) * BYTE_ONES
+    g = max(site_lo - nxy, 0)
+    g_end = min(site_hi + nxy, lattice.size)
+    while g < g_end:
+        if g % 8 == 0 and g + 8 <= g_end and words.size > 0 and zero_bytes(words[g >> 3] ^ no_gap) == 0:
+            g += 8  # no gap among these eight voxels
+            continue
         if lattice[g] != GAP:
+            g += 1
             continue
         if refill_law and site_lo <= g < site_hi:
             tree[g] = move_propensity(g, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
@@ -349,6 +356,7 @@ def fill_move_band(tree, lattice, au_column, col_support, cc_bottom, pore_depth,
             if s >= site_lo and s < site_hi and lattice[s] == NA:
                 tree[s] = move_propensity(s, lattice, au_column, col_support, cc_bottom, pore_depth, nx, ny, nz, eps,
                                           move_params, nbr_s, nbr_tmp)
+        g += 1
 
 
 @njit(cache=True)

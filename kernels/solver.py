@@ -149,6 +149,23 @@ def tree_clear_outside(tree, offsets, leaf_lo, leaf_hi):
     return min(first, leaf_lo), max(last, leaf_hi)
 
 
+@njit(cache=True)
+def tree_zero_leaves(tree, offsets, leaf_lo, leaf_hi):
+    """Zero the leaves in ``[leaf_lo, leaf_hi)`` that are not zero, found from their parents: a parent is
+    zero exactly when its BRANCH leaves are (they are non-negative), so one parent is read per BRANCH
+    leaves instead of every leaf written (a band of millions of leaves, nearly all zero, in a solve's
+    rebuild). No parent may be zero above a leaf that is not: true of a consistent tree and still once
+    some of its leaves were zeroed since (``tree_clear_outside``), not of a leaf written without its
+    parents."""
+    if leaf_hi <= leaf_lo:
+        return
+    parents = offsets[1]
+    for p in range(leaf_lo >> LOG2_BRANCH, ((leaf_hi - 1) >> LOG2_BRANCH) + 1):
+        if tree[parents + p] != 0.0:
+            for c in range(max(p << LOG2_BRANCH, leaf_lo), min((p + 1) << LOG2_BRANCH, leaf_hi)):
+                tree[c] = 0.0
+
+
 @leaf
 def tree_total(tree):
     """Total propensity R (the root)."""

@@ -26,10 +26,9 @@ def _params(direction):
 @pytest.mark.parametrize("seed", range(3))
 def test_band_fill_equals_the_sum_over_each_sites_faces(direction, seed):
     """Every leaf of the band (which starts and ends mid-layer) has the bits of ``site_weights``, the
-    leaves outside it are untouched; leaves of the band that held weights before are cleared. Planted
-    faults: the −x neighbour not wrapped at x = 0 (``c − 1`` there) in the faces' list, the +z neighbour
-    taken across the top wall, a face's weight written over its site's instead of added, and the band
-    not cleared first, each fail here."""
+    leaves outside it are untouched. Planted faults: the −x neighbour not wrapped at x = 0 (``c − 1``
+    there) in the faces' list, the +z neighbour taken across the top wall, and a face's weight written
+    over its site's instead of added, each fail here."""
     rng = np.random.default_rng(seed)
     nx, ny, nz = 5, 4, 6
     n = nx * ny * nz
@@ -46,7 +45,7 @@ def test_band_fill_equals_the_sum_over_each_sites_faces(direction, seed):
     lo, hi = 3, n - 2
     trees = [np.full(n, -7.0) for _ in range(3)]
     for t in trees:
-        t[lo:hi] = rng.random(hi - lo)  # the last solve's leaves
+        t[lo:hi] = 0.0  # zero on entry: the driver zeroes them (``solver.tree_zero_leaves``, tests/test_solver.py)
     cond, elec, pix, kind = (np.empty(6 * n, dtype=np.int64) for _ in range(4))
     au_present = rng.integers(0, 2, nx * ny).astype(np.uint8)
     n_faces = contact_faces(lattice, site_class, au_present, (col_state == kf.CC_AU_ALLOYED).astype(np.uint8), nx, ny,

@@ -13,6 +13,7 @@ from kmc.kernels.solver import (
     tree_select,
     tree_total,
     tree_update,
+    tree_zero_leaves,
 )
 
 
@@ -146,9 +147,11 @@ def test_band_rebuild_gives_the_bits_of_a_full_rebuild(n_sites, seed):
     """The driver's solve rewrites only a band of leaves, clears the nonzero leaves outside it that
     the tree itself points to (``tree_clear_outside``) and rebuilds the nodes above both
     (``tree_build_range``); the tree must have every bit of zeroing the outside, writing the band and
-    rebuilding every node. Planted faults: the range build one level short (``range(1, n_levels - 1)``),
-    and the clearing above the band stopping a leaf early (``tree[max(leaf_hi, first):last - 1]``),
-    each fail here."""
+    rebuilding every node. The band's leaves are zeroed from their parents (``tree_zero_leaves``) and
+    only its non-zero leaves written, as the solve's fills do. Planted faults: the range build one level
+    short (``range(1, n_levels - 1)``), the clearing above the band stopping a leaf early
+    (``tree[max(leaf_hi, first):last - 1]``), and the band's zeroing stopping a parent early (its last
+    partial block left), each fail here."""
     rng = np.random.default_rng(seed)
     tree, offsets = tree_new(n_sites)
     # stale leaves from a batch: sparse, anywhere (none, some above, some below the band)
@@ -163,6 +166,8 @@ def test_band_rebuild_gives_the_bits_of_a_full_rebuild(n_sites, seed):
     want[lo:hi] = band
     tree_build(want, offsets)
     span = tree_clear_outside(tree, offsets, lo, hi)
-    tree[lo:hi] = band
+    tree_zero_leaves(tree, offsets, lo, hi)
+    written = lo + np.flatnonzero(band)
+    tree[written] = band[written - lo]
     tree_build_range(tree, offsets, *span)
     assert tree.tobytes() == want.tobytes()

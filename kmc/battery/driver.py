@@ -49,7 +49,7 @@ from kmc.kernels.interface import (
     na_stress_mpa,
 )
 from kmc.kernels.lattice import N_NEIGHBORS
-from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build_range, tree_clear_outside
+from kmc.kernels.solver import STOP_NO_EVENTS, STOP_TIME, tree_build_range, tree_clear_outside, tree_zero_leaves
 from kmc.battery.classes import ClusterClasses
 from kmc.battery import alloy
 from kmc.battery.losses import Losses, MetalSurface, take_from_metal
@@ -395,8 +395,10 @@ class Driver:
         (each node is an exact function of its leaves), at the cost of the bands rather than the lattice."""
         p = self.p
         offsets = run.state.tree_offsets
-        spans = [tree_clear_outside(tree, offsets, *band)
-                 for tree, band in zip(run.trees, (face_band, face_band, face_band, move_band))]
+        bands_of_trees = (face_band, face_band, face_band, move_band)
+        spans = [tree_clear_outside(tree, offsets, *band) for tree, band in zip(run.trees, bands_of_trees)]
+        for tree, band in zip(run.trees, bands_of_trees):
+            tree_zero_leaves(tree, offsets, *band)  # the fills below write the band's non-zero leaves only
         kf.fill_face_weights(table.conductor, table.electrolyte, table.n, table.kinetic_kind, table.j0_a_cm2, table.u_v,
                              table.area_factor, run.phi, run.kinetics, p.n_cols, run.plate_tree, run.alloy_tree,
                              run.nucleate_tree, *face_band)
