@@ -369,3 +369,45 @@ def test_contact_pixels_are_numpys_unique(n_pixels, n_faces):
     want_cpix, want_loc = np.unique(pixel, return_inverse=True)
     assert np.array_equal(cpix, want_cpix) and np.array_equal(loc, want_loc.reshape(-1))
     assert cpix.dtype == np.int64 and loc.dtype == np.int64
+
+
+@pytest.mark.parametrize("shape", ["bv", "convex", "concave", "linear"])
+@pytest.mark.parametrize("start_offset", [0.0, 1e-7, 3e-4, -2e-3, 0.05, -0.4])
+def test_scalar_root_finds_the_root_from_near_and_far_starts(shape, start_offset):
+    """The safeguarded root the solve's start takes V from (``newton._scalar_root``), against SciPy's
+    ``brentq`` on decreasing functions of every curvature, from starts next to the root (a warm start:
+    its first step outward is 1.5 Newton steps) and far from it (bracketing outward by doubling), and
+    the number of evaluations from a warm start: at most 5 (each is a pass over every face in the solve).
+    Planted fault: the search as it was before (a first step of ``step0``, then Newton from the bracket's
+    middle: 6–12 evaluations here) fails the count."""
+    from scipy.optimize import brentq
+
+    from kmc.field.newton import _scalar_root
+
+    root = 0.0137
+    funs = {
+        "bv": lambda x: (2e-3 * (math.exp(-19.5 * (x - root)) - math.exp(19.5 * (x - root))),
+                         -2e-3 * 19.5 * (math.exp(-19.5 * (x - root)) + math.exp(19.5 * (x - root)))),
+        "convex": lambda x: (math.exp(-30.0 * (x - root)) - 1.0, -30.0 * math.exp(-30.0 * (x - root))),
+        "concave": lambda x: (1.0 - math.exp(30.0 * (x - root)), -30.0 * math.exp(30.0 * (x - root))),
+        "linear": lambda x: (-(x - root) * 7.0, -7.0),
+    }
+    calls = []
+
+    def fun(x):
+        calls.append(x)
+        return funs[shape](x)
+
+    x, bracketed = _scalar_root(fun, root + start_offset, 0.01, 10.0, 1e-15)
+    want = brentq(lambda v: funs[shape](v)[0], root - 1.0, root + 1.0, xtol=1e-15, rtol=1e-15)
+    assert bracketed and x == pytest.approx(want, abs=1e-14)
+    if 0.0 < abs(start_offset) <= 3e-4:  # a warm start: a few evaluations, not the bisections of a wide bracket
+        assert len(calls) <= 5, calls
+
+
+def test_scalar_root_says_when_it_cannot_bracket():
+    """A decreasing function with no root within |x| ≤ x_limit: the limit, not bracketed."""
+    from kmc.field.newton import _scalar_root
+
+    x, bracketed = _scalar_root(lambda x: (1.0 - 1e-3 * x, -1e-3), 0.0, 0.01, 5.0, 1e-15)
+    assert x == 5.0 and not bracketed
