@@ -270,11 +270,11 @@ def site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_c
 
 @njit(cache=True)
 def fill_face_weights(face_conductor, face_electrolyte, n, kind, j0, u, area_factor, phi, params, nxy, plate_tree,
-                      alloy_tree, nuc_tree, site_lo, site_hi):
-    """Write the weights (``site_weights``) of every site in ``[site_lo, site_hi)`` into the trees' leaves,
-    which must be zero on entry (the driver zeroes the few that are not: ``solver.tree_zero_leaves``), the
-    other leaves left as they are (the driver clears the few that are not zero:
-    ``solver.tree_clear_outside``); ``tree_build_range`` over the band after.
+                      alloy_tree, nuc_tree):
+    """Write the weights (``site_weights``) of every site of the faces' band into the trees' leaves, which
+    must be zero on entry (the driver zeroes the few that are not: ``solver.tree_zero_leaves``): a site
+    without faces keeps its zero, the other leaves are left as they are (the driver clears the few that
+    are not zero: ``solver.tree_clear_outside``); ``tree_build_range`` over the band after.
 
     From the band's face table: ``interface.contact_faces`` of the same lattice and classes (every face
     of the band, in site order and each site's in direction order, the order ``site_weights`` sums

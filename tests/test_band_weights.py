@@ -53,7 +53,7 @@ def test_band_fill_equals_the_sum_over_each_sites_faces(direction, seed):
     fk, j0, u, area = np.empty(n_faces, dtype=np.int64), np.empty(n_faces), np.empty(n_faces), np.empty(n_faces)
     kf.face_table(cond, elec, n_faces, lattice, col_state, col_support, col_sigma, na_contact, side_w, params, nx, ny,
                   fk, j0, u, area)
-    kf.fill_face_weights(cond, elec, n_faces, fk, j0, u, area, phi, params, nx * ny, *trees, lo, hi)
+    kf.fill_face_weights(cond, elec, n_faces, fk, j0, u, area, phi, params, nx * ny, *trees)
     nbr = np.empty(N_NEIGHBORS, dtype=np.int64)
     for c in range(n):
         want = (kf.site_weights(c, lattice, site_class, col_state, col_support, col_sigma, na_contact, side_w, phi,

@@ -64,7 +64,6 @@ class FaceTable(NamedTuple):
     n: int
     conductor: np.ndarray
     electrolyte: np.ndarray
-    pixel: np.ndarray
     kind: np.ndarray  #: ``interface.FACE_*``
     kinetic_kind: np.ndarray  #: ``faradaic.KIND_*``
     j0_a_cm2: np.ndarray  #: χ included
@@ -333,7 +332,7 @@ class Driver:
         is_na = kind == FACE_NA
         run.na_faces_col[:] = np.bincount(pix[is_na], weights=area[is_na], minlength=p.n_cols)
         faces = field.Faces(pix, p.face_area_cm2 * area, j0, p.kinetics[kf.P_ALPHA], u)
-        return faces, FaceTable(n, cond, elec, pix, kind, fk, j0, u, area)
+        return faces, FaceTable(n, cond, elec, kind, fk, j0, u, area)
 
     #: Room the face lists are allocated with beyond the count of the solve that last outgrew them: the
     #: contact faces change by a few per cent between solves, so the next solves fill them in one pass.
@@ -401,7 +400,7 @@ class Driver:
             tree_zero_leaves(tree, offsets, *band)  # the fills below write the band's non-zero leaves only
         kf.fill_face_weights(table.conductor, table.electrolyte, table.n, table.kinetic_kind, table.j0_a_cm2, table.u_v,
                              table.area_factor, run.phi, run.kinetics, p.n_cols, run.plate_tree, run.alloy_tree,
-                             run.nucleate_tree, *face_band)
+                             run.nucleate_tree)
         km.fill_move_band(run.move_tree, run.lattice, run.au_column, run.col_support, run.cc_bottom,
                           int(run.pore_depth_voxels), p.nx, p.ny, p.nz, p.eps, run.moves, *move_band)
         for tree, span in zip(run.trees, spans):
