@@ -27,9 +27,10 @@ scenario asks for, read from the model built for the dry run (no lattice):
 
 Checked against whole runs on the machine that recorded the shipped benchmark (2026-12-07, T2 at 128²
 and 256²): T2 (2 mAh/cm², in memory) at 128² estimated 6 s, measured 5.5–7 s; at 256² 24 vs 22–30 s; at
-512² 97 vs 130–167 s — before the layer seals, rule 3's searches carry each plated voxel farther through
-the Na the larger the domain, so the cost per column grows with it (~1.3–1.5× from 256² to 512²), which a
-cost per column measured at 128² and 256² does not see; T6 at 128² (`kmc run`, store and start-up
+512² 97 vs 130–167 s (116–128 s after the solves' speed-ups of the same day) — before the layer seals,
+rule 3's searches carry each plated voxel farther through the Na the larger the domain, so the cost per
+column grows with it (~1.3–1.5× from 256² to 512²), which a cost per column measured at 128² and 256² does
+not see; T6 at 128² (`kmc run`, store and start-up
 included) 30 vs 35 s; D4 at 128² 5 vs 10 s — a bare collector nucleates and its contact changes more,
 655 field solves against T2's 214, and the solves are most of its time. The estimate gives the order,
 not more.
@@ -239,7 +240,7 @@ def describe(model, n_runs: int, bench: Benchmark | None = None) -> str | None:
     runs = f"{n_runs} runs: {format_duration(n_runs * seconds)} on one core; " if n_runs > 1 else ""
     beyond = ""
     if model.kind == "battery" and 0 < bench.battery_columns_max < battery_work(model)["columns"]:
-        # The cost per column grows with the domain (module docstring: T2 at 512² took 1.3–1.7× the
+        # The cost per column grows with the domain (module docstring: T2 at 512² took 1.2–1.7× the
         # estimate from 128² and 256²), so a larger domain than the benchmark's is said to be so.
         side = math.isqrt(bench.battery_columns_max)
         beyond = (f"; measured up to {side}² columns, and larger domains have cost more per column: "
